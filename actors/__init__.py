@@ -1,0 +1,1 @@
+"""tradewind.actors: the trading vocabulary (pure modules) and the trading actors."""

@@ -1,0 +1,42 @@
+"""Errors of the trading core. Pure: imports only the runtime's error base.
+
+Each error is a `ValueError` (the caller handed in something wrong) unless stated.
+"""
+
+from __future__ import annotations
+
+from tradewind.runtime._errors import TradewindError
+
+
+class DomainError(TradewindError, ValueError):
+    """A trading value or operation broke one of the domain's rules."""
+
+
+class FloatRefused(DomainError, TypeError):
+    """A price, quantity or amount was given as a float; only Decimal, int or str enter."""
+
+
+class CurrencyMismatch(DomainError):
+    """Money in two currencies was combined without an explicit rate."""
+
+
+class InvalidMarketData(DomainError):
+    """A bar or tick broke a market-data rule; names the field, the value and the rule."""
+
+    def __init__(self, field: str, value: object, rule: str) -> None:
+        super().__init__(f"{field}={value!r}: {rule}")
+        self.field = field
+        self.value = value
+        self.rule = rule
+
+
+class InvalidOrder(DomainError):
+    """An order intent or fill is malformed (bad quantity, missing limit price, overfill)."""
+
+
+class IllegalTransition(DomainError):
+    """An order event is not allowed in the order's current state; the order is unchanged."""
+
+
+class InvalidLimits(DomainError):
+    """Risk limits failed validation; the message names every offending field."""

@@ -1,0 +1,75 @@
+"""The exceptions of tradewind: one small hierarchy under `TradewindError`.
+
+Each class says whose fault it is and also subclasses the stdlib type a caller would
+naturally catch (a full mailbox is a `RuntimeError` of the sender's making; an ask that
+ran out of time is a `TimeoutError`; bad configuration is a `ValueError`). Foreign
+exceptions (trio, asyncpg, sqlite3) are translated at the edge with ``raise X from exc``.
+
+This module imports nothing, so the pure trading core may build on it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+class TradewindError(Exception):
+    """Base of every error tradewind raises on purpose."""
+
+
+class MailboxFull(TradewindError, RuntimeError):
+    """A message was offered to a full mailbox whose policy refuses to wait.
+
+    Raised by ``ActorRef.send_nowait`` on any full mailbox, and by ``send`` on a mailbox
+    with the ``REJECT`` overflow policy. The message was not enqueued (the caller still
+    owns it) and the refusal was counted in the mailbox statistics.
+    """
+
+
+class MailboxClosed(TradewindError, RuntimeError):
+    """A message was sent to an actor whose system has shut down."""
+
+
+class AskTimeout(TradewindError, TimeoutError):
+    """``ActorRef.ask`` got no reply within its timeout."""
+
+
+class ActorNotFound(TradewindError, LookupError):
+    """``ActorSystem.ref(path)`` named no actor in the tree."""
+
+
+class SupervisorFailed(TradewindError):
+    """A supervisor exceeded its restart intensity and gave up.
+
+    The last crash that tipped it over is chained as ``__cause__``.
+    """
+
+    def __init__(self, path: str, restarts: int, within: float) -> None:
+        super().__init__(
+            f"supervisor {path!r} gave up: more than {restarts} restarts within {within}s"
+        )
+        self.path = path
+        self.restarts = restarts
+        self.within = within
+
+
+class InvalidSpec(TradewindError, ValueError):
+    """A child, supervisor or process spec is malformed; nothing was started."""
+
+
+class ConfigError(TradewindError, ValueError):
+    """Configuration was rejected; ``problems`` lists every problem found, one per line.
+
+    Each problem names the setting's path, its environment variable and what was
+    expected, e.g. ``risk.max_position (TRADEWIND_RISK__MAX_POSITION): must be >= 0,
+    got -5``.
+    """
+
+    def __init__(self, problems: Sequence[str], source: str = "configuration") -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        listing = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s)\n{listing}")

@@ -1,0 +1,1 @@
+"""tradewind.storage: persistence on PostgreSQL (asyncpg over trio-asyncio) and SQLite."""
