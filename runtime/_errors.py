@@ -73,3 +73,51 @@ class ConfigError(TradewindError, ValueError):
         self.source = source
         listing = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{source}: {len(self.problems)} problem(s)\n{listing}")
+
+
+class ProcessExited(TradewindError, RuntimeError):
+    """A supervised OS process exited with a non-zero status: the process's fault.
+
+    ``returncode`` is the exit status; a negative value ``-N`` means it was killed by
+    signal ``N`` (e.g. ``-9`` for SIGKILL, ``-11`` for SIGSEGV).
+    """
+
+    def __init__(self, name: str, returncode: int) -> None:
+        if returncode < 0:
+            how = f"was killed by signal {-returncode}"
+        else:
+            how = f"exited with status {returncode}"
+        super().__init__(f"process {name!r} {how}")
+        self.name = name
+        self.returncode = returncode
+
+
+class ProcessStartFailed(TradewindError, OSError):
+    """An OS process could not be started (missing executable, no permission, bad cwd).
+
+    The operating system's error is chained as ``__cause__``; ``argv`` is the command
+    that was tried.
+    """
+
+    def __init__(self, name: str, argv: Sequence[str], reason: str) -> None:
+        super().__init__(f"process {name!r} could not start {list(argv)!r}: {reason}")
+        self.name = name
+        self.argv = tuple(argv)
+        self.reason = reason
+
+
+class HandlerTimeout(TradewindError, TimeoutError):
+    """An actor's handler ran past its ``handler_timeout``; it was cancelled.
+
+    The runtime treats it as a crash of that actor: the message in hand is redelivered or
+    dead-lettered and the supervisor applies its strategy.
+    """
+
+
+class MessageDropped(TradewindError, RuntimeError):
+    """An asked message will never be answered.
+
+    Raised by ``ActorRef.ask`` when its message was replaced by a newer one in a
+    ``CONFLATE`` mailbox, was dead-lettered after its redeliveries ran out, or its actor
+    stopped for good before handling it.
+    """
