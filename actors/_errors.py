@@ -40,3 +40,11 @@ class IllegalTransition(DomainError):
 
 class InvalidLimits(DomainError):
     """Risk limits failed validation; the message names every offending field."""
+
+
+class UnknownInstrument(DomainError, LookupError):
+    """A fill, mark or intent named an instrument the portfolio or risk does not know."""
+
+
+class MissingPrice(DomainError, LookupError):
+    """A value needed a price (a mark, a last trade) that has not been seen yet."""
