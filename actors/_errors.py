@@ -5,7 +5,12 @@ Each error is a `ValueError` (the caller handed in something wrong) unless state
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tradewind.runtime._errors import TradewindError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class DomainError(TradewindError, ValueError):
@@ -48,3 +53,11 @@ class UnknownInstrument(DomainError, LookupError):
 
 class MissingPrice(DomainError, LookupError):
     """A value needed a price (a mark, a last trade) that has not been seen yet."""
+
+
+class InvalidCalendar(DomainError):
+    """A trading calendar's definition was rejected; ``problems`` lists each, by key."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
