@@ -607,7 +607,7 @@ class Order:
         )
 
 
-def replay(order: Order, events: Iterable[OrderEvent]) -> Order:
+def replay_order_events(order: Order, events: Iterable[OrderEvent]) -> Order:
     """Apply `events` in order to `order` (e.g. a journal at cold start).
 
     Raises:
