@@ -31,6 +31,9 @@ from tradewind.actors._values import to_decimal as to_decimal
 
 # isort: split
 # --- orders, portfolio, risk ---
+from tradewind.actors._errors import IllegalTransition as IllegalTransition
+from tradewind.actors._errors import InvalidLimits as InvalidLimits
+from tradewind.actors._errors import InvalidOrder as InvalidOrder
 from tradewind.actors._errors import MissingPrice as MissingPrice
 from tradewind.actors._errors import UnknownInstrument as UnknownInstrument
 from tradewind.actors._orders import ORDER_EVENT_TYPES as ORDER_EVENT_TYPES
