@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 from decimal import Decimal
 
 from hypothesis import strategies as st
 from tradewind.actors import (
+    Bar,
     ClientOrderIds,
     Fill,
     Instrument,
+    Money,
     Order,
     OrderAccepted,
     OrderCanceled,
@@ -24,6 +27,7 @@ from tradewind.actors import (
     OrderType,
     RiskLimits,
     Side,
+    Tick,
     TimeInForce,
 )
 
@@ -184,4 +188,135 @@ def tightened(draw: st.DrawFn, limits: RiskLimits) -> RiskLimits:
         max_orders_per_second=draw(st.integers(1, limits.max_orders_per_second)),
         daily_loss_limit=shrink(limits.daily_loss_limit, Decimal("0.01")),
         price_band=band,
+    )
+
+
+# --- values and market data ---
+
+#: Tick and lot sizes seen in practice: cents, quarter points, pips, whole units, tens.
+STEPS = (
+    Decimal("0.01"),
+    Decimal("0.05"),
+    Decimal("0.25"),
+    Decimal("0.5"),
+    Decimal("1"),
+    Decimal("5"),
+    Decimal("10"),
+    Decimal("0.0001"),
+    Decimal("0.00000001"),
+    Decimal("0.125"),
+)
+SYMBOLS = ("AAPL", "MSFT", "ES", "BTC-USD", "EURUSD")
+CURRENCIES = ("USD", "EUR", "JPY", "GBP", "CHF")
+TIMEFRAMES = ("1m", "5m", "1h", "1d")
+#: 2000-01-01 and 2100-01-01 in ns since the epoch.
+NS_2000 = 946_684_800 * 10**9
+NS_2100 = 4_102_444_800 * 10**9
+
+
+def steps() -> st.SearchStrategy[Decimal]:
+    """A tick or lot size."""
+    return st.sampled_from(STEPS)
+
+
+def on_grid(
+    step: Decimal, min_steps: int = 1, max_steps: int = 10**7
+) -> st.SearchStrategy[Decimal]:
+    """A multiple of `step` (n * step, n in [min_steps, max_steps]), with the step's exponent."""
+    return st.integers(min_steps, max_steps).map(lambda n: Decimal(n) * step)
+
+
+def finite_decimals(
+    min_value: str = "-1000000", max_value: str = "1000000", places: int | None = None
+) -> st.SearchStrategy[Decimal]:
+    """Finite decimals in a range; with `places`, exactly that many decimal places."""
+    return st.decimals(
+        min_value=Decimal(min_value),
+        max_value=Decimal(max_value),
+        allow_nan=False,
+        allow_infinity=False,
+        places=places,
+    )
+
+
+def instruments(symbol: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[Instrument]:
+    """A valid instrument: tick and lot from `STEPS`, optional max quantity."""
+    return st.builds(
+        Instrument,
+        symbol=symbol if symbol is not None else st.sampled_from(SYMBOLS),
+        currency=st.sampled_from(CURRENCIES),
+        tick_size=steps(),
+        lot_size=steps(),
+        min_quantity=st.just(Decimal(0)),
+        max_quantity=st.none() | st.just(Decimal(10**9)),
+        multiplier=st.sampled_from((Decimal(1), Decimal(50), Decimal("0.1"))),
+    )
+
+
+def timestamps(min_value: int = NS_2000, max_value: int = NS_2100) -> st.SearchStrategy[int]:
+    """Int nanoseconds since the epoch, by default within this century."""
+    return st.integers(min_value, max_value)
+
+
+def aware_datetimes() -> st.SearchStrategy[_dt.datetime]:
+    """Time-zone-aware datetimes (UTC or a fixed offset) between 1970 and 2100."""
+    zones = st.sampled_from(
+        (_dt.UTC, _dt.timezone(_dt.timedelta(hours=-5)), _dt.timezone(_dt.timedelta(hours=9)))
+    )
+    return st.datetimes(
+        min_value=_dt.datetime(1970, 1, 2),  # noqa: DTZ001 -- hypothesis bounds are naive
+        max_value=_dt.datetime(2099, 12, 31),  # noqa: DTZ001 -- hypothesis bounds are naive
+        timezones=zones,
+    )
+
+
+def money(currency: str | None = None) -> st.SearchStrategy[Money]:
+    """Money with up to 4 decimal places, within a million either way."""
+    return st.builds(
+        Money,
+        amount=finite_decimals(places=4),
+        currency=st.just(currency) if currency is not None else st.sampled_from(CURRENCIES),
+    )
+
+
+@st.composite
+def bars(
+    draw: st.DrawFn,
+    instrument: Instrument | None = None,
+    timeframe: str | None = None,
+    ts: int | None = None,
+) -> Bar:
+    """A valid bar on `instrument`'s tick (a drawn instrument if None)."""
+    inst = instrument if instrument is not None else draw(instruments())
+    prices = sorted(draw(st.lists(on_grid(inst.tick_size, 1, 100_000), min_size=4, max_size=4)))
+    low, high = prices[0], prices[3]
+    open_, close = draw(st.permutations([prices[1], prices[2]]))
+    return Bar(
+        instrument=inst.symbol,
+        timeframe=timeframe if timeframe is not None else draw(st.sampled_from(TIMEFRAMES)),
+        ts=ts if ts is not None else draw(timestamps()),
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=draw(on_grid(Decimal("0.001"), 0, 10**9)),
+    )
+
+
+@st.composite
+def instrument_and_bar(draw: st.DrawFn) -> tuple[Instrument, Bar]:
+    """An instrument and a valid bar of it."""
+    inst = draw(instruments())
+    return inst, draw(bars(inst))
+
+
+@st.composite
+def ticks(draw: st.DrawFn, instrument: Instrument | None = None) -> Tick:
+    """A valid tick on `instrument`'s tick grid (a drawn instrument if None)."""
+    inst = instrument if instrument is not None else draw(instruments())
+    return Tick(
+        instrument=inst.symbol,
+        ts=draw(timestamps()),
+        price=draw(on_grid(inst.tick_size, 1, 10**6)),
+        size=draw(on_grid(inst.lot_size, 0, 10**6)),
     )
