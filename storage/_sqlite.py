@@ -1,0 +1,237 @@
+"""The SQLite backend: the standard library's sqlite3 on one worker thread at a time.
+
+Design notes
+------------
+* sqlite3 blocks, so every call runs in ``trio.to_thread.run_sync`` under the store's
+  ``CapacityLimiter(1)``: one statement stream at a time on one connection (opened with
+  ``check_same_thread=False``, which is safe because the limiter serialises every use).
+  A unit of work is ONE such call doing ``BEGIN IMMEDIATE`` ... ``COMMIT``, so it takes
+  the write lock up front (no lock upgrade deadlock between two processes) and is atomic.
+  The thread call is not abandoned on cancellation: a cancelled caller waits for the
+  unit (milliseconds) to commit or roll back, so a cancellation can never leave a
+  transaction open on the shared connection.
+* Decimals are stored as their exact string in TEXT columns (never REAL), so they come
+  back identical. Because strings compare as text, a possible conflict found by SQL is
+  confirmed with `Decimal` equality in Python (1.0 == 1.00, as PostgreSQL's NUMERIC
+  compares), and only when fewer rows went in than were written.
+* Autocommit mode (``isolation_level=None``) so the module's implicit transactions never
+  interfere with the explicit ``BEGIN IMMEDIATE``; WAL for file databases so readers in
+  other processes are not blocked by a writer; ``busy_timeout`` so a second process
+  waits for the write lock before SQLite reports "database is locked", which the store
+  then retries like a serialization failure.
+* sqlite3 exceptions are translated here: busy/locked -> `RetryableFailure`, cannot open
+  or I/O errors -> `StoreUnavailable`, anything else -> `StoreError`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import trio
+from tradewind.storage._backend import RetryableFailure
+from tradewind.storage._errors import (
+    ConflictingWrite,
+    RunNotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from tradewind.storage._migrations import MIGRATIONS_TABLE, Migration, missing_migrations
+from tradewind.storage._records import PoolStatistics
+from tradewind.storage._sql import FINISH_RUN, for_sqlite, insert_ignore, select_by_key, upsert
+from tradewind.storage._uow import WriteKind
+from tradewind.storage._url import StoreUrl
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from tradewind.storage._rows import Row
+    from tradewind.storage._uow import Write
+
+_BUSY_TIMEOUT_MS: Final = 5000
+
+
+def _adapt(row: Row) -> tuple[Any, ...]:
+    return tuple(str(v) if isinstance(v, Decimal) else v for v in row)
+
+
+def _same(stored: object, written: object) -> bool:
+    if isinstance(written, Decimal):
+        return stored is not None and Decimal(str(stored)) == written
+    if isinstance(written, bool):
+        return stored == int(written)
+    return stored == written
+
+
+def _translate(exc: sqlite3.Error, url: StoreUrl) -> Exception:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        if "locked" in text or "busy" in text:
+            return RetryableFailure(f"SQLite database is busy: {text}")
+        return StoreUnavailable(f"SQLite database {url.masked}: {text}")
+    return StoreError(f"SQLite database {url.masked}: {type(exc).__name__}: {text}")
+
+
+@attrs.define(eq=False)
+class SqliteBackend:
+    """`Backend` over one sqlite3 connection used by one thread at a time."""
+
+    url: StoreUrl
+    _conn: sqlite3.Connection | None = attrs.field(default=None, init=False)
+    _limiter: trio.CapacityLimiter = attrs.field(
+        factory=lambda: trio.CapacityLimiter(1), init=False
+    )
+
+    async def open(self) -> None:
+        """Open the database file (created if missing).
+
+        Raises:
+            StoreUnavailable: it cannot be opened (missing folder, permissions).
+        """
+        self._conn = await self._call(self._open_sync)
+
+    def _open_sync(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.url.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            if not self.url.is_memory:
+                conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error:
+            conn.close()
+            raise
+        return conn
+
+    async def aclose(self) -> None:
+        """Close the connection. Cancellation: shielded; the close itself is instant."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with trio.CancelScope(shield=True):
+                await self._call(conn.close)
+
+    async def _call(self, fn: Callable[[], Any]) -> Any:  # noqa: ANN401 -- callers type the result
+        try:
+            return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.url) from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            msg = f"the store for {self.url.masked} is closed"
+            raise StoreError(msg)
+        return self._conn
+
+    def statistics(self) -> PoolStatistics:
+        """One connection; in use while a call runs on it."""
+        stats = self._limiter.statistics()
+        size = 0 if self._conn is None else 1
+        return PoolStatistics(
+            size=size,
+            max_size=1,
+            in_use=stats.borrowed_tokens,
+            idle=size - stats.borrowed_tokens if size else 0,
+            waiting=stats.tasks_waiting,
+        )
+
+    # ------------------------------------------------------------ units of work
+
+    async def run_unit(self, writes: tuple[Write, ...]) -> None:
+        """Apply ``writes`` in one transaction in one worker-thread call."""
+        conn = self._connection()
+        await self._call(lambda: self._run_unit_sync(conn, writes))
+
+    @staticmethod
+    def _run_unit_sync(conn: sqlite3.Connection, writes: tuple[Write, ...]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for write in writes:
+                _apply(conn, write)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    async def fetch(self, sql: str, args: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        """Run one query in one worker-thread call."""
+        conn = self._connection()
+        query = for_sqlite(sql)
+        rows: list[tuple[Any, ...]] = await self._call(
+            lambda: conn.execute(query, _adapt(args)).fetchall()
+        )
+        return rows
+
+    async def migrate(self, available: tuple[Migration, ...], *, apply: bool) -> list[str]:
+        """Apply the missing migrations (or list them); returns their versions."""
+        conn = self._connection()
+        done: list[str] = await self._call(lambda: _migrate_sync(conn, available, apply=apply))
+        return done
+
+
+def _apply(conn: sqlite3.Connection, write: Write) -> None:
+    table = write.table
+    rows = [_adapt(r) for r in write.rows]
+    if write.kind is WriteKind.APPEND:
+        before = conn.total_changes
+        conn.executemany(for_sqlite(insert_ignore(table)), rows)
+        if conn.total_changes - before < len(rows):
+            _check_conflicts(conn, write)
+    elif write.kind is WriteKind.FINISH_RUN:
+        for row in rows:
+            if conn.execute(for_sqlite(FINISH_RUN), row).rowcount == 0:
+                raise RunNotFound(row[0])
+    else:
+        newer_only = write.kind is WriteKind.UPSERT_NEWER
+        conn.executemany(for_sqlite(upsert(table, newer_only=newer_only)), rows)
+
+
+def _check_conflicts(conn: sqlite3.Connection, write: Write) -> None:
+    table = write.table
+    key_at = [table.columns.index(c) for c in table.key]
+    compare_at = [table.columns.index(c) for c in write.compare]
+    query = for_sqlite(select_by_key(table, write.compare))
+    for row in write.rows:
+        key = tuple(row[i] for i in key_at)
+        stored = conn.execute(query, key).fetchone()
+        if stored is not None and not all(
+            _same(s, row[i]) for s, i in zip(stored, compare_at, strict=True)
+        ):
+            raise ConflictingWrite(table.name, key)
+
+
+def _migrate_sync(
+    conn: sqlite3.Connection, available: tuple[Migration, ...], *, apply: bool
+) -> list[str]:
+    if not apply:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (MIGRATIONS_TABLE,)
+        ).fetchone()
+        applied: set[str] = set()
+        if exists:
+            rows = conn.execute(f"SELECT version FROM {MIGRATIONS_TABLE}").fetchall()  # noqa: S608
+            applied = {r[0] for r in rows}
+        return [m.version for m in missing_migrations(available, applied)]
+    done: list[str] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+            "(version TEXT PRIMARY KEY, applied_ts INTEGER NOT NULL)"
+        )
+        rows = conn.execute(f"SELECT version FROM {MIGRATIONS_TABLE}").fetchall()  # noqa: S608
+        for migration in missing_migrations(available, {r[0] for r in rows}):
+            for statement in migration.statements():
+                conn.execute(statement)
+            conn.execute(
+                f"INSERT INTO {MIGRATIONS_TABLE} (version, applied_ts) VALUES (?, ?)",  # noqa: S608
+                (migration.version, time.time_ns()),
+            )
+            done.append(migration.version)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return done

@@ -1,0 +1,198 @@
+"""The unit of work: a buffer of writes, decided in memory, sent in one piece. Pure.
+
+Design notes
+------------
+* Decide, then do I/O. The methods of `Transaction` are synchronous and only convert the
+  values to rows and buffer them; nothing reaches the database until the
+  ``async with store.transaction()`` block exits cleanly, and then the whole unit runs as
+  ONE bridged call (PostgreSQL: one asyncio coroutine holding one connection and one
+  transaction; SQLite: one call on the store's worker thread). Three things follow:
+  an exception in the block sends nothing; the unit can be replayed as a whole when
+  the database asks for a retry (serialization failure, deadlock); and cancellation
+  can only ever hit a unit that is either not started or running inside the database's
+  own transaction, never one half-buffered.
+* Why not statement-by-statement bridging: each trio -> asyncio hop costs tens of
+  microseconds; the design measured a four-statement unit bridged per statement at about
+  1.4x the cost of the same unit bridged once.
+* Buffered rows are converted eagerly (at the call), so a bad value fails where it was
+  written, inside the block, not later at commit.
+* Append-only tables (bars, fills, order events, denials, dead letters, run starts) are
+  merged into one write per table, placed where the table was first written: the
+  backend then stages each table's rows once (PostgreSQL: one COPY) and checks conflicts
+  once. Upserts (instruments, order snapshots) and run finishes keep their order,
+  because their outcome can depend on it (a later snapshot of the same order wins).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+import attrs
+from tradewind.storage._rows import (
+    BARS,
+    DEAD_LETTERS,
+    DENIALS,
+    FILLS,
+    INSTRUMENTS,
+    ORDER_EVENTS,
+    ORDERS,
+    RUN_START_COLUMNS,
+    RUNS,
+    Row,
+    Table,
+    bar_row,
+    dead_letter_row,
+    denial_row,
+    fill_row,
+    instrument_row,
+    order_event_row,
+    order_row,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from tradewind.actors._marketdata import Bar
+    from tradewind.actors._orders import Fill, Order, OrderEvent
+    from tradewind.actors._values import Instrument
+    from tradewind.storage._records import DeadLetter, Denial
+
+
+class WriteKind(enum.Enum):
+    """How a write's rows are applied."""
+
+    APPEND = "append"  # insert; an identical row is skipped, a different one conflicts
+    UPSERT = "upsert"  # insert or replace (instruments)
+    UPSERT_NEWER = "upsert_newer"  # insert or replace unless the stored one is newer (orders)
+    FINISH_RUN = "finish_run"  # update an existing run's end
+
+
+@attrs.frozen
+class Write:
+    """One buffered write: rows for a table, and how to apply them.
+
+    ``compare`` lists the columns an `APPEND` checks for conflicting rewrites.
+    """
+
+    kind: WriteKind
+    table: Table
+    rows: tuple[Row, ...]
+    compare: tuple[str, ...] = ()
+
+
+@attrs.define
+class Transaction:
+    """The writes of one unit of work, buffered until the block exits.
+
+    Get one from ``async with store.transaction() as tx:``. Every method is synchronous
+    and only buffers; the database sees nothing until the block exits cleanly, and then
+    sees all of it atomically. Writes are idempotent on each table's natural key.
+
+    Raises (from every method):
+        RuntimeError: the transaction's block has already exited.
+        DomainError, ValueError: a value cannot be stored (see each method).
+    """
+
+    _writes: list[Write] = attrs.field(factory=list, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+
+    def upsert_instruments(self, instruments: Iterable[Instrument]) -> None:
+        """Insert instruments, or replace the stored definition of the same symbol."""
+        self._add(WriteKind.UPSERT, INSTRUMENTS, [instrument_row(i) for i in instruments])
+
+    def write_bars(self, bars: Iterable[Bar]) -> None:
+        """Insert bars; key (instrument, timeframe, ts).
+
+        A bar equal to the stored one is skipped; a different bar under a stored key makes
+        the unit fail with `ConflictingWrite` (values compare as numbers: 1.0 == 1.00).
+        """
+        self._add(WriteKind.APPEND, BARS, [bar_row(b) for b in bars], BARS.values)
+
+    def write_order(self, order: Order) -> None:
+        """Store an order's latest snapshot, keyed by client order id.
+
+        A snapshot older than the stored one (fewer journaled events) is ignored, so
+        replays never move an order back in its lifecycle.
+        """
+        self.write_orders((order,))
+
+    def write_orders(self, orders: Iterable[Order]) -> None:
+        """`write_order` for several orders, in order."""
+        self._add(WriteKind.UPSERT_NEWER, ORDERS, [order_row(o) for o in orders])
+
+    def append_order_events(self, events: Iterable[OrderEvent]) -> None:
+        """Append stamped order events to the order journal; key (client_order_id, seq).
+
+        Journal what `Order.apply` returns as ``Order.last_event`` (stamped with its
+        resulting status and seq). The same event again is skipped; a different event
+        under a stored key makes the unit fail with `ConflictingWrite`.
+
+        Raises:
+            ValueError: an event is not stamped.
+        """
+        rows = [order_event_row(e) for e in events]
+        self._add(WriteKind.APPEND, ORDER_EVENTS, rows, ORDER_EVENTS.values)
+
+    def write_fills(self, fills: Iterable[Fill]) -> None:
+        """Insert fills; key execution id. A different fill under a stored id conflicts."""
+        self._add(WriteKind.APPEND, FILLS, [fill_row(f) for f in fills], FILLS.values)
+
+    def write_denials(self, denials: Iterable[Denial]) -> None:
+        """Insert risk denials; key client order id. A different one conflicts."""
+        self._add(WriteKind.APPEND, DENIALS, [denial_row(d) for d in denials], DENIALS.values)
+
+    def write_dead_letters(self, letters: Iterable[DeadLetter]) -> None:
+        """Insert dead letters; key (actor, ts, seq). A different one conflicts."""
+        rows = [dead_letter_row(d) for d in letters]
+        self._add(WriteKind.APPEND, DEAD_LETTERS, rows, DEAD_LETTERS.values)
+
+    def start_run(self, run_id: str, config_hash: str, started_ts: int) -> None:
+        """Record the start of a run; key run id.
+
+        Starting the same run again is skipped; another config hash or start time under
+        the same id conflicts.
+        """
+        row = (run_id, config_hash, started_ts, None, None)
+        self._add(WriteKind.APPEND, RUNS, [row], RUN_START_COLUMNS[1:])
+
+    def finish_run(self, run_id: str, finished_ts: int, outcome: str) -> None:
+        """Record how a started run ended (a later finish replaces an earlier one).
+
+        The unit fails with `RunNotFound` if the run was never started.
+        """
+        self._add(WriteKind.FINISH_RUN, RUNS, [(run_id, finished_ts, outcome)])
+
+    def writes(self) -> tuple[Write, ...]:
+        """The buffered writes, merged, in the order they are applied."""
+        merged: list[Write] = []
+        appends: dict[str, int] = {}
+        for write in self._writes:
+            if write.kind is WriteKind.APPEND and write.table.name in appends:
+                at = appends[write.table.name]
+                merged[at] = attrs.evolve(merged[at], rows=merged[at].rows + write.rows)
+            elif (
+                merged
+                and write.kind is not WriteKind.APPEND
+                and merged[-1].kind is write.kind
+                and merged[-1].table == write.table
+            ):
+                merged[-1] = attrs.evolve(merged[-1], rows=merged[-1].rows + write.rows)
+            else:
+                if write.kind is WriteKind.APPEND:
+                    appends[write.table.name] = len(merged)
+                merged.append(write)
+        return tuple(merged)
+
+    def close(self) -> None:
+        """Refuse further writes (called when the block exits)."""
+        self._closed = True
+
+    def _add(
+        self, kind: WriteKind, table: Table, rows: list[Row], compare: tuple[str, ...] = ()
+    ) -> None:
+        if self._closed:
+            msg = "this transaction's block has exited; open a new store.transaction()"
+            raise RuntimeError(msg)
+        if rows:
+            self._writes.append(Write(kind, table, tuple(rows), compare))
