@@ -127,7 +127,14 @@ def _zone(_instance: object, attribute: attrs.Attribute[str], value: str) -> Non
 
 
 def _weekly(value: Sequence[Sequence[Session]]) -> tuple[tuple[Session, ...], ...]:
-    return tuple(tuple(sorted(day, key=lambda s: s.open)) for day in value)
+    days = [tuple(day) for day in value]
+    # Anything that is not a Session is left in place for the validation to name.
+    return tuple(
+        tuple(sorted(day, key=lambda s: s.open))
+        if all(isinstance(s, Session) for s in day)
+        else day
+        for day in days
+    )
 
 
 def _holidays(value: Iterable[_dt.date]) -> frozenset[_dt.date]:
