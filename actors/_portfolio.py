@@ -10,6 +10,11 @@ Design notes
   exact cash flows plus the marked value, whatever the order of the fills: the one
   division (a partial close releases ``cost_basis * closed / |quantity|``) can only move
   PnL between "realized" and "unrealized", never create or lose any.
+* That division is rounded half-even to `RELEASE_QUANTUM` (1e-12). Left at the context's
+  28 significant digits, its result would make later sums round too (a third of a basis
+  has 28 digits; added to a value of another magnitude it loses the last ones), and the
+  identity above would hold only approximately. With a fixed quantum every other sum
+  and product here is exact for any realistic magnitude (below about 1e16).
 * Netting is average-cost: a fill in the position's direction adds to the cost basis; a
   fill against it closes at the average price, and whatever exceeds the position opens a
   new one at the fill price (a flip).
@@ -28,8 +33,8 @@ Design notes
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
-from typing import TYPE_CHECKING
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING, Final
 
 import attrs
 from tradewind.actors._errors import DomainError, MissingPrice, UnknownInstrument
@@ -42,6 +47,9 @@ if TYPE_CHECKING:
     from tradewind.actors._values import DecimalLike
 
 _ZERO = Decimal(0)
+#: A partial close releases ``cost_basis * closed / |quantity|`` rounded half-even to this
+#: quantum: the one rounding in the module (see the design notes).
+RELEASE_QUANTUM: Final = Decimal("1e-12")
 
 
 @attrs.frozen
@@ -115,7 +123,11 @@ class Position:
                 fees=self.fees + fee,
             )
         closed = min(abs(traded), abs(held))
-        released = self.cost_basis if closed == abs(held) else self.cost_basis * closed / abs(held)
+        if closed == abs(held):
+            released = self.cost_basis
+        else:
+            share = self.cost_basis * closed / abs(held)
+            released = share.quantize(RELEASE_QUANTUM, rounding=ROUND_HALF_EVEN)
         direction = 1 if held > 0 else -1
         realized = (fill.price * closed * direction - released) * self.multiplier
         quantity = held + traded
