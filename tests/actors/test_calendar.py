@@ -46,9 +46,9 @@ TOKYO_STOCKS = TradingCalendar.from_spec(
 )
 
 
-def at(zone: ZoneInfo, *args: int) -> int:
-    """ns since the epoch of a local wall time in `zone`."""
-    return ns_from_datetime(_dt.datetime(*args, tzinfo=zone))
+def at(zone: _dt.tzinfo, wall_time: str) -> int:
+    """ns since the epoch of a local wall time in `zone`, e.g. ``"2026-11-25 09:30"``."""
+    return ns_from_datetime(_dt.datetime.fromisoformat(wall_time).replace(tzinfo=zone))
 
 
 def wall(ts: int | None, zone: ZoneInfo) -> tuple[int, int, int, int, int]:
@@ -64,97 +64,97 @@ def events(calendar: TradingCalendar, start: int, end: int) -> list[tuple[Transi
 
 class TestIsOpen:
     def test_open_during_a_regular_session(self):
-        assert EQUITIES.is_open(at(NEW_YORK, 2026, 11, 25, 12, 0))
+        assert EQUITIES.is_open(at(NEW_YORK, "2026-11-25 12:00"))
 
     def test_the_open_instant_is_open_and_the_close_instant_is_not(self):
-        assert EQUITIES.is_open(at(NEW_YORK, 2026, 11, 25, 9, 30))
-        assert not EQUITIES.is_open(at(NEW_YORK, 2026, 11, 25, 16, 0))
-        assert not EQUITIES.is_open(at(NEW_YORK, 2026, 11, 25, 9, 30) - 1)
+        assert EQUITIES.is_open(at(NEW_YORK, "2026-11-25 09:30"))
+        assert not EQUITIES.is_open(at(NEW_YORK, "2026-11-25 16:00"))
+        assert not EQUITIES.is_open(at(NEW_YORK, "2026-11-25 09:30") - 1)
 
     def test_closed_at_the_weekend(self):
-        assert not EQUITIES.is_open(at(NEW_YORK, 2026, 11, 28, 12, 0))
+        assert not EQUITIES.is_open(at(NEW_YORK, "2026-11-28 12:00"))
 
     def test_closed_on_a_holiday(self):
-        assert not EQUITIES.is_open(at(NEW_YORK, 2026, 12, 25, 12, 0))
+        assert not EQUITIES.is_open(at(NEW_YORK, "2026-12-25 12:00"))
 
     def test_closed_after_an_early_close(self):
-        assert EQUITIES.is_open(at(NEW_YORK, 2026, 11, 27, 12, 59))
-        assert not EQUITIES.is_open(at(NEW_YORK, 2026, 11, 27, 13, 0))
+        assert EQUITIES.is_open(at(NEW_YORK, "2026-11-27 12:59"))
+        assert not EQUITIES.is_open(at(NEW_YORK, "2026-11-27 13:00"))
 
     def test_session_follows_daylight_saving_in_utc(self):
-        winter = at(_dt.UTC, 2026, 1, 5, 14, 30)  # 09:30 EST
-        summer = at(_dt.UTC, 2026, 7, 6, 13, 30)  # 09:30 EDT
+        winter = at(_dt.UTC, "2026-01-05 14:30")  # 09:30 EST
+        summer = at(_dt.UTC, "2026-07-06 13:30")  # 09:30 EDT
         assert EQUITIES.is_open(winter)
         assert EQUITIES.is_open(summer)
         assert not EQUITIES.is_open(summer - 1)
-        assert not EQUITIES.is_open(at(_dt.UTC, 2026, 1, 5, 14, 29))
+        assert not EQUITIES.is_open(at(_dt.UTC, "2026-01-05 14:29"))
 
     def test_overnight_session_is_open_across_midnight(self):
-        assert FUTURES.is_open(at(CHICAGO, 2026, 11, 24, 23, 0))
-        assert FUTURES.is_open(at(CHICAGO, 2026, 11, 25, 3, 0))
-        assert not FUTURES.is_open(at(CHICAGO, 2026, 11, 25, 16, 30))
+        assert FUTURES.is_open(at(CHICAGO, "2026-11-24 23:00"))
+        assert FUTURES.is_open(at(CHICAGO, "2026-11-25 03:00"))
+        assert not FUTURES.is_open(at(CHICAGO, "2026-11-25 16:30"))
 
     def test_overnight_week_starts_sunday_evening_and_ends_friday_afternoon(self):
-        assert not FUTURES.is_open(at(CHICAGO, 2026, 11, 22, 16, 59))  # Sunday
-        assert FUTURES.is_open(at(CHICAGO, 2026, 11, 22, 17, 0))
-        assert FUTURES.is_open(at(CHICAGO, 2026, 11, 27, 15, 59))  # Friday
-        assert not FUTURES.is_open(at(CHICAGO, 2026, 11, 27, 17, 30))
+        assert not FUTURES.is_open(at(CHICAGO, "2026-11-22 16:59"))  # Sunday
+        assert FUTURES.is_open(at(CHICAGO, "2026-11-22 17:00"))
+        assert FUTURES.is_open(at(CHICAGO, "2026-11-27 15:59"))  # Friday
+        assert not FUTURES.is_open(at(CHICAGO, "2026-11-27 17:30"))
 
     def test_lunch_break_is_closed(self):
-        assert TOKYO_STOCKS.is_open(at(TOKYO, 2026, 11, 25, 11, 29))
-        assert not TOKYO_STOCKS.is_open(at(TOKYO, 2026, 11, 25, 12, 0))
-        assert TOKYO_STOCKS.is_open(at(TOKYO, 2026, 11, 25, 12, 30))
+        assert TOKYO_STOCKS.is_open(at(TOKYO, "2026-11-25 11:29"))
+        assert not TOKYO_STOCKS.is_open(at(TOKYO, "2026-11-25 12:00"))
+        assert TOKYO_STOCKS.is_open(at(TOKYO, "2026-11-25 12:30"))
 
 
 class TestNextOpenAndClose:
     def test_next_open_is_strictly_after(self):
-        opening = at(NEW_YORK, 2026, 11, 25, 9, 30)
+        opening = at(NEW_YORK, "2026-11-25 09:30")
         assert wall(EQUITIES.next_open(opening), NEW_YORK) == (2026, 11, 26, 9, 30)
         assert EQUITIES.next_open(opening - 1) == opening
 
     def test_next_open_skips_the_weekend_and_holidays(self):
-        christmas_eve = at(NEW_YORK, 2026, 12, 24, 18, 0)
+        christmas_eve = at(NEW_YORK, "2026-12-24 18:00")
         assert wall(EQUITIES.next_open(christmas_eve), NEW_YORK) == (2026, 12, 28, 9, 30)
 
     def test_next_close_is_the_early_close(self):
-        morning = at(NEW_YORK, 2026, 11, 27, 10, 0)
+        morning = at(NEW_YORK, "2026-11-27 10:00")
         assert wall(EQUITIES.next_close(morning), NEW_YORK) == (2026, 11, 27, 13, 0)
 
     def test_next_close_of_an_overnight_session(self):
-        evening = at(CHICAGO, 2026, 11, 24, 20, 0)
+        evening = at(CHICAGO, "2026-11-24 20:00")
         assert wall(FUTURES.next_close(evening), CHICAGO) == (2026, 11, 25, 16, 0)
 
     def test_next_open_across_the_spring_forward(self):
-        saturday = at(NEW_YORK, 2026, 3, 7, 12, 0)
-        monday_open = at(_dt.UTC, 2026, 3, 9, 13, 30)  # 09:30 EDT
+        saturday = at(NEW_YORK, "2026-03-07 12:00")
+        monday_open = at(_dt.UTC, "2026-03-09 13:30")  # 09:30 EDT
         assert EQUITIES.next_open(saturday) == monday_open
 
 
 class TestTransitions:
     def test_a_week_alternates_opens_and_closes_in_order(self):
-        start = at(NEW_YORK, 2026, 11, 22, 0, 0)
+        start = at(NEW_YORK, "2026-11-22 00:00")
         found = events(EQUITIES, start, start + 7 * DAY)
         assert [kind for kind, _ in found] == [OPEN, CLOSE] * 5
         assert [wall(ts, NEW_YORK)[2] for _, ts in found[::2]] == [23, 24, 25, 26, 27]
         assert wall(found[-1][1], NEW_YORK) == (2026, 11, 27, 13, 0)
 
     def test_window_is_open_on_the_left_and_closed_on_the_right(self):
-        opening = at(NEW_YORK, 2026, 11, 25, 9, 30)
-        closing = at(NEW_YORK, 2026, 11, 25, 16, 0)
+        opening = at(NEW_YORK, "2026-11-25 09:30")
+        closing = at(NEW_YORK, "2026-11-25 16:00")
         assert events(EQUITIES, opening, closing) == [(CLOSE, closing)]
         assert events(EQUITIES, opening - 1, closing - 1) == [(OPEN, opening)]
 
     def test_an_empty_window_yields_nothing(self):
-        ts = at(NEW_YORK, 2026, 11, 25, 12, 0)
+        ts = at(NEW_YORK, "2026-11-25 12:00")
         assert events(EQUITIES, ts, ts) == []
 
     def test_lunch_break_is_a_close_and_an_open(self):
-        start = at(TOKYO, 2026, 11, 25, 0, 0)
+        start = at(TOKYO, "2026-11-25 00:00")
         found = events(TOKYO_STOCKS, start, start + DAY)
         assert [wall(ts, TOKYO)[3:] for _, ts in found] == [(9, 0), (11, 30), (12, 30), (15, 30)]
 
     def test_transitions_are_records_ordered_by_time(self):
-        start = at(NEW_YORK, 2026, 11, 22, 0, 0)
+        start = at(NEW_YORK, "2026-11-22 00:00")
         found = list(EQUITIES.transitions(start, start + 7 * DAY))
         assert found == sorted(found)
         assert isinstance(found[0], SessionTransition)
@@ -196,8 +196,8 @@ class TestAlwaysOpen:
         calendar = TradingCalendar.from_spec(
             {"timezone": "UTC", "sessions": {"mon-sun": "00:00-00:00"}, "holidays": ["2026-01-01"]}
         )
-        start = at(_dt.UTC, 2025, 12, 30)
-        new_year, next_day = at(_dt.UTC, 2026, 1, 1), at(_dt.UTC, 2026, 1, 2)
+        start = at(_dt.UTC, "2025-12-30 00:00")
+        new_year, next_day = at(_dt.UTC, "2026-01-01 00:00"), at(_dt.UTC, "2026-01-02 00:00")
         assert events(calendar, start, start + 400 * DAY) == [(CLOSE, new_year), (OPEN, next_day)]
         assert calendar.next_close(next_day) is None
         assert calendar.next_open(start) == next_day
@@ -211,17 +211,17 @@ class TestEarlyCloseOfOvernightSessions:
     )
 
     def test_a_session_running_into_an_early_close_is_cut_there(self):
-        wednesday_evening = at(CHICAGO, 2026, 11, 25, 20, 0)
+        wednesday_evening = at(CHICAGO, "2026-11-25 20:00")
         assert wall(self.CALENDAR.next_close(wednesday_evening), CHICAGO) == (2026, 11, 26, 12, 0)
 
     def test_a_session_opening_after_the_early_close_that_day_does_not_open(self):
-        thursday = at(CHICAGO, 2026, 11, 26, 13, 0)
+        thursday = at(CHICAGO, "2026-11-26 13:00")
         assert wall(self.CALENDAR.next_open(thursday), CHICAGO) == (2026, 11, 27, 17, 0)
 
     def test_sessions_on_lists_the_days_sessions_after_adjustments(self):
         day = _dt.date(2026, 11, 25)
         assert self.CALENDAR.sessions_on(day) == (
-            (at(CHICAGO, 2026, 11, 25, 17, 0), at(CHICAGO, 2026, 11, 26, 12, 0)),
+            (at(CHICAGO, "2026-11-25 17:00"), at(CHICAGO, "2026-11-26 12:00")),
         )
         assert self.CALENDAR.sessions_on(_dt.date(2026, 11, 26)) == ()
 
