@@ -267,6 +267,35 @@ class Store:
         return StoreCounts(*(int(v) for v in rows[0]))
 
 
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception a group of (nested) single-exception groups wraps, or None."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup):
+        if len(inner.exceptions) != 1:
+            return None
+        inner = inner.exceptions[0]
+    return inner
+
+
+@asynccontextmanager
+async def _aio_loop() -> AsyncIterator[None]:
+    """`open_aio_loop`, without the exception groups of the loop's own nursery.
+
+    When the store opens the trio-asyncio loop itself, that loop's nursery wraps
+    everything raised in the block (a `ConflictingWrite`, a `StoreUnavailable`, the
+    caller's own error) in an `ExceptionGroup`. A store is a plain resource, not a
+    nursery, so a lone exception is unwrapped and re-raised as itself.
+    """
+    try:
+        async with open_aio_loop():
+            yield
+    except BaseExceptionGroup as group:
+        sole = _sole_exception(group)
+        if sole is None:
+            raise
+        raise sole  # noqa: B904 -- the group only wrapped it; its own __cause__ is kept
+
+
 @asynccontextmanager
 async def open_store(
     url: str,
@@ -310,7 +339,7 @@ async def open_store(
         raise ValueError(msg)
     policy = retry if retry is not None else RetryPolicy()
     if parsed.backend == POSTGRESQL:
-        async with open_aio_loop():
+        async with _aio_loop():
             pool = PostgresPool(
                 url=parsed,
                 max_size=pool_size,
@@ -355,7 +384,7 @@ async def migrate_store(url: str, *, connect_timeout: float = 10.0) -> list[str]
     applied: list[str] = []
     parsed = parse_store_url(url)
     if parsed.backend == POSTGRESQL:
-        async with open_aio_loop():
+        async with _aio_loop():
             pool = PostgresPool(
                 url=parsed,
                 max_size=1,

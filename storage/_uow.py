@@ -113,7 +113,9 @@ class Transaction:
         """Store an order's latest snapshot, keyed by client order id.
 
         A snapshot older than the stored one (fewer journaled events) is ignored, so
-        replays never move an order back in its lifecycle.
+        replays never move an order back in its lifecycle. The snapshot's
+        ``last_event`` is not stored with it: journal it with `append_order_events`
+        (in the same unit) and reads join it back in.
         """
         self.write_orders((order,))
 
