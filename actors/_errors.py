@@ -61,3 +61,14 @@ class InvalidCalendar(DomainError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
         super().__init__("; ".join(self.problems))
+
+
+
+class InvalidStrategy(DomainError):
+    """A strategy could not be loaded from its spec: the module or file is missing, the
+    name is not a `Strategy` subclass, or its parameters were refused. The message names
+    what was wrong, and ``problems`` lists it (the configuration's way of reporting)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problems = (problem,)
