@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # The bridge's own tests must run real asyncio coroutines on the bridged loop.
 import asyncio  # noqa: TID251
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -116,3 +118,26 @@ class TestAioAsTrio:
     async def test_reexported_adapter_runs_a_coroutine_function(self):
         async with open_aio_loop():
             assert await aio_as_trio(add)(1, 2) == 3
+
+
+class TestPackageExport:
+    @pytest.mark.parametrize("name", ["open_aio_loop", "aio_as_trio", "run_aio"])
+    def test_bridge_is_exported_by_the_runtime_package(self, name: str):
+        import tradewind.runtime
+        from tradewind.runtime import _aio
+
+        assert getattr(tradewind.runtime, name) is getattr(_aio, name)
+
+    def test_importing_the_runtime_package_leaves_asyncio_alone(self):
+        """trio-asyncio replaces asyncio's loop policy on import: only the bridge loads it."""
+        code = "import sys, tradewind.runtime; print('trio_asyncio' in sys.modules)"
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert result.stdout.strip() == "False"
+
+    def test_unknown_name_is_an_attribute_error(self):
+        import tradewind.runtime
+
+        with pytest.raises(AttributeError, match="no attribute 'open_loop'"):
+            _ = tradewind.runtime.open_loop

@@ -692,3 +692,24 @@ class TestProperties:
         problems = problems_of(render(doc))
         assert len(problems) == 1
         assert problems[0].startswith(f"instruments[{index}].tick_size: must be > 0, got ")
+
+
+class TestPackageExport:
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "load_config",
+            "dump_config",
+            "Secret",
+            "positive",
+            "non_negative",
+            "fraction",
+            "in_range",
+            "non_empty",
+        ],
+    )
+    def test_config_names_are_exported_by_the_runtime_package(self, name: str):
+        import tradewind.runtime
+        from tradewind.runtime import _config
+
+        assert getattr(tradewind.runtime, name) is getattr(_config, name)

@@ -277,3 +277,11 @@ def contains_secret(value: object) -> bool:
     if isinstance(value, list | tuple):
         return any(contains_secret(v) for v in value)
     return False
+
+
+class TestPackageExport:
+    def test_logging_names_are_exported_by_the_runtime_package(self):
+        import tradewind.runtime
+
+        assert tradewind.runtime.configure_logging is configure_logging
+        assert tradewind.runtime.redact_secrets is redact_secrets

@@ -268,3 +268,12 @@ class TestCancellation:
         await run_cancelled(recorder, python(code), shutdown_timeout=30)
         assert recorder.output() == [("stdout", "ready"), ("stdout", "flushing journal")]
         assert recorder.named("process_exited")[0]["returncode"] == 0
+
+
+class TestPackageExport:
+    def test_runner_names_are_exported_by_the_runtime_package(self):
+        import tradewind.runtime
+
+        assert tradewind.runtime.run_process is run_process
+        assert tradewind.runtime.ProcessExited is ProcessExited
+        assert tradewind.runtime.ProcessStartFailed is ProcessStartFailed
