@@ -134,7 +134,8 @@ def order_events_for(draw: st.DrawFn, order: Order) -> OrderEvent:
     if kind < len(events):
         return events[kind]
     # Fills: usually new and within the remaining quantity; sometimes a repeat.
-    if order.execution_ids and draw(st.booleans()):
+    repeat = draw(st.booleans())
+    if order.execution_ids and repeat:
         execution_id = draw(st.sampled_from(sorted(order.execution_ids)))
         return OrderFilled(
             client_order_id=client_order_id,

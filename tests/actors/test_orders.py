@@ -23,6 +23,7 @@ from tradewind.actors import (
     OrderCancelRejected,
     OrderCancelRequested,
     OrderDenied,
+    OrderEvent,
     OrderEventKind,
     OrderExpired,
     OrderFilled,
@@ -95,7 +96,7 @@ class TestOrderIntent:
         assert (intent.quantity, intent.limit_price) == (Decimal("1.5"), Decimal("100.25"))
 
     def test_strings_and_ints_convert_exactly(self):
-        intent = attrs.evolve(limit_intent(), quantity="0.1", limit_price=7)  # type: ignore[arg-type]
+        intent = attrs.evolve(limit_intent(), quantity="0.1", limit_price=7)
         assert (intent.quantity, intent.limit_price) == (Decimal("0.1"), Decimal(7))
 
     def test_float_quantity_is_refused(self):
@@ -145,7 +146,7 @@ class TestFill:
 
     def test_float_price_is_refused(self):
         with pytest.raises(FloatRefused, match="price"):
-            attrs.evolve(fill("1"), price=100.5)
+            attrs.evolve(fill("1"), price=100.5)  # type: ignore[arg-type]
 
     def test_infinite_fee_is_refused(self):
         with pytest.raises(InvalidOrder, match="fee"):
@@ -301,7 +302,7 @@ class TestIllegalTransitions:
     @pytest.mark.parametrize("field", ["status", "seq"])
     def test_event_stamp_validation_names_the_field(self, field):
         with pytest.raises(InvalidOrder, match=rf"^{field}: "):
-            OrderSubmitted(client_order_id=CID, ts=1, **{field: "x"})
+            OrderSubmitted(client_order_id=CID, ts=1, **{field: "x"})  # type: ignore[arg-type]
 
     @given(new_orders(), st.data())
     def test_random_events_stay_in_the_table_and_illegal_ones_change_nothing(self, order, data):
@@ -344,10 +345,11 @@ class TestJournalStamps:
         assert order.last_event == attrs.evolve(ACCEPTED, status=OrderStatus.ACCEPTED, seq=2)
 
     def test_replaying_stamped_events_rebuilds_the_order(self):
-        events = []
+        events: list[OrderEvent] = []
         order = Order.create(CID, limit_intent(), ts=1)
         for event in (SUBMITTED, ACCEPTED, filled("4"), CANCEL, CANCEL_REJECTED):
             order = order.apply(event)
+            assert order.last_event is not None
             events.append(order.last_event)
         rebuilt = replay_order_events(Order.create(CID, limit_intent(), ts=1), events)
         assert rebuilt == order

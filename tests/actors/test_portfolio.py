@@ -267,7 +267,7 @@ class TestPortfolioProperties:
                 side = Side.SELL if pos.quantity > 0 else Side.BUY
                 book.apply_fill(fill(side, abs(pos.quantity), marks[symbol], symbol))
         for symbol, pos in book.positions.items():
-            assert (pos.quantity, pos.cost_basis, pos.avg_entry_price) == (0, 0, None)
+            assert (pos.quantity, pos.cost_basis, pos.avg_entry_price) == (D(0), D(0), None)
             assert book.unrealized_pnl(symbol) == 0
 
     def test_instrument_mapping_is_keyed_by_symbol(self):

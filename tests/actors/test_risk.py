@@ -417,9 +417,11 @@ class TestTradingStates:
 
     def test_daily_loss_refuses_new_risk_but_not_reduction(self):
         held = book(AAPL="10")
-        lost = {"day_pnl": D(-10000)}
-        assert reason(check(intent("1"), portfolio=held, **lost)) is DenyReason.DAILY_LOSS_LIMIT
-        assert check(intent("1", Side.SELL), portfolio=held, **lost).accepted
+        lost = D(-10000)
+        assert reason(check(intent("1"), portfolio=held, day_pnl=lost)) is (
+            DenyReason.DAILY_LOSS_LIMIT
+        )
+        assert check(intent("1", Side.SELL), portfolio=held, day_pnl=lost).accepted
         assert check(intent("1"), portfolio=held, day_pnl=D("-9999.99")).accepted
 
 
