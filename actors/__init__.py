@@ -75,3 +75,20 @@ from tradewind.actors._risk import check_order as check_order
 from tradewind.actors._risk import kill_switch as kill_switch
 from tradewind.actors._risk import orders_in_window as orders_in_window
 from tradewind.actors._risk import within_price_band as within_price_band
+
+# isort: split
+# --- broker and orders actor ---
+from tradewind.actors._broker import BROKER_EVENT_TYPES as BROKER_EVENT_TYPES
+from tradewind.actors._broker import Broker as Broker
+from tradewind.actors._broker import BrokerEvent as BrokerEvent
+from tradewind.actors._errors import BrokerDisconnected as BrokerDisconnected
+from tradewind.actors._errors import BrokerError as BrokerError
+from tradewind.actors._order_actor import BookChange as BookChange
+from tradewind.actors._order_actor import OrderActor as OrderActor
+from tradewind.actors._order_actor import OrderBook as OrderBook
+from tradewind.actors._order_actor import OrderBookStatistics as OrderBookStatistics
+from tradewind.actors._paper import PaperBroker as PaperBroker
+from tradewind.actors._paper import PaperConfig as PaperConfig
+from tradewind.actors._paper import PaperExchange as PaperExchange
+from tradewind.actors._paper import PaperFaults as PaperFaults
+from tradewind.actors._paper import PaperStatistics as PaperStatistics

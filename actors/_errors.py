@@ -63,6 +63,18 @@ class InvalidCalendar(DomainError):
         super().__init__("; ".join(self.problems))
 
 
+class BrokerError(TradewindError):
+    """Base of the errors a broker adapter raises (not the broker's order rejects: those
+    are `OrderRejected` / `OrderCancelRejected` events)."""
+
+
+class BrokerDisconnected(BrokerError, ConnectionError):
+    """The broker connection is down: the request was not delivered.
+
+    Retryable: once the connection is back (`Broker.connect`), the same request may be
+    sent again; submits are idempotent by client order id.
+    """
+
 
 class InvalidStrategy(DomainError):
     """A strategy could not be loaded from its spec: the module or file is missing, the

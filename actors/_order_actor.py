@@ -1,0 +1,535 @@
+"""The order actor: client order ids, the durable journal, the order state machine, the broker.
+
+`OrderActor` is the thin async shell; `OrderBook` is its state keeper, made once by the
+tree builder and handed to every instance, so a restart keeps the working orders, the id
+sequence and the applied execution ids.
+"""
+
+# Design notes
+# ------------
+# * Placing an order, in this order and no other: assign the client order id; journal the
+#   INITIALIZED order with `PersistDurably` (an ask, answered after commit); apply
+#   OrderSubmitted; `broker.submit`; apply what the broker answered. An order therefore
+#   reaches the broker only after its intent is durable.
+# * Decide, then act, then commit: a handler computes the change to the book (a
+#   `BookChange` over the committed book, pure), performs the effects (persist, tell
+#   risk, forward the bar), and only then commits the change to the book. Steps that must
+#   not be repeated are remembered in `OrderBook.pending` as soon as they are done: the
+#   client order id given to this message, whether its journal record is durable, and
+#   each broker call's answer. A message redelivered after a crash (the same object, by
+#   identity) resumes from there: it gets the same id, is not journaled again, and the
+#   broker is not called again; the effects after the last broker call are sent again
+#   (at least once), which is safe because every receiver is idempotent (persistence on
+#   natural keys, the portfolio on execution ids, order snapshots by journal seq).
+# * Idempotence beyond redelivery: a fill whose execution id the book already applied is
+#   ignored, and the broker itself answers a repeated submit of a client order id with
+#   its first answer (see `Broker.submit`).
+# * A disconnected broker: a new order is refused at once, before it is journaled as
+#   submitted: it is recorded as DENIED with the reason ``broker disconnected`` (the one
+#   exit of INITIALIZED that says "never reached the broker"), and risk and persistence
+#   hear of it like any other update. A cancel is answered with a local cancel reject.
+#   Bars still reach risk and the strategy; they just do not match at the broker. A
+#   broker call that raises `BrokerDisconnected` marks the connection down and tells risk
+#   (`BrokerConnectionChanged`); a `BrokerConnectionChanged(connected=True)` message asks
+#   the actor to reconnect. Reconnection with backoff is a later step: it will be a
+#   supervised timer sending that message, and a reconciliation pass over
+#   `open_orders` / `fills_since` after each successful connect.
+# * Events from the broker that the book cannot apply (an unknown order, an illegal
+#   transition, a broken fill) are logged and counted, never raised: a crash would only
+#   redeliver the same bar until it is dead-lettered, and the bar must still reach risk.
+# * Records sent to persistence, per handled message in one `Persist`: each stamped
+#   order event, each fill, then the latest snapshot of each order touched. The
+#   persistence actor maps them onto `write_order`, `append_order_events`, `write_fills`.
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+from tradewind.actors._broker import BrokerEvent
+from tradewind.actors._errors import BrokerDisconnected, IllegalTransition, InvalidOrder
+from tradewind.actors._marketdata import Bar
+from tradewind.actors._messages import (
+    BrokerConnectionChanged,
+    CancelAllOrders,
+    CancelOrder,
+    OrderUpdated,
+    Persist,
+    PersistDurably,
+    PlaceOrder,
+)
+from tradewind.actors._orders import (
+    ClientOrderIds,
+    Order,
+    OrderCancelRejected,
+    OrderCancelRequested,
+    OrderDenied,
+    OrderEventKind,
+    OrderFilled,
+    OrderRejected,
+    OrderStatus,
+    OrderSubmitted,
+)
+from tradewind.runtime import Actor
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from tradewind.actors._broker import Broker
+    from tradewind.actors._orders import Fill, OrderEvent
+    from tradewind.runtime import ActorRef
+
+PERSISTENCE_PATH: Final = "persistence"
+RISK_PATH: Final = "trading/risk"
+DISCONNECTED_REASON: Final = "broker disconnected"
+# The key under which a bar's broker answer is kept in `Pending.answers`.
+_BAR_ANSWER: Final = ""
+
+
+# ----------------------------------------------------------------------------- state keeper
+
+
+@attrs.define
+class Pending:
+    """What is already done for the message being handled (survives a crash).
+
+    Attributes:
+        message: the message, matched by identity on redelivery.
+        order: the INITIALIZED order a `PlaceOrder` was given (its id is taken).
+        journaled: the INITIALIZED record is durable.
+        answers: each broker call's answer, by client order id (a bar's under ``""``).
+    """
+
+    message: object
+    order: Order | None = None
+    journaled: bool = False
+    answers: dict[str, tuple[BrokerEvent, ...]] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class OrderBookStatistics:
+    """Counters of the order book (see `OrderBook.statistics`)."""
+
+    placed: int
+    submitted: int
+    accepted: int
+    rejected: int
+    refused: int
+    fills: int
+    canceled: int
+    expired: int
+    cancel_requests: int
+    working: int
+    skipped_events: int
+    redelivered: int
+    connected: bool
+
+
+@attrs.define
+class OrderBook:
+    """The order actor's state: working orders, ids, applied executions, counters.
+
+    Made once per tree and shared by every `OrderActor` instance the factory builds.
+
+    Args:
+        finished_capacity: how many finished orders are kept for late news (a fill that
+            raced a cancel); the oldest are forgotten first.
+    """
+
+    finished_capacity: int = 10_000
+    ids: dict[str, ClientOrderIds] = attrs.field(factory=dict)
+    working: dict[str, Order] = attrs.field(factory=dict)
+    finished: OrderedDict[str, Order] = attrs.field(factory=OrderedDict)
+    execution_ids: set[str] = attrs.field(factory=set)
+    connected: bool = True
+    pending: Pending | None = None
+    last_ts: int = 0
+    counts: dict[str, int] = attrs.field(factory=dict)
+
+    @classmethod
+    def restore(
+        cls, open_orders: Iterable[Order], last_seqs: Mapping[str, int] | None = None
+    ) -> OrderBook:
+        """A book for a cold start: the stored open orders and id sequences.
+
+        Args:
+            open_orders: the working orders from the store (`Store.open_orders`).
+            last_seqs: the highest stored client order sequence per strategy id
+                (`Store.max_client_order_seq`); ids of `open_orders` are observed too.
+        """
+        book = cls()
+        for strategy_id, seq in (last_seqs or {}).items():
+            book.ids[strategy_id] = ClientOrderIds(strategy_id, seq)
+        for order in open_orders:
+            book.working[order.client_order_id] = order
+            book.execution_ids |= order.execution_ids
+            book._ids_for(order.intent.strategy_id).observe(order.client_order_id)
+            book.last_ts = max(book.last_ts, order.updated_ts)
+        return book
+
+    def _ids_for(self, strategy_id: str) -> ClientOrderIds:
+        ids = self.ids.get(strategy_id)
+        if ids is None:
+            ids = self.ids[strategy_id] = ClientOrderIds(strategy_id)
+        return ids
+
+    def next_client_order_id(self, strategy_id: str) -> str:
+        """Issue the next client order id of `strategy_id` (the sequence advances now)."""
+        return self._ids_for(strategy_id).next()
+
+    def order(self, client_order_id: str) -> Order | None:
+        """The order with this id, working or recently finished; None if unknown."""
+        found = self.working.get(client_order_id)
+        return found if found is not None else self.finished.get(client_order_id)
+
+    def open_orders(self) -> tuple[Order, ...]:
+        """The working orders, oldest first."""
+        return tuple(self.working.values())
+
+    def change(self) -> BookChange:
+        """Start computing a change over the committed book (nothing changes yet)."""
+        return BookChange(self)
+
+    def commit(self, change: BookChange) -> None:
+        """Make `change` the book's state and count its updates."""
+        for client_order_id, order in change.orders.items():
+            if order.status.is_working:
+                self.working[client_order_id] = order
+                continue
+            self.working.pop(client_order_id, None)
+            self.finished[client_order_id] = order
+            self.finished.move_to_end(client_order_id)
+            while len(self.finished) > self.finished_capacity:
+                self.finished.popitem(last=False)
+        self.execution_ids |= change.executions
+        for update in change.updates:
+            self._count(update.event.kind.value)
+        self._count("skipped", len(change.skipped))
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def statistics(self) -> OrderBookStatistics:
+        """A frozen snapshot of the counters."""
+        count = self.counts.get
+        return OrderBookStatistics(
+            placed=count("placed", 0),
+            submitted=count(OrderEventKind.SUBMITTED.value, 0),
+            accepted=count(OrderEventKind.ACCEPTED.value, 0),
+            rejected=count(OrderEventKind.REJECTED.value, 0),
+            refused=count(OrderEventKind.DENIED.value, 0),
+            fills=count(OrderEventKind.FILLED.value, 0),
+            canceled=count(OrderEventKind.CANCELED.value, 0),
+            expired=count(OrderEventKind.EXPIRED.value, 0),
+            cancel_requests=count(OrderEventKind.CANCEL_REQUESTED.value, 0),
+            working=len(self.working),
+            skipped_events=count("skipped", 0),
+            redelivered=count("redelivered", 0),
+            connected=self.connected,
+        )
+
+
+@attrs.define
+class BookChange:
+    """A change to an `OrderBook` being computed: new order snapshots and their updates.
+
+    Pure bookkeeping over the committed book; `OrderBook.commit` applies it.
+    """
+
+    book: OrderBook
+    orders: dict[str, Order] = attrs.field(factory=dict)
+    updates: list[OrderUpdated] = attrs.field(factory=list)
+    executions: set[str] = attrs.field(factory=set)
+    skipped: list[str] = attrs.field(factory=list)
+
+    def current(self, client_order_id: str) -> Order | None:
+        """The order as of this change (or as committed)."""
+        found = self.orders.get(client_order_id)
+        return found if found is not None else self.book.order(client_order_id)
+
+    def record(self, order: Order) -> Order:
+        """Take `order` (just changed by one event) into the change, with its update."""
+        event = order.last_event
+        if event is None:
+            msg = f"order {order.client_order_id}: a recorded order must carry its event"
+            raise InvalidOrder(msg)
+        self.orders[order.client_order_id] = order
+        self.updates.append(OrderUpdated(order=order, event=event, ts=event.ts))
+        return order
+
+    def apply(self, event: OrderEvent) -> Order | None:
+        """Apply one event to its order; record and return the new order.
+
+        Returns None (and notes why in `skipped`) for an unknown order, a fill already
+        applied, or an event the order's state machine refuses.
+        """
+        order = self.current(event.client_order_id)
+        if order is None:
+            self.skipped.append(f"{event.kind.value} for unknown order {event.client_order_id}")
+            return None
+        if isinstance(event, OrderFilled):
+            execution_id = event.fill.execution_id
+            if execution_id in self.book.execution_ids or execution_id in self.executions:
+                return None
+        try:
+            changed = order.apply(event)
+        except (IllegalTransition, InvalidOrder) as exc:
+            self.skipped.append(str(exc))
+            return None
+        if isinstance(event, OrderFilled):
+            self.executions.add(event.fill.execution_id)
+        return self.record(changed)
+
+    def apply_all(self, events: Iterable[OrderEvent]) -> None:
+        """`apply` each event in order."""
+        for event in events:
+            self.apply(event)
+
+    def records(self) -> tuple[object, ...]:
+        """What to persist: every stamped event and fill, then each order's last snapshot."""
+        records: list[object] = []
+        for update in self.updates:
+            records.append(update.event)
+            fill: Fill | None = update.fill
+            if fill is not None:
+                records.append(fill)
+        records.extend(self.orders.values())
+        return tuple(records)
+
+
+# ----------------------------------------------------------------------------- actor
+
+
+class OrderActor(Actor):
+    """Owns the broker connection and drives every order through its state machine.
+
+    Handles `Bar` (match at the broker, tell risk the updates, then forward the bar),
+    `PlaceOrder`, `CancelOrder`, `CancelAllOrders` and `BrokerConnectionChanged`.
+
+    Args:
+        book: the state keeper shared by every instance.
+        broker: the venue; shared by every instance as well (the session is the actor's:
+            it connects in `on_start` and disconnects in `on_stop`).
+        persistence: the path of the persistence actor.
+        risk: the path of the risk actor.
+        journal_timeout: seconds to wait for the durable journal write of an intent.
+    """
+
+    def __init__(
+        self,
+        book: OrderBook,
+        broker: Broker,
+        *,
+        persistence: str = PERSISTENCE_PATH,
+        risk: str = RISK_PATH,
+        journal_timeout: float = 30.0,
+    ) -> None:
+        self.book = book
+        self.broker = broker
+        self._persistence_path = persistence
+        self._risk_path = risk
+        self._journal_timeout = journal_timeout
+        self._persistence: ActorRef
+        self._risk: ActorRef
+
+    async def on_start(self) -> None:
+        """Resolve the peers and connect the broker (a failure marks it down, not a crash)."""
+        system = self.context.system
+        self._persistence = system.ref(self._persistence_path)
+        self._risk = system.ref(self._risk_path)
+        if not self.broker.connected:
+            await self._connect(self.book.last_ts)
+
+    async def on_stop(self) -> None:
+        """Close the broker session (working orders stay at the venue)."""
+        await self.broker.disconnect()
+
+    async def handle(self, message: Any) -> Any:  # noqa: ANN401 -- the runtime's Message
+        """Dispatch one message; the reply is what an ``ask`` gets (see each handler)."""
+        if isinstance(message, Bar):
+            await self._on_bar(message)
+            return None
+        if isinstance(message, PlaceOrder):
+            return await self._on_place(message)
+        if isinstance(message, CancelOrder):
+            return await self._on_cancel(message)
+        if isinstance(message, CancelAllOrders):
+            return await self._on_cancel_all(message)
+        if isinstance(message, BrokerConnectionChanged):
+            return await self._on_connection(message)
+        self.context.log.warning("unexpected_message", message_type=type(message).__name__)
+        return None
+
+    # ------------------------------------------------------------------ helpers
+    def _pending_for(self, message: object) -> Pending:
+        book = self.book
+        pending = book.pending
+        if pending is not None and pending.message is message:
+            book._count("redelivered")
+            return pending
+        pending = book.pending = Pending(message)
+        return pending
+
+    def _finish(self, change: BookChange) -> None:
+        for reason in change.skipped:
+            self.context.log.warning("broker_event_skipped", reason=reason)
+        self.book.commit(change)
+        self.book.pending = None
+
+    async def _publish(self, change: BookChange) -> None:
+        if not change.updates:
+            return
+        await self._persistence.send(Persist(change.records()))
+        for update in change.updates:
+            await self._risk.send(update)
+
+    async def _set_connected(self, connected: bool, ts: int, reason: str) -> None:
+        if self.book.connected is connected:
+            return
+        self.context.log.warning("broker_connection_changed", connected=connected, reason=reason)
+        await self._risk.send(BrokerConnectionChanged(connected=connected, ts=ts, reason=reason))
+        self.book.connected = connected
+
+    async def _connect(self, ts: int) -> None:
+        try:
+            await self.broker.connect()
+        except BrokerDisconnected as exc:
+            await self._set_connected(False, ts, f"{DISCONNECTED_REASON}: {exc}")
+        else:
+            await self._set_connected(True, ts, "connected")
+
+    # ------------------------------------------------------------------ handlers
+    async def _on_bar(self, bar: Bar) -> None:
+        book = self.book
+        book.last_ts = max(book.last_ts, bar.ts)
+        pending = self._pending_for(bar)
+        events = pending.answers.get(_BAR_ANSWER)
+        if events is None and book.connected:
+            try:
+                events = tuple(await self.broker.on_bar(bar))
+            except BrokerDisconnected as exc:
+                events = ()
+                await self._set_connected(False, bar.ts, f"{DISCONNECTED_REASON}: {exc}")
+            pending.answers[_BAR_ANSWER] = events
+        change = book.change()
+        change.apply_all(events or ())
+        await self._publish(change)
+        await self._risk.send(bar)
+        self._finish(change)
+
+    async def _on_place(self, message: PlaceOrder) -> Order:
+        """Place an order; reply with its snapshot after the broker's answer."""
+        book = self.book
+        book.last_ts = max(book.last_ts, message.ts)
+        pending = self._pending_for(message)
+        if pending.order is None:
+            client_order_id = book.next_client_order_id(message.intent.strategy_id)
+            pending.order = Order.create(client_order_id, message.intent, message.ts)
+            book._count("placed")
+        initialized = pending.order
+        client_order_id = initialized.client_order_id
+        change = book.change()
+        if not book.connected and client_order_id not in pending.answers:
+            denied = initialized.apply(
+                OrderDenied(
+                    client_order_id=client_order_id, ts=message.ts, reason=DISCONNECTED_REASON
+                )
+            )
+            change.record(denied)
+            await self._publish(change)
+            self._finish(change)
+            return denied
+        if not pending.journaled:
+            await self._persistence.ask(
+                PersistDurably((initialized,)), timeout=self._journal_timeout
+            )
+            pending.journaled = True
+        submitted = change.record(
+            initialized.apply(OrderSubmitted(client_order_id=client_order_id, ts=message.ts))
+        )
+        events = pending.answers.get(client_order_id)
+        if events is None:
+            try:
+                events = tuple(await self.broker.submit(submitted))
+            except BrokerDisconnected as exc:
+                reason = f"{DISCONNECTED_REASON}: {exc}"
+                events = (
+                    OrderRejected(client_order_id=client_order_id, ts=message.ts, reason=reason),
+                )
+                await self._set_connected(False, message.ts, reason)
+            pending.answers[client_order_id] = events
+        change.apply_all(events)
+        await self._publish(change)
+        self._finish(change)
+        final = change.current(client_order_id)
+        return submitted if final is None else final
+
+    async def _on_cancel(self, message: CancelOrder) -> Order | None:
+        """Cancel one order; reply with its snapshot, or None if it is not working here."""
+        self.book.last_ts = max(self.book.last_ts, message.ts)
+        pending = self._pending_for(message)
+        change = self.book.change()
+        await self._cancel(pending, change, (message.client_order_id,), message.ts)
+        await self._publish(change)
+        self._finish(change)
+        return change.current(message.client_order_id)
+
+    async def _on_cancel_all(self, message: CancelAllOrders) -> tuple[str, ...]:
+        """The kill switch: cancel every working order; reply with the ids asked."""
+        self.book.last_ts = max(self.book.last_ts, message.ts)
+        pending = self._pending_for(message)
+        self.context.log.warning("cancel_all_orders", reason=message.reason)
+        change = self.book.change()
+        asked = await self._cancel(pending, change, tuple(self.book.working), message.ts)
+        await self._publish(change)
+        self._finish(change)
+        return asked
+
+    async def _cancel(
+        self, pending: Pending, change: BookChange, client_order_ids: Sequence[str], ts: int
+    ) -> tuple[str, ...]:
+        asked: list[str] = []
+        for client_order_id in client_order_ids:
+            order = change.current(client_order_id)
+            if order is None or order.status not in _CANCELABLE:
+                self.context.log.info(
+                    "cancel_ignored",
+                    client_order_id=client_order_id,
+                    status=None if order is None else order.status.value,
+                )
+                continue
+            change.record(order.apply(OrderCancelRequested(client_order_id=client_order_id, ts=ts)))
+            asked.append(client_order_id)
+            events = pending.answers.get(client_order_id)
+            if events is None:
+                events = await self._broker_cancel(client_order_id, ts)
+                pending.answers[client_order_id] = events
+            change.apply_all(events)
+        return tuple(asked)
+
+    async def _broker_cancel(self, client_order_id: str, ts: int) -> tuple[BrokerEvent, ...]:
+        if self.book.connected:
+            try:
+                return tuple(await self.broker.cancel(client_order_id, ts))
+            except BrokerDisconnected as exc:
+                await self._set_connected(False, ts, f"{DISCONNECTED_REASON}: {exc}")
+        return (
+            OrderCancelRejected(client_order_id=client_order_id, ts=ts, reason=DISCONNECTED_REASON),
+        )
+
+    async def _on_connection(self, message: BrokerConnectionChanged) -> bool:
+        """Reconnect (``connected=True``) or disconnect the broker; reply with the state."""
+        self.book.last_ts = max(self.book.last_ts, message.ts)
+        if message.connected:
+            await self._connect(message.ts)
+        else:
+            await self.broker.disconnect()
+            await self._set_connected(False, message.ts, message.reason or "disconnected")
+        return self.book.connected
+
+
+# Statuses from which a cancel may be requested (PENDING_CANCEL already has one).
+_CANCELABLE: Final = frozenset(
+    {OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED}
+)

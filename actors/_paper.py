@@ -1,0 +1,570 @@
+"""The paper broker: a deterministic matching engine over bars, and the `Broker` over it.
+
+Pure: plain data in, order events out; no clock, no randomness, no I/O.
+"""
+
+# Design notes
+# ------------
+# * Matching rules (one bar at a time, per instrument, orders in submission order):
+#   - an order is eligible only for bars with ``ts > submit_ts`` and
+#     ``ts >= submit_ts + latency_ns``: it never fills on the bar it was placed on (that bar
+#     has already traded when the strategy saw it), and latency pushes it further out;
+#   - a MARKET order fills at the eligible bar's open;
+#   - a LIMIT buy fills when ``low <= limit``, at the limit, or at the open when the bar
+#     opens through it (``open <= limit``: the better price); a LIMIT sell symmetrically
+#     when ``high >= limit``, at ``max(limit, open)``. So before slippage every fill price
+#     lies inside the bar's [low, high];
+#   - slippage moves the price against the order by ``slippage_ticks`` ticks and quantizes
+#     it to the tick with a named rounding direction (default: adverse, buys UP, sells
+#     DOWN); a limit order never fills beyond its limit, so slippage is capped there;
+#   - partial fills: with ``max_volume_fraction`` a bar fills at most that share of its
+#     volume (rounded DOWN to the lot); the rest stays working for later bars;
+#   - fees: ``quantity * fee_per_unit + notional * fee_bps / 10_000``, exact Decimal, in the
+#     instrument's currency (notional includes the contract multiplier);
+#   - IOC: whatever the first eligible bar does not fill is canceled (`OrderCanceled`, the
+#     table's "unsolicited cancel"); DAY: expires (`OrderExpired`) on the first bar of a
+#     later day (days of ``day_ns`` counted from ``day_offset_ns``); GTC works until done.
+# * The engine keeps its own copy of every order and applies its own events to it with
+#   `Order.apply`, so the venue's view is checked by the same state machine as the order
+#   actor's, and `open_orders` is a list of real `Order` values for reconciliation. The
+#   events it returns are unstamped: the receiver stamps them in its own journal.
+# * Idempotence: a repeated submit of a client order id returns the first answer and
+#   sends nothing; a bar at or before the last one seen for its series is ignored. Both
+#   make a redelivered message after an order-actor crash harmless.
+# * Decide, then change: every method computes everything that can fail before it
+#   touches the engine's state, so an exception (an injected disconnect, a bad order)
+#   leaves the engine as it was.
+# * Execution ids are ``f"{client_order_id}-F{n}"`` (n from 1 per order) and broker order
+#   ids ``f"PAPER-{n:08d}"`` (n = accepted submits): both follow from the data alone.
+# * Fault injection (tests): reject the Nth submit or every submit matching a predicate,
+#   hold acknowledgements back for a number of bars (fills may then overtake the ack, as
+#   the order state machine allows), and drop the connection at given bar times (each
+#   once; `connect` brings it back, working orders survive at the venue). An ack still
+#   held when the order is canceled, expires or is IOC-canceled is released first, so the
+#   receiver always sees a legal sequence.
+# * `PaperBroker` is the `Broker` over the engine. Its async methods never block and
+#   are not checkpoints: the engine is pure, and a replay pays no scheduler round trip
+#   per bar for a simulated venue.
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Final
+
+import attrs
+from tradewind.actors._broker import BrokerEvent
+from tradewind.actors._errors import BrokerDisconnected, DomainError, InvalidOrder
+from tradewind.actors._marketdata import SeriesKey
+from tradewind.actors._orders import (
+    Fill,
+    Order,
+    OrderAccepted,
+    OrderCanceled,
+    OrderCancelRejected,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from tradewind.actors._values import Instrument, Rounding, Side, round_to_step, to_decimal
+
+if TYPE_CHECKING:
+    from tradewind.actors._marketdata import Bar
+
+_NS_PER_DAY: Final = 86_400 * 10**9
+_BPS: Final = Decimal(10_000)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def _slippage_ticks(value: object) -> Decimal:
+    return to_decimal(value, "slippage_ticks")
+
+
+def _fee_per_unit(value: object) -> Decimal:
+    return to_decimal(value, "fee_per_unit")
+
+
+def _fee_bps(value: object) -> Decimal:
+    return to_decimal(value, "fee_bps")
+
+
+def _optional_fraction(value: object) -> Decimal | None:
+    return None if value is None else to_decimal(value, "max_volume_fraction")
+
+
+def _instruments(value: object) -> dict[str, Instrument]:
+    if isinstance(value, Instrument):
+        return {value.symbol: value}
+    if isinstance(value, Mapping):
+        return dict(value)
+    items = tuple(value) if isinstance(value, Sequence) else ()
+    return {i.symbol: i for i in items if isinstance(i, Instrument)}
+
+
+def _non_negative(_instance: object, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
+    if value < 0:
+        msg = f"{attribute.name}: must be >= 0, got {value}"
+        raise DomainError(msg)
+
+
+def _non_negative_int(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        msg = f"{attribute.name}: must be an int >= 0, got {value!r}"
+        raise DomainError(msg)
+
+
+def _positive_int(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        msg = f"{attribute.name}: must be an int > 0, got {value!r}"
+        raise DomainError(msg)
+
+
+@attrs.frozen
+class PaperConfig:
+    """How the paper broker fills orders.
+
+    Attributes:
+        instruments: the tradable instruments by symbol (a mapping, a sequence or one
+            instrument); an order for any other symbol is rejected.
+        slippage_ticks: adverse price move per fill, in ticks (>= 0; may be fractional).
+        slippage_rounding: the direction a slipped price is quantized to the tick; None
+            means adverse to the order (a buy rounds UP, a sell DOWN).
+        fee_per_unit: fee per unit of quantity, in the instrument's currency.
+        fee_bps: fee in basis points of the fill's notional (price * quantity * multiplier).
+        max_volume_fraction: at most this share (0 < f <= 1) of a bar's volume fills per
+            bar; None for no cap.
+        latency_ns: an order is eligible only for bars with ``ts >= submit_ts + latency``.
+        timeframe: only bars of this timeframe match orders; None for every bar.
+        day_ns, day_offset_ns: the trading day for DAY orders: day number
+            ``(ts - day_offset_ns) // day_ns``.
+
+    Raises:
+        DomainError: a field is out of range; the message names it.
+        FloatRefused: a Decimal field was given as a float.
+    """
+
+    instruments: dict[str, Instrument] = attrs.field(converter=_instruments)
+    slippage_ticks: Decimal = attrs.field(
+        default=Decimal(0), converter=_slippage_ticks, validator=_non_negative
+    )
+    slippage_rounding: Rounding | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(Rounding)),
+    )
+    fee_per_unit: Decimal = attrs.field(default=Decimal(0), converter=_fee_per_unit)
+    fee_bps: Decimal = attrs.field(default=Decimal(0), converter=_fee_bps)
+    max_volume_fraction: Decimal | None = attrs.field(default=None, converter=_optional_fraction)
+    latency_ns: int = attrs.field(default=0, validator=_non_negative_int)
+    timeframe: str | None = None
+    day_ns: int = attrs.field(default=_NS_PER_DAY, validator=_positive_int)
+    day_offset_ns: int = attrs.field(default=0, validator=_non_negative_int)
+
+    @max_volume_fraction.validator
+    def _check_fraction(
+        self, attribute: attrs.Attribute[Decimal | None], value: Decimal | None
+    ) -> None:
+        if value is not None and not 0 < value <= 1:
+            msg = f"{attribute.name}: must be > 0 and <= 1, got {value}"
+            raise DomainError(msg)
+
+    def day_of(self, ts: int) -> int:
+        """The trading-day number of event time `ts` (for DAY orders)."""
+        return (ts - self.day_offset_ns) // self.day_ns
+
+    def fee(self, instrument: Instrument, price: Decimal, quantity: Decimal) -> Decimal:
+        """The fee of one fill: per unit plus basis points of its notional, exact."""
+        notional = price * quantity * instrument.multiplier
+        return quantity * self.fee_per_unit + notional * self.fee_bps / _BPS
+
+    def fill_price(self, side: Side, base: Decimal, instrument: Instrument) -> Decimal:
+        """`base` moved against `side` by the slippage and quantized to the tick.
+
+        Without slippage the price is returned as it is. A slipped sell never goes
+        below one tick.
+        """
+        if not self.slippage_ticks:
+            return base
+        raw = base + side.sign * self.slippage_ticks * instrument.tick_size
+        rounding = self.slippage_rounding
+        if rounding is None:
+            rounding = Rounding.UP if side is Side.BUY else Rounding.DOWN
+        return max(round_to_step(raw, instrument.tick_size, rounding), instrument.tick_size)
+
+
+@attrs.frozen
+class PaperFaults:
+    """Faults the paper broker injects, for tests.
+
+    Attributes:
+        reject_submits: reject the Nth new submit (1-based, counting every new client
+            order id) for each N in the set.
+        reject_if: reject every submitted order for which this returns True.
+        reject_reason: the reason the injected rejects carry.
+        ack_delay_bars: hold each acknowledgement back for this many matching bars.
+        disconnect_at: drop the connection when the first bar with ``ts >=`` each of
+            these times arrives (once per time; that bar is not processed).
+    """
+
+    reject_submits: frozenset[int] = attrs.field(default=frozenset(), converter=frozenset)
+    reject_if: Callable[[Order], bool] | None = None
+    reject_reason: str = "rejected by fault injection"
+    ack_delay_bars: int = attrs.field(default=0, validator=_non_negative_int)
+    disconnect_at: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class PaperStatistics:
+    """Counters of a paper broker (see `PaperExchange.statistics`)."""
+
+    submits: int
+    accepted: int
+    rejected: int
+    fills: int
+    canceled: int
+    expired: int
+    working: int
+    bars: int
+    disconnects: int
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+@attrs.define
+class _HeldAck:
+    event: OrderAccepted
+    bars_left: int
+
+
+@attrs.define
+class PaperExchange:
+    """The paper broker's matching engine: orders in, order events out, bar by bar.
+
+    Starts disconnected; call `connect` first. Not thread-safe; one owner (the order
+    actor's broker) drives it.
+    """
+
+    config: PaperConfig
+    faults: PaperFaults = attrs.field(factory=PaperFaults)
+    connected: bool = False
+    # Every order the venue has seen (its own copy), by client order id.
+    _orders: dict[str, Order] = attrs.field(factory=dict, init=False)
+    # Working client order ids, in submission order (a dict as an ordered set).
+    _working: dict[str, None] = attrs.field(factory=dict, init=False)
+    _eligible_from: dict[str, int] = attrs.field(factory=dict, init=False)
+    _day: dict[str, int] = attrs.field(factory=dict, init=False)
+    _answers: dict[str, tuple[BrokerEvent, ...]] = attrs.field(factory=dict, init=False)
+    _held_acks: dict[str, _HeldAck] = attrs.field(factory=dict, init=False)
+    _fills: list[Fill] = attrs.field(factory=list, init=False)
+    _last_bar: dict[SeriesKey, int] = attrs.field(factory=dict, init=False)
+    _dropped: set[int] = attrs.field(factory=set, init=False)
+    _submits: int = attrs.field(default=0, init=False)
+    _accepted: int = attrs.field(default=0, init=False)
+    _rejected: int = attrs.field(default=0, init=False)
+    _canceled: int = attrs.field(default=0, init=False)
+    _expired: int = attrs.field(default=0, init=False)
+    _bars: int = attrs.field(default=0, init=False)
+    _disconnects: int = attrs.field(default=0, init=False)
+
+    # ------------------------------------------------------------------ connection
+    def connect(self) -> None:
+        """Bring the connection up (working orders are still there)."""
+        self.connected = True
+
+    def disconnect(self) -> None:
+        """Drop the connection; working orders stay at the venue and do not match."""
+        if self.connected:
+            self._disconnects += 1
+        self.connected = False
+
+    def _require_connection(self, what: str) -> None:
+        if not self.connected:
+            msg = f"paper broker: not connected, {what} not delivered"
+            raise BrokerDisconnected(msg)
+
+    # ------------------------------------------------------------------ orders
+    def submit(self, order: Order) -> tuple[BrokerEvent, ...]:
+        """Take a SUBMITTED order; return its ack (unless held back) or its reject.
+
+        The submission time is ``order.updated_ts`` (the time of its SUBMITTED event).
+        A client order id seen before returns the first answer again.
+
+        Raises:
+            BrokerDisconnected: not connected.
+            InvalidOrder: a new order that is not SUBMITTED (a caller bug).
+        """
+        self._require_connection(f"submit of {order.client_order_id}")
+        coid = order.client_order_id
+        answer = self._answers.get(coid)
+        if answer is not None:
+            return answer
+        if order.status is not OrderStatus.SUBMITTED:
+            msg = f"paper broker: order {coid} is {order.status.value}, not SUBMITTED"
+            raise InvalidOrder(msg)
+        number = self._submits + 1
+        reason = self._reject_reason(order, number)
+        ts = order.updated_ts
+        event: OrderAccepted | OrderRejected
+        if reason:
+            event = OrderRejected(client_order_id=coid, ts=ts, reason=reason)
+        else:
+            event = OrderAccepted(
+                client_order_id=coid, ts=ts, broker_order_id=f"PAPER-{self._accepted + 1:08d}"
+            )
+        copy = order.apply(event)  # may raise: nothing has changed yet
+        self._submits = number
+        if isinstance(event, OrderRejected):
+            self._rejected += 1
+            self._orders[coid] = copy
+            answer = (event,)
+        else:
+            self._accepted += 1
+            self._working[coid] = None
+            self._eligible_from[coid] = ts + max(self.config.latency_ns, 1)
+            self._day[coid] = self.config.day_of(ts)
+            if self.faults.ack_delay_bars:
+                self._orders[coid] = order
+                self._held_acks[coid] = _HeldAck(event, self.faults.ack_delay_bars)
+                answer = ()
+            else:
+                self._orders[coid] = copy
+                answer = (event,)
+        self._answers[coid] = answer
+        return answer
+
+    def _reject_reason(self, order: Order, number: int) -> str:
+        symbol = order.intent.instrument
+        if symbol not in self.config.instruments:
+            return f"unknown instrument {symbol!r}"
+        if number in self.faults.reject_submits:
+            return self.faults.reject_reason
+        if self.faults.reject_if is not None and self.faults.reject_if(order):
+            return self.faults.reject_reason
+        return ""
+
+    def cancel(self, client_order_id: str, ts: int) -> tuple[BrokerEvent, ...]:
+        """Cancel a working order at `ts`: `OrderCanceled` (after a held ack, if any), or
+        `OrderCancelRejected` for an unknown or finished order.
+
+        Raises:
+            BrokerDisconnected: not connected.
+        """
+        self._require_connection(f"cancel of {client_order_id}")
+        order = self._orders.get(client_order_id)
+        if order is None:
+            return (
+                OrderCancelRejected(client_order_id=client_order_id, ts=ts, reason="unknown order"),
+            )
+        if client_order_id not in self._working:
+            reason = f"too late to cancel: order is {order.status.value}"
+            return (OrderCancelRejected(client_order_id=client_order_id, ts=ts, reason=reason),)
+        events: list[BrokerEvent] = []
+        self._release_ack(client_order_id, events)
+        self._end(client_order_id, OrderCanceled(client_order_id=client_order_id, ts=ts), events)
+        return tuple(events)
+
+    def open_orders(self) -> tuple[Order, ...]:
+        """The venue's copies of its working orders, in submission order.
+
+        Raises:
+            BrokerDisconnected: not connected.
+        """
+        self._require_connection("open orders request")
+        return tuple(self._orders[coid] for coid in self._working)
+
+    def fills_since(self, ts: int) -> tuple[Fill, ...]:
+        """Every fill with ``ts >= ts``, in execution order.
+
+        Raises:
+            BrokerDisconnected: not connected.
+        """
+        self._require_connection("fills request")
+        return tuple(fill for fill in self._fills if fill.ts >= ts)
+
+    # ------------------------------------------------------------------ market data
+    def on_bar(self, bar: Bar) -> tuple[BrokerEvent, ...]:
+        """Process one bar: held acks due, DAY expiries, then matching and IOC cancels.
+
+        A bar of another timeframe than the configured one, or at or before the last bar
+        seen for its series, changes nothing and returns nothing.
+
+        Raises:
+            BrokerDisconnected: not connected, or an injected disconnect fires at this
+                bar (which is then not processed).
+        """
+        self._require_connection(f"bar {bar.instrument} {bar.ts}")
+        due = [t for t in self.faults.disconnect_at if t not in self._dropped and bar.ts >= t]
+        if due:
+            self._dropped.update(due)
+            self.disconnect()
+            msg = f"paper broker: connection dropped at bar ts {bar.ts} (fault injection)"
+            raise BrokerDisconnected(msg)
+        if self.config.timeframe is not None and bar.timeframe != self.config.timeframe:
+            return ()
+        last = self._last_bar.get(bar.series)
+        if last is not None and bar.ts <= last:
+            return ()
+        self._last_bar[bar.series] = bar.ts
+        self._bars += 1
+        events: list[BrokerEvent] = []
+        for coid in list(self._held_acks):
+            held = self._held_acks[coid]
+            held.bars_left -= 1
+            if held.bars_left <= 0:
+                self._release_ack(coid, events)
+        today = self.config.day_of(bar.ts)
+        for coid in list(self._working):
+            order = self._orders[coid]
+            if order.intent.time_in_force is TimeInForce.DAY and today > self._day[coid]:
+                self._release_ack(coid, events)
+                self._end(coid, OrderExpired(client_order_id=coid, ts=bar.ts), events)
+        for coid in list(self._working):
+            order = self._orders[coid]
+            if order.intent.instrument != bar.instrument or bar.ts < self._eligible_from[coid]:
+                continue
+            self._match(order, bar, events)
+            if order.intent.time_in_force is TimeInForce.IOC and coid in self._working:
+                self._release_ack(coid, events)
+                self._end(coid, OrderCanceled(client_order_id=coid, ts=bar.ts), events)
+        return tuple(events)
+
+    def _match(self, order: Order, bar: Bar, events: list[BrokerEvent]) -> None:
+        intent = order.intent
+        instrument = self.config.instruments[intent.instrument]
+        limit = intent.limit_price
+        if intent.order_type is OrderType.MARKET or limit is None:
+            base = bar.open
+        elif intent.side is Side.BUY:
+            if bar.low > limit:
+                return
+            base = min(limit, bar.open)
+        else:
+            if bar.high < limit:
+                return
+            base = max(limit, bar.open)
+        quantity = order.remaining_quantity
+        fraction = self.config.max_volume_fraction
+        if fraction is not None:
+            cap = instrument.round_quantity(bar.volume * fraction, Rounding.DOWN)
+            quantity = min(quantity, cap)
+            if quantity <= 0:
+                return
+        price = self.config.fill_price(intent.side, base, instrument)
+        if limit is not None:
+            price = min(price, limit) if intent.side is Side.BUY else max(price, limit)
+        coid = order.client_order_id
+        fill = Fill(
+            execution_id=f"{coid}-F{len(order.execution_ids) + 1}",
+            client_order_id=coid,
+            instrument=intent.instrument,
+            side=intent.side,
+            quantity=quantity,
+            price=price,
+            fee=self.config.fee(instrument, price, quantity),
+            fee_currency=instrument.currency,
+            ts=bar.ts,
+        )
+        event = OrderFilled(client_order_id=coid, ts=bar.ts, fill=fill)
+        changed = order.apply(event)
+        self._orders[coid] = changed
+        self._fills.append(fill)
+        events.append(event)
+        if not changed.status.is_working:
+            self._forget(coid)
+
+    def _release_ack(self, coid: str, events: list[BrokerEvent]) -> None:
+        held = self._held_acks.pop(coid, None)
+        if held is not None:
+            self._orders[coid] = self._orders[coid].apply(held.event)
+            events.append(held.event)
+
+    def _end(
+        self, coid: str, event: OrderCanceled | OrderExpired, events: list[BrokerEvent]
+    ) -> None:
+        self._orders[coid] = self._orders[coid].apply(event)
+        events.append(event)
+        if isinstance(event, OrderCanceled):
+            self._canceled += 1
+        else:
+            self._expired += 1
+        self._forget(coid)
+
+    def _forget(self, coid: str) -> None:
+        self._working.pop(coid, None)
+        self._eligible_from.pop(coid, None)
+        self._day.pop(coid, None)
+
+    # ------------------------------------------------------------------ counters
+    def statistics(self) -> PaperStatistics:
+        """A frozen snapshot of the engine's counters."""
+        return PaperStatistics(
+            submits=self._submits,
+            accepted=self._accepted,
+            rejected=self._rejected,
+            fills=len(self._fills),
+            canceled=self._canceled,
+            expired=self._expired,
+            working=len(self._working),
+            bars=self._bars,
+            disconnects=self._disconnects,
+        )
+
+
+# ----------------------------------------------------------------------------- broker
+
+
+class PaperBroker:
+    """The built-in `Broker`: a `PaperExchange` behind the async broker interface.
+
+    Args:
+        config: how orders fill.
+        faults: faults to inject (tests).
+
+    Its methods never block and are not checkpoints (see the module notes); each raises
+    `BrokerDisconnected` exactly when the engine's method does.
+    """
+
+    def __init__(self, config: PaperConfig, faults: PaperFaults | None = None) -> None:
+        self.exchange = PaperExchange(config, faults if faults is not None else PaperFaults())
+
+    @property
+    def connected(self) -> bool:
+        """Whether the simulated connection is up."""
+        return self.exchange.connected
+
+    async def connect(self) -> None:
+        """Bring the simulated connection up."""
+        self.exchange.connect()
+
+    async def disconnect(self) -> None:
+        """Drop the simulated connection (working orders stay at the venue)."""
+        self.exchange.disconnect()
+
+    async def submit(self, order: Order) -> tuple[BrokerEvent, ...]:
+        """See `Broker.submit` and `PaperExchange.submit`."""
+        return self.exchange.submit(order)
+
+    async def cancel(self, client_order_id: str, ts: int) -> tuple[BrokerEvent, ...]:
+        """See `Broker.cancel` and `PaperExchange.cancel`."""
+        return self.exchange.cancel(client_order_id, ts)
+
+    async def on_bar(self, bar: Bar) -> tuple[BrokerEvent, ...]:
+        """See `Broker.on_bar` and `PaperExchange.on_bar`."""
+        return self.exchange.on_bar(bar)
+
+    async def open_orders(self) -> tuple[Order, ...]:
+        """See `Broker.open_orders`."""
+        return self.exchange.open_orders()
+
+    async def fills_since(self, ts: int) -> tuple[Fill, ...]:
+        """See `Broker.fills_since`."""
+        return self.exchange.fills_since(ts)
+
+    def statistics(self) -> PaperStatistics:
+        """The engine's counters."""
+        return self.exchange.statistics()
