@@ -10,7 +10,8 @@ Times are int nanoseconds since the Unix epoch (UTC).
 #   moves them in UTC as it does on the exchange. A close at or before its open means the
 #   session ends the next day ("18:00-17:00" futures sessions; "00:00-00:00" is 24 hours).
 #   A wall time that does not exist (inside a spring-forward gap) is read with the offset
-#   in force before the change, as `zoneinfo` does with ``fold=0``.
+#   in force before the change, as `zoneinfo` does with ``fold=0``; an ambiguous one
+#   (inside a fall-back repeat) is its first occurrence.
 # * Sessions that touch or overlap are merged: a 24/7 market has no transitions at all,
 #   rather than a close and an open at the same instant every midnight. A calendar whose
 #   week has no gap is open for ever after its last holiday or early close; `next_open`
@@ -345,6 +346,9 @@ class TradingCalendar:
             end_ns = ns_from_datetime(end.replace(tzinfo=self._zoneinfo))
             if end_ns > start_ns:
                 result.append((start_ns, end_ns))
+        # Wall order is not always instant order: a wall time inside a spring-forward gap
+        # lands after the first real time past the gap.
+        result.sort()
         return result
 
     def _merged(self, ts: int) -> Iterator[_Interval]:

@@ -271,6 +271,7 @@ class TestFromSpec:
             ({"sessions": {"mon": "09:00-10:00"}}, "timezone: must be a time zone name"),
             ({"timezone": "UTC", "sessions": ["09:00-10:00"]}, "sessions: must be a table"),
             ({"timezone": "UTC", "sessions": {}}, "the week has no session"),
+            ({"timezone": "UTC", "sessions": {1: "09:00-10:00"}}, "sessions.1: not a weekday"),
             (
                 {"timezone": "UTC", "sessions": {"mon": "09:00-10:00"}, "holidays": "2026-01-01"},
                 "holidays: must be a list",
@@ -361,3 +362,73 @@ class TestSession:
     def test_times_must_be_naive(self):
         with pytest.raises(InvalidCalendar, match="naive local time"):
             Session(_dt.time(9, tzinfo=_dt.UTC), _dt.time(10))
+
+
+#: Days just before daylight-saving changes in several hemispheres, at 00:00 UTC.
+DST_EVES = [
+    at(_dt.UTC, "2026-03-06 00:00"),  # US spring forward on the 8th
+    at(_dt.UTC, "2026-10-30 00:00"),  # US and Europe fall back
+    at(_dt.UTC, "2026-03-27 00:00"),  # Europe springs forward on the 29th
+    at(_dt.UTC, "2026-04-03 00:00"),  # Sydney falls back on the 5th
+    at(_dt.UTC, "2026-10-02 00:00"),  # Sydney springs forward on the 4th
+]
+ZONES = ["UTC", "America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata"]
+
+
+def quarter_hours() -> st.SearchStrategy[_dt.time]:
+    """Times of day on a 15-minute grid, including the ones DST skips or repeats."""
+    return st.integers(0, 95).map(lambda q: _dt.time(q // 4, q % 4 * 15))
+
+
+@st.composite
+def day_sessions(draw: st.DrawFn) -> list[Session]:
+    """No session, one (possibly overnight) session, or two sessions with a break."""
+    shape = draw(st.sampled_from(["none", "one", "two"]))
+    if shape == "none":
+        return []
+    if shape == "one":
+        return [Session(draw(quarter_hours()), draw(quarter_hours()))]
+    a, b, c, d = sorted(draw(st.lists(quarter_hours(), min_size=4, max_size=4, unique=True)))
+    return [Session(a, b), Session(c, d)]
+
+
+@st.composite
+def calendars(draw: st.DrawFn) -> TradingCalendar:
+    """Random valid calendars: any zone, any weekly shape, a few specials around 2026."""
+    weekly = draw(st.lists(day_sessions(), min_size=7, max_size=7).filter(any))
+    dates = st.dates(_dt.date(2026, 1, 1), _dt.date(2026, 12, 31))
+    return TradingCalendar(
+        draw(st.sampled_from(ZONES)),
+        weekly,
+        draw(st.frozensets(dates, max_size=5)),
+        draw(st.dictionaries(dates, quarter_hours(), max_size=3)),
+    )
+
+
+class TestAnyCalendar:
+    @given(
+        calendars(),
+        st.sampled_from(DST_EVES) | timestamps(),
+        st.integers(0, 4 * DAY),
+        st.integers(1, 10 * DAY),
+    )
+    def test_transitions_alternate_and_agree_with_is_open(self, calendar, base, offset, length):
+        start = base + offset
+        found = list(calendar.transitions(start, start + length))
+        assert [e.ts for e in found] == sorted({e.ts for e in found})
+        state = calendar.is_open(start)
+        for event in found:
+            assert event.kind is (CLOSE if state else OPEN)
+            state = event.kind is OPEN
+            assert calendar.is_open(event.ts) is state
+            assert calendar.is_open(event.ts - 1) is not state
+        assert calendar.is_open(start + length) is state
+
+    @given(calendars(), st.sampled_from(DST_EVES) | timestamps(), st.integers(0, 4 * DAY))
+    def test_next_open_and_close_match_the_transitions(self, calendar, base, offset):
+        ts = base + offset
+        found = list(calendar.transitions(ts, ts + 400 * DAY))
+        opens = [e.ts for e in found if e.kind is OPEN]
+        closes = [e.ts for e in found if e.kind is CLOSE]
+        assert calendar.next_open(ts) == (opens[0] if opens else None)
+        assert calendar.next_close(ts) == (closes[0] if closes else None)

@@ -105,6 +105,13 @@ class TestSide:
         assert (Side("BUY"), Side("SELL")) == (Side.BUY, Side.SELL)
 
 
+class TestRounding:
+    @given(finite_decimals(places=4), st.sampled_from(Rounding))
+    def test_decimal_mode_agrees_with_round_to_step(self, value, rounding):
+        quantized = value.quantize(Decimal("0.01"), rounding=rounding.decimal_mode)
+        assert quantized == round_to_step(value, Decimal("0.01"), rounding)
+
+
 class TestRoundToStep:
     @pytest.mark.parametrize(
         ("value", "rounding", "expected"),
