@@ -92,3 +92,23 @@ from tradewind.actors._paper import PaperConfig as PaperConfig
 from tradewind.actors._paper import PaperExchange as PaperExchange
 from tradewind.actors._paper import PaperFaults as PaperFaults
 from tradewind.actors._paper import PaperStatistics as PaperStatistics
+
+# isort: split
+# --- risk and strategy actors ---
+from tradewind.actors._errors import InvalidStrategy as InvalidStrategy
+from tradewind.actors._risk_actor import Effect as Effect
+from tradewind.actors._risk_actor import Peer as Peer
+from tradewind.actors._risk_actor import RiskActor as RiskActor
+from tradewind.actors._risk_actor import RiskBook as RiskBook
+from tradewind.actors._risk_actor import RiskSettings as RiskSettings
+from tradewind.actors._risk_actor import RiskStatistics as RiskStatistics
+from tradewind.actors._risk_actor import reload_risk_limits as reload_risk_limits
+from tradewind.actors._strategy import DEFAULT_HISTORY as DEFAULT_HISTORY
+from tradewind.actors._strategy import PortfolioView as PortfolioView
+from tradewind.actors._strategy import Strategy as Strategy
+from tradewind.actors._strategy import StrategyActor as StrategyActor
+from tradewind.actors._strategy import StrategyContext as StrategyContext
+from tradewind.actors._strategy import StrategyFactory as StrategyFactory
+from tradewind.actors._strategy import StrategyHost as StrategyHost
+from tradewind.actors._strategy import StrategyStatistics as StrategyStatistics
+from tradewind.actors._strategy import load_strategy as load_strategy

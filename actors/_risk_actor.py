@@ -1,0 +1,620 @@
+"""The risk actor: the pre-trade gate, the trading state and the kill switch.
+
+Design notes
+------------
+* The rules are pure and live in `tradewind.actors._risk` (`check_order`, `kill_switch`);
+  this module keeps the state they are applied to (`RiskBook`) and is the thin async
+  shell that feeds it messages and delivers what it decides (`RiskActor`).
+* `RiskBook` is the *state keeper*: the tree builder makes it once and hands it to every
+  `RiskActor` instance, so a restart keeps the limits, the trading state, the portfolio,
+  the open orders, the marks, the order-rate window and the day's PnL baseline.
+* Decide, then act, with an outbox. For each message the book computes the new state and
+  the messages to send (`Effect`s) in one synchronous step, committing both together,
+  and remembers the message it committed. The actor then delivers the outbox, popping
+  each effect only after its `send` returned. A message redelivered after a crash or a
+  cancellation is the very same object: if the book already committed it, only the rest
+  of the outbox is delivered; the decision is not taken twice (an intent is not placed
+  twice, a kill switch does not cancel twice). A crash before the commit changes nothing.
+* An accepted intent counts as an open order at once (a *pending* placeholder order) so
+  that the next intent of the same bar sees it: the order actor assigns the real client
+  order id later. The first `OrderUpdated` of an unknown order whose intent equals a
+  pending one replaces that placeholder (FIFO: the order actor takes `PlaceOrder`s in the
+  order risk sent them).
+* Fills are applied to the portfolio idempotently by execution id (`Portfolio.apply_fill`)
+  and order snapshots only replace older ones (by journal sequence), so a redelivered
+  update changes nothing.
+* Day PnL is realized + unrealized - fees, per currency, minus the same figure at the
+  start of the day, converted into the limits' currency. The day is the local date in the
+  trading calendar's zone (UTC without a calendar), read from the event time of the
+  message, never from the wall clock, so replays are deterministic.
+* The trading state is derived, not set: HALTED while the kill switch is tripped (it stays
+  tripped until a new day, if `RiskSettings.resume_next_day`), otherwise the stale-feed
+  state while the feed is stale, otherwise ACTIVE. A change is announced once with
+  `TradingStateChanged` to the strategy and to persistence.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import tomllib
+import zoneinfo
+from collections import Counter, deque
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final
+
+import attrs
+from tradewind.actors._calendar import TradingCalendar
+from tradewind.actors._errors import CurrencyMismatch, DomainError, InvalidLimits, MissingPrice
+from tradewind.actors._marketdata import Bar
+from tradewind.actors._messages import (
+    BrokerConnectionChanged,
+    CancelAllOrders,
+    CancelOrder,
+    EndOfData,
+    FeedResumed,
+    FeedStale,
+    IntentDenied,
+    OrderUpdated,
+    Persist,
+    PlaceOrder,
+    SessionChanged,
+    SubmitIntent,
+    SwapRiskLimits,
+    TradingStateChanged,
+)
+from tradewind.actors._orders import Order, format_client_order_id
+from tradewind.actors._portfolio import Portfolio
+from tradewind.actors._risk import (
+    Deny,
+    DenyReason,
+    OrderRateWindow,
+    RiskLimits,
+    TradingState,
+    check_order,
+    kill_switch,
+)
+from tradewind.actors._values import FxRates, Instrument, datetime_from_ns
+from tradewind.runtime._actor import Actor
+from tradewind.runtime._errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from tradewind.actors._orders import OrderIntent
+    from tradewind.runtime._actor import ActorRef
+
+_ZERO: Final = Decimal(0)
+# Placeholder ids of accepted intents the order actor has not numbered yet. They never
+# leave the book; the range is far above any real sequence.
+_PENDING_SEQ_BASE: Final = 900_000_000
+
+
+class Peer(enum.Enum):
+    """Whom the risk actor sends to."""
+
+    ORDERS = "orders"
+    STRATEGY = "strategy"
+    PERSISTENCE = "persistence"
+
+
+@attrs.frozen
+class Effect:
+    """One message the book decided to send, and to whom."""
+
+    to: Peer
+    message: object
+
+
+def _stale_state(
+    _instance: object, attribute: attrs.Attribute[TradingState], value: object
+) -> None:
+    if not isinstance(value, TradingState):
+        msg = f"{attribute.name}: must be a TradingState, got {value!r}"
+        raise InvalidLimits(msg)
+
+
+@attrs.frozen
+class RiskSettings:
+    """How the risk actor behaves, beside the limits.
+
+    Attributes:
+        stale_feed_state: the trading state while the feed is stale: REDUCING (the
+            default), HALTED, or ACTIVE to ignore stale feeds.
+        flatten_on_kill: whether the kill switch also closes every position; None (the
+            default) follows `RiskLimits.flatten_on_halt`.
+        flatten_strategy_id: the strategy id the flatten orders are issued under; None
+            uses the strategy id of the last intent risk saw (``"risk"`` if none).
+        resume_next_day: whether a tripped kill switch is reset when a new trading day
+            starts (default False: HALTED stays until the process is restarted).
+    """
+
+    stale_feed_state: TradingState = attrs.field(
+        default=TradingState.REDUCING, validator=_stale_state
+    )
+    flatten_on_kill: bool | None = None
+    flatten_strategy_id: str | None = None
+    resume_next_day: bool = False
+
+
+@attrs.frozen
+class RiskStatistics:
+    """A snapshot of the risk book's counters and state.
+
+    Attributes:
+        state: the trading state in force.
+        reason: why trading is in that state ("" when ACTIVE).
+        intents: intents checked.
+        accepted: intents accepted (sent to the order actor).
+        denied: intents denied, by reason code.
+        cancels: cancel requests passed on.
+        fills: distinct fills applied to the portfolio.
+        kill_switch_trips: how often the kill switch tripped.
+        limit_swaps: how often the limits were replaced.
+        open_orders: orders counted as open (including accepted, not yet numbered ones).
+        day_pnl: the day's PnL in the limits' currency, or None if it cannot be valued.
+    """
+
+    state: TradingState
+    reason: str
+    intents: int
+    accepted: int
+    denied: Mapping[DenyReason, int]
+    cancels: int
+    fills: int
+    kill_switch_trips: int
+    limit_swaps: int
+    open_orders: int
+    day_pnl: Decimal | None
+
+    @property
+    def denied_total(self) -> int:
+        """All denials, whatever the reason."""
+        return sum(self.denied.values())
+
+
+def _instrument_table(
+    value: Iterable[Instrument] | Mapping[str, Instrument],
+) -> dict[str, Instrument]:
+    return Portfolio(value).instruments
+
+
+def _day_key(ts: int, zone: zoneinfo.ZoneInfo | None) -> _dt.date:
+    moment = datetime_from_ns(ts)
+    return moment.date() if zone is None else moment.astimezone(zone).date()
+
+
+@attrs.define
+class RiskBook:
+    """The risk actor's state keeper: everything risk knows, surviving restarts.
+
+    Args:
+        limits: the limits in force at start.
+        instruments: the tradable instruments (a mapping by symbol or an iterable).
+        settings: behaviour flags.
+        calendar: the trading calendar whose local date is the trading day (UTC if None).
+        fx: rates into the limits' currency for instruments quoted in another one.
+        portfolio: the starting portfolio (e.g. rebuilt from stored fills); a new empty
+            one over `instruments` if None.
+
+    All methods are synchronous and never block; each `on_*` method commits the new state
+    and returns the effects to deliver, in order.
+    """
+
+    limits: RiskLimits
+    instruments: dict[str, Instrument] = attrs.field(converter=_instrument_table)
+    settings: RiskSettings = attrs.field(factory=RiskSettings)
+    calendar: TradingCalendar | None = None
+    fx: FxRates | None = None
+    portfolio: Portfolio = attrs.field(
+        default=attrs.Factory(lambda self: Portfolio(self.instruments), takes_self=True)
+    )
+    orders: dict[str, Order] = attrs.field(init=False, factory=dict)
+    pending: list[Order] = attrs.field(init=False, factory=list)
+    last_prices: dict[str, Decimal] = attrs.field(init=False, factory=dict)
+    rate: OrderRateWindow = attrs.field(init=False, factory=OrderRateWindow)
+    outbox: deque[Effect] = attrs.field(init=False, factory=deque)
+    committed: object = attrs.field(init=False, default=None)
+    broker_connected: bool = attrs.field(init=False, default=True)
+    killed: bool = attrs.field(init=False, default=False)
+    kill_reason: str = attrs.field(init=False, default="")
+    feed_stale: bool = attrs.field(init=False, default=False)
+    state: TradingState = attrs.field(init=False, default=TradingState.ACTIVE)
+    reason: str = attrs.field(init=False, default="")
+    day: _dt.date | None = attrs.field(init=False, default=None)
+    last_ts: int = attrs.field(init=False, default=0)
+    day_start: dict[str, Decimal] = attrs.field(init=False, factory=dict)
+    last_strategy_id: str | None = attrs.field(init=False, default=None)
+    _seen_seq: dict[str, int] = attrs.field(init=False, factory=dict)
+    _pending_seq: int = attrs.field(init=False, default=_PENDING_SEQ_BASE)
+    _zone: zoneinfo.ZoneInfo | None = attrs.field(init=False, default=None)
+    _counts: Counter[str] = attrs.field(init=False, factory=Counter)
+    _denied: Counter[DenyReason] = attrs.field(init=False, factory=Counter)
+
+    def __attrs_post_init__(self) -> None:
+        if self.calendar is not None:
+            self._zone = zoneinfo.ZoneInfo(self.calendar.timezone)
+
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def open_orders(self) -> tuple[Order, ...]:
+        """The orders risk counts as exposure: working orders plus accepted intents the
+        order actor has not numbered yet."""
+        return (*self.orders.values(), *self.pending)
+
+    def day_pnl(self) -> Decimal | None:
+        """The day's realized + unrealized PnL net of fees, in the limits' currency.
+
+        Returns None when it cannot be valued (an open position without a mark, or a
+        currency without an FX rate).
+        """
+        now = self._pnl_by_currency()
+        if now is None:
+            return None
+        total = _ZERO
+        for currency in sorted(set(now) | set(self.day_start)):
+            change = now.get(currency, _ZERO) - self.day_start.get(currency, _ZERO)
+            if currency == self.limits.currency:
+                total += change
+                continue
+            if self.fx is None:
+                return None
+            try:
+                total += change * self.fx.rate(currency, self.limits.currency)
+            except CurrencyMismatch:
+                return None
+        return total
+
+    def statistics(self) -> RiskStatistics:
+        """A frozen snapshot of the counters and the state."""
+        return RiskStatistics(
+            state=self.state,
+            reason=self.reason,
+            intents=self._counts["intents"],
+            accepted=self._counts["accepted"],
+            denied=MappingProxyType(dict(self._denied)),
+            cancels=self._counts["cancels"],
+            fills=self._counts["fills"],
+            kill_switch_trips=self._counts["kill_switch_trips"],
+            limit_swaps=self._counts["limit_swaps"],
+            open_orders=len(self.orders) + len(self.pending),
+            day_pnl=self.day_pnl(),
+        )
+
+    # ------------------------------------------------------------------ messages
+
+    def on_intent(self, message: SubmitIntent) -> list[Effect]:
+        """Check an intent: `PlaceOrder` to the order actor, or an `IntentDenied`."""
+        intent, ts = message.intent, message.ts
+        self.last_strategy_id = intent.strategy_id
+        effects = self._roll_day(ts)
+        self._counts["intents"] += 1
+        decision = check_order(
+            self.limits,
+            self.state,
+            self.portfolio,
+            self.open_orders,
+            intent,
+            ts,
+            self.rate.recent(ts),
+            self.last_prices,
+            self.instruments,
+            fx=self.fx,
+            day_pnl=self.day_pnl(),
+            broker_connected=self.broker_connected,
+        )
+        if not isinstance(decision, Deny):
+            effects.append(self._place(intent, ts))
+            self._counts["accepted"] += 1
+            return effects
+        self._denied[decision.reason] += 1
+        denied = IntentDenied(intent=intent, reason=decision.reason, detail=decision.detail, ts=ts)
+        effects.append(Effect(Peer.STRATEGY, denied))
+        effects.append(Effect(Peer.PERSISTENCE, Persist((denied,))))
+        return effects
+
+    def on_cancel(self, message: CancelOrder) -> list[Effect]:
+        """A cancel always passes (`check_cancel`): on to the order actor."""
+        self._counts["cancels"] += 1
+        return [Effect(Peer.ORDERS, message)]
+
+    def on_order_updated(self, message: OrderUpdated) -> list[Effect]:
+        """Track the order, book its fill once, check the kill switch, tell the strategy."""
+        effects = self._roll_day(message.ts)
+        order = message.order
+        known = self._seen_seq.get(order.client_order_id)
+        if known is None:
+            self._claim_pending(order.intent)
+        if known is None or order.event_seq > known:
+            self._seen_seq[order.client_order_id] = order.event_seq
+            if order.status.is_working:
+                self.orders[order.client_order_id] = order
+            else:
+                self.orders.pop(order.client_order_id, None)
+        fill = message.fill
+        if fill is not None and fill.instrument in self.instruments:
+            if fill.instrument not in self.portfolio.marks:
+                self.portfolio.mark(fill.instrument, fill.price)
+            if self.portfolio.apply_fill(fill):
+                self._counts["fills"] += 1
+        effects.extend(self._check_kill_switch(message.ts))
+        effects.append(Effect(Peer.STRATEGY, message))
+        return effects
+
+    def on_bar(self, bar: Bar) -> list[Effect]:
+        """Mark the portfolio with the bar, check the kill switch, pass the bar on."""
+        effects = self._roll_day(bar.ts)
+        if bar.instrument in self.instruments:
+            self.last_prices[bar.instrument] = bar.close
+            self.portfolio.mark(bar.instrument, bar.close)
+        effects.extend(self._check_kill_switch(bar.ts))
+        effects.append(Effect(Peer.STRATEGY, bar))
+        return effects
+
+    def on_feed_stale(self, message: FeedStale) -> list[Effect]:
+        """The feed went quiet: move to the configured stale-feed state."""
+        self.feed_stale = True
+        return self._restate(message.ts)
+
+    def on_feed_resumed(self, message: FeedResumed) -> list[Effect]:
+        """The feed is back: leave the stale-feed state (a tripped kill switch stays)."""
+        self.feed_stale = False
+        return self._restate(message.ts)
+
+    def on_broker_connection(self, message: BrokerConnectionChanged) -> list[Effect]:
+        """Remember whether the broker is reachable (intents are denied while it is not)."""
+        self.broker_connected = message.connected
+        return []
+
+    def on_swap(self, message: SwapRiskLimits, ts: int) -> list[Effect]:
+        """Replace the limits; a tighter loss limit may trip the kill switch at once.
+
+        Raises:
+            InvalidLimits: the message does not carry `RiskLimits` (the old ones stay).
+        """
+        limits: object = message.limits
+        if not isinstance(limits, RiskLimits):
+            msg = f"risk limits: a swap needs RiskLimits, got {type(limits).__name__}"
+            raise InvalidLimits(msg)
+        self.limits = limits
+        self._counts["limit_swaps"] += 1
+        return self._check_kill_switch(ts)
+
+    # ------------------------------------------------------------------ internals
+
+    def _place(self, intent: OrderIntent, ts: int) -> Effect:
+        self._pending_seq += 1
+        placeholder = Order.create(
+            format_client_order_id(intent.strategy_id, self._pending_seq), intent, ts
+        )
+        self.pending.append(placeholder)
+        self.rate.record(ts)
+        return Effect(Peer.ORDERS, PlaceOrder(intent=intent, ts=ts))
+
+    def _claim_pending(self, intent: OrderIntent) -> None:
+        for index, placeholder in enumerate(self.pending):
+            if placeholder.intent == intent:
+                del self.pending[index]
+                return
+
+    def _pnl_by_currency(self) -> dict[str, Decimal] | None:
+        try:
+            return self.portfolio.pnl_by_currency()
+        except MissingPrice:
+            return None
+
+    def _roll_day(self, ts: int) -> list[Effect]:
+        self.last_ts = max(self.last_ts, ts)
+        day = _day_key(ts, self._zone)
+        if self.day == day:
+            return []
+        first = self.day is None
+        self.day = day
+        start = self._pnl_by_currency()
+        self.day_start = start if start is not None else {}
+        if first or not (self.killed and self.settings.resume_next_day):
+            return []
+        self.killed = False
+        self.kill_reason = ""
+        return self._restate(ts)
+
+    def _restate(self, ts: int) -> list[Effect]:
+        if self.killed:
+            state, reason = TradingState.HALTED, self.kill_reason
+        elif self.feed_stale and self.settings.stale_feed_state is not TradingState.ACTIVE:
+            state, reason = self.settings.stale_feed_state, "the market data feed is stale"
+        else:
+            state, reason = TradingState.ACTIVE, ""
+        if state is self.state:
+            return []
+        self.state, self.reason = state, reason
+        change = TradingStateChanged(state=state, reason=reason or "trading resumed", ts=ts)
+        return [Effect(Peer.STRATEGY, change), Effect(Peer.PERSISTENCE, Persist((change,)))]
+
+    def _check_kill_switch(self, ts: int) -> list[Effect]:
+        if self.killed:
+            return []
+        day_pnl = self.day_pnl()
+        if day_pnl is None:
+            return []
+        limits = self.limits
+        if self.settings.flatten_on_kill is not None:
+            limits = limits.replace(flatten_on_halt=self.settings.flatten_on_kill)
+        strategy_id = self.settings.flatten_strategy_id or self.last_strategy_id or "risk"
+        decision = kill_switch(
+            limits,
+            TradingState.ACTIVE,
+            day_pnl,
+            self.portfolio,
+            self.orders.values(),
+            strategy_id=strategy_id,
+        )
+        if not decision.halt:
+            return []
+        self.killed = True
+        self.kill_reason = f"kill switch: {decision.detail}"
+        self._counts["kill_switch_trips"] += 1
+        effects = [Effect(Peer.ORDERS, CancelAllOrders(ts=ts, reason=self.kill_reason))]
+        effects.extend(self._place(intent, ts) for intent in decision.flatten)
+        effects.extend(self._restate(ts))
+        return effects
+
+
+class RiskActor(Actor):
+    """The pre-trade gate between the strategy and the order actor.
+
+    Handles `SubmitIntent`, `CancelOrder`, `OrderUpdated`, `Bar`, `FeedStale`,
+    `FeedResumed`, `SessionChanged`, `EndOfData`, `BrokerConnectionChanged` and
+    `SwapRiskLimits` (asked; answered with the `RiskLimits` in force). Other messages are
+    logged and dropped.
+
+    Args:
+        book: the state keeper, shared by every instance.
+        orders: path of the order actor.
+        strategy: path of the strategy actor.
+        persistence: path of the persistence actor.
+    """
+
+    def __init__(
+        self,
+        book: RiskBook,
+        *,
+        orders: str = "trading/orders",
+        strategy: str = "trading/strategy",
+        persistence: str = "persistence",
+    ) -> None:
+        self.book = book
+        self._paths = {Peer.ORDERS: orders, Peer.STRATEGY: strategy, Peer.PERSISTENCE: persistence}
+        self._refs: dict[Peer, ActorRef] = {}
+
+    async def on_start(self) -> None:
+        """Resolve the peers' refs.
+
+        Raises:
+            ActorNotFound: a peer path names no actor.
+        """
+        system = self.context.system
+        self._refs = {peer: system.ref(path) for peer, path in self._paths.items()}
+
+    async def handle(self, message: object) -> object:
+        """Decide on `message` (once, even if redelivered), then deliver the effects.
+
+        Returns:
+            For `SwapRiskLimits`, the limits in force; otherwise None.
+
+        Cancellation: decisions are committed before the first send; a cancelled delivery
+        is finished when the message is redelivered, and never decided twice.
+        """
+        book = self.book
+        await self._deliver()
+        if message is book.committed:
+            return book.limits if isinstance(message, SwapRiskLimits) else None
+        effects = self._decide(message)
+        book.committed = message
+        book.outbox.extend(effects)
+        await self._deliver()
+        return book.limits if isinstance(message, SwapRiskLimits) else None
+
+    def _decide(self, message: object) -> Iterable[Effect]:
+        book = self.book
+        match message:
+            case SubmitIntent():
+                effects = book.on_intent(message)
+                for effect in effects:
+                    if isinstance(effect.message, IntentDenied) and effect.to is Peer.STRATEGY:
+                        denied = effect.message
+                        self.context.log.info(
+                            "intent_denied", reason=denied.reason.value, detail=denied.detail
+                        )
+                return effects
+            case Bar():
+                return book.on_bar(message)
+            case OrderUpdated():
+                return book.on_order_updated(message)
+            case CancelOrder():
+                return book.on_cancel(message)
+            case SessionChanged() | EndOfData():
+                return [Effect(Peer.STRATEGY, message)]
+            case FeedStale():
+                return book.on_feed_stale(message)
+            case FeedResumed():
+                return book.on_feed_resumed(message)
+            case BrokerConnectionChanged():
+                return book.on_broker_connection(message)
+            case SwapRiskLimits():
+                try:
+                    effects = book.on_swap(message, ts=book.last_ts)
+                except InvalidLimits as exc:
+                    self.context.log.warning("risk_limits_swap_refused", error=str(exc))
+                    return []
+                self.context.log.info("risk_limits_swapped", limits=repr(book.limits))
+                return effects
+            case _:
+                self.context.log.warning("unexpected_message", message_type=type(message).__name__)
+                return []
+
+    async def _deliver(self) -> None:
+        outbox = self.book.outbox
+        while outbox:
+            effect = outbox[0]
+            await self._refs[effect.to].send(effect.message)
+            outbox.popleft()
+            if isinstance(effect.message, TradingStateChanged) and effect.to is Peer.STRATEGY:
+                self.context.log.warning(
+                    "trading_state_changed",
+                    state=effect.message.state.value,
+                    reason=effect.message.reason,
+                )
+
+
+def reload_risk_limits(path: str | Path, *, section: str = "risk") -> RiskLimits:
+    """Re-read the risk section of a configuration file and validate it.
+
+    The keys of the section are the fields of `RiskLimits`; amounts may be TOML numbers
+    (read as exact decimals, never through float) or strings.
+
+    Args:
+        path: the TOML configuration file.
+        section: the table holding the limits (dotted for a nested one).
+
+    Returns:
+        The new, validated limits (send them with `SwapRiskLimits`).
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, the section is missing, or the
+            limits are invalid; every problem is listed, each naming its setting. The
+            limits in force are untouched.
+    """
+    source = str(path)
+    try:
+        with Path(path).open("rb") as handle:
+            document = tomllib.load(handle, parse_float=Decimal)
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot be read: {exc.strerror or exc}"], source) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: not valid TOML: {exc}"], source) from exc
+    table: object = document
+    for key in section.split("."):
+        if not isinstance(table, dict) or key not in table:
+            raise ConfigError([f"{section}: required, missing"], source)
+        table = table[key]
+    if not isinstance(table, dict):
+        raise ConfigError([f"{section}: must be a table, got {type(table).__name__}"], source)
+    fields = {a.name for a in attrs.fields(RiskLimits)}
+    problems = [f"{section}.{key}: unknown setting" for key in sorted(set(table) - fields)]
+    if problems:
+        raise ConfigError(problems, source)
+    try:
+        return RiskLimits(**table)
+    except TypeError as exc:
+        raise ConfigError([f"{section}: {exc}"], source) from exc
+    except (InvalidLimits, DomainError) as exc:
+        detail = str(exc).removeprefix("risk limits: ")
+        _count, _sep, listing = detail.partition(" problem(s): ")
+        raise ConfigError(
+            [f"{section}.{p}" for p in (listing or detail).split("; ")], source
+        ) from exc
