@@ -1,0 +1,509 @@
+"""The risk actor in a tiny system: recorders at the order, strategy and persistence paths."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pytest
+from tradewind.actors import (
+    Bar,
+    Fill,
+    Instrument,
+    Order,
+    OrderFilled,
+    OrderIntent,
+    OrderSubmitted,
+    OrderType,
+    RiskLimits,
+    Side,
+    TimeInForce,
+    TradingCalendar,
+    TradingState,
+)
+from tradewind.actors._calendar import TransitionKind
+from tradewind.actors._messages import (
+    BrokerConnectionChanged,
+    CancelAllOrders,
+    CancelOrder,
+    EndOfData,
+    FeedResumed,
+    FeedStale,
+    IntentDenied,
+    OrderUpdated,
+    Persist,
+    PlaceOrder,
+    SessionChanged,
+    SubmitIntent,
+    SwapRiskLimits,
+    TradingStateChanged,
+)
+from tradewind.actors._orders import OrderRejected
+from tradewind.actors._risk import DenyReason
+from tradewind.actors._risk_actor import (
+    Peer,
+    RiskActor,
+    RiskBook,
+    RiskSettings,
+    reload_risk_limits,
+)
+from tradewind.runtime import (
+    Actor,
+    ActorSystem,
+    ChildSpec,
+    ConfigError,
+    RestartStrategy,
+    SupervisorSpec,
+    open_actor_system,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
+
+    from tradewind.runtime._specs import AnySpec
+
+DAY = 86_400_000_000_000
+MINUTE = 60_000_000_000
+T0 = 1_700_000_000_000_000_000 - (1_700_000_000_000_000_000 % DAY) + 10 * 3600 * 10**9
+AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
+
+
+def limits(**changes: Any) -> RiskLimits:
+    fields: dict[str, Any] = {
+        "max_position": 100,
+        "max_order_notional": 100_000,
+        "max_gross_exposure": 1_000_000,
+        "max_orders_per_second": 100,
+        "daily_loss_limit": 1_000,
+    }
+    fields.update(changes)
+    return RiskLimits(**fields)
+
+
+def bar(ts: int, close: str) -> Bar:
+    price = Decimal(close)
+    return Bar("AAPL", "1m", ts, price, price, price, price, Decimal(10))
+
+
+def intent(
+    quantity: int = 10, side: Side = Side.BUY, limit: str | None = None, strategy: str = "sma"
+) -> OrderIntent:
+    return OrderIntent(
+        strategy_id=strategy,
+        instrument="AAPL",
+        side=side,
+        quantity=quantity,
+        order_type=OrderType.MARKET if limit is None else OrderType.LIMIT,
+        limit_price=limit,
+        time_in_force=TimeInForce.DAY,
+    )
+
+
+def submitted(wanted: OrderIntent, seq: int, ts: int) -> Order:
+    client_order_id = f"{wanted.strategy_id}-{seq:08d}"
+    return Order.create(client_order_id, wanted, ts).apply(
+        OrderSubmitted(client_order_id=client_order_id, ts=ts)
+    )
+
+
+def update(order: Order, ts: int) -> OrderUpdated:
+    assert order.last_event is not None
+    return OrderUpdated(order=order, event=order.last_event, ts=ts)
+
+
+def filled(order: Order, price: str, ts: int, n: int = 1) -> Order:
+    fill = Fill(
+        execution_id=f"{order.client_order_id}-F{n}",
+        client_order_id=order.client_order_id,
+        instrument=order.intent.instrument,
+        side=order.intent.side,
+        quantity=order.remaining_quantity,
+        price=Decimal(price),
+        fee=Decimal(0),
+        fee_currency="USD",
+        ts=ts,
+    )
+    return order.apply(OrderFilled(client_order_id=order.client_order_id, ts=ts, fill=fill))
+
+
+class Recorder(Actor):
+    def __init__(self, seen: list[object]) -> None:
+        self.seen = seen
+
+    async def handle(self, message: object) -> None:
+        self.seen.append(message)
+
+
+@attrs.define
+class Tiny:
+    system: ActorSystem
+    book: RiskBook
+    orders: list[object]
+    strategy: list[object]
+    persistence: list[object]
+
+    async def send(self, *messages: object) -> None:
+        risk = self.system.ref("trading/risk")
+        for message in messages:
+            await risk.send(message)
+        await self.system.quiesce()
+
+    def of(self, seen: list[object], kind: type) -> list[Any]:
+        return [m for m in seen if isinstance(m, kind)]
+
+
+@asynccontextmanager
+async def tiny(
+    book: RiskBook | None = None, actor: Callable[[RiskBook], Actor] = RiskActor
+) -> AsyncIterator[Tiny]:
+    book = book if book is not None else RiskBook(limits(), [AAPL])
+    orders: list[object] = []
+    strategy: list[object] = []
+    persistence: list[object] = []
+    trading: list[AnySpec] = [
+        ChildSpec("orders", lambda: Recorder(orders)),
+        ChildSpec("risk", lambda: actor(book)),
+        ChildSpec("strategy", lambda: Recorder(strategy)),
+    ]
+    root: list[AnySpec] = [
+        ChildSpec("persistence", lambda: Recorder(persistence)),
+        # mypy reads the children's `converter=tuple` as Iterable[_T_co]: a false alarm.
+        SupervisorSpec("trading", trading, strategy=RestartStrategy.REST_FOR_ONE),  # type: ignore[arg-type]
+    ]
+    spec = SupervisorSpec("root", root)  # type: ignore[arg-type]
+    async with open_actor_system(spec, asyncio_loop=False) as system:
+        yield Tiny(system, book, orders, strategy, persistence)
+
+
+class TestDenials:
+    async def test_denied_intent_never_reaches_orders_and_is_persisted(
+        self, autojump_clock: object
+    ) -> None:
+        async with tiny() as t:
+            await t.send(bar(T0, "100"), SubmitIntent(intent(quantity=500), T0))
+            assert t.of(t.orders, PlaceOrder) == []
+            (denied,) = t.of(t.strategy, IntentDenied)
+            assert denied.reason is DenyReason.MAX_POSITION
+            assert denied.intent == intent(quantity=500)
+            (persisted,) = t.of(t.persistence, Persist)
+            assert persisted.records == (denied,)
+            assert t.book.statistics().denied == {DenyReason.MAX_POSITION: 1}
+
+    async def test_accepted_intent_is_placed(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await t.send(bar(T0, "100"), SubmitIntent(intent(quantity=50), T0))
+            assert t.of(t.orders, PlaceOrder) == [PlaceOrder(intent(quantity=50), T0)]
+            assert t.of(t.strategy, IntentDenied) == []
+
+    async def test_accepted_intent_counts_as_open_for_the_next_one(
+        self, autojump_clock: object
+    ) -> None:
+        async with tiny() as t:
+            await t.send(
+                bar(T0, "100"),
+                SubmitIntent(intent(quantity=60), T0),
+                SubmitIntent(intent(quantity=60), T0),
+            )
+            assert len(t.of(t.orders, PlaceOrder)) == 1
+            (denied,) = t.of(t.strategy, IntentDenied)
+            assert denied.reason is DenyReason.MAX_POSITION
+
+    async def test_numbered_order_replaces_its_placeholder(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            wanted = intent(quantity=60)
+            await t.send(bar(T0, "100"), SubmitIntent(wanted, T0))
+            order = submitted(wanted, 1, T0)
+            await t.send(update(order, T0))
+            assert t.book.statistics().open_orders == 1
+            canceled = order.apply(OrderRejected(client_order_id=order.client_order_id, ts=T0))
+            await t.send(update(canceled, T0))
+            assert t.book.statistics().open_orders == 0
+            await t.send(SubmitIntent(intent(quantity=90), T0 + MINUTE))
+            assert len(t.of(t.orders, PlaceOrder)) == 2
+
+    async def test_broker_down_denies(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await t.send(
+                bar(T0, "100"),
+                BrokerConnectionChanged(connected=False, ts=T0),
+                SubmitIntent(intent(), T0),
+            )
+            (denied,) = t.of(t.strategy, IntentDenied)
+            assert denied.reason is DenyReason.BROKER_DISCONNECTED
+
+
+class TestKillSwitch:
+    async def _lose(self, t: Tiny, close: str) -> None:
+        wanted = intent(quantity=100)
+        await t.send(bar(T0, "100"), SubmitIntent(wanted, T0))
+        order = filled(submitted(wanted, 1, T0), "100", T0 + MINUTE)
+        resting = submitted(intent(quantity=1, side=Side.SELL, limit="120"), 2, T0)
+        await t.send(update(resting, T0), update(order, T0 + MINUTE))
+        await t.send(bar(T0 + MINUTE, close))
+
+    async def test_losing_mark_halts_and_cancels_all(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await self._lose(t, "89")
+            assert t.book.state is TradingState.HALTED
+            (cancel_all,) = t.of(t.orders, CancelAllOrders)
+            assert "kill switch" in cancel_all.reason
+            (change,) = t.of(t.strategy, TradingStateChanged)
+            assert change.state is TradingState.HALTED
+            assert Persist((change,)) in t.persistence
+            assert t.book.statistics().day_pnl == Decimal(-1100)
+            assert t.strategy[-1] == bar(T0 + MINUTE, "89")
+
+    async def test_mark_within_the_limit_does_not_halt(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await self._lose(t, "91")
+            assert t.book.state is TradingState.ACTIVE
+            assert t.of(t.orders, CancelAllOrders) == []
+
+    async def test_further_intents_are_denied_trading_halted(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await self._lose(t, "89")
+            await t.send(SubmitIntent(intent(quantity=1, side=Side.SELL), T0 + 2 * MINUTE))
+            (denied,) = t.of(t.strategy, IntentDenied)
+            assert denied.reason is DenyReason.TRADING_HALTED
+            assert len(t.of(t.orders, PlaceOrder)) == 1
+
+    async def test_cancels_still_pass_when_halted(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await self._lose(t, "89")
+            await t.send(CancelOrder("sma-00000002", T0 + 2 * MINUTE))
+            assert t.of(t.orders, CancelOrder) == [CancelOrder("sma-00000002", T0 + 2 * MINUTE)]
+
+    async def test_flatten_on_kill_places_closing_orders(self, autojump_clock: object) -> None:
+        book = RiskBook(limits(), [AAPL], RiskSettings(flatten_on_kill=True))
+        async with tiny(book) as t:
+            await self._lose(t, "89")
+            placed = [m.intent for m in t.of(t.orders, PlaceOrder)]
+            assert placed[-1].side is Side.SELL
+            assert placed[-1].quantity == 100
+            assert placed[-1].order_type is OrderType.MARKET
+            assert placed[-1].strategy_id == "sma"
+            assert t.orders.index(t.of(t.orders, CancelAllOrders)[0]) < len(t.orders) - 1
+
+    async def test_trips_once(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await self._lose(t, "89")
+            await t.send(bar(T0 + 2 * MINUTE, "80"))
+            assert len(t.of(t.orders, CancelAllOrders)) == 1
+            assert t.book.statistics().kill_switch_trips == 1
+
+    async def test_yesterdays_loss_does_not_count_today(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await self._lose(t, "92")  # -800 on day one
+            await t.send(bar(T0 + DAY, "84"))  # -800 more on day two: -1600 in all
+            assert t.book.state is TradingState.ACTIVE
+            assert t.book.statistics().day_pnl == Decimal(-800)
+
+    async def test_calendar_day_is_the_local_date(self, autojump_clock: object) -> None:
+        calendar = TradingCalendar.always_open()
+        book = RiskBook(limits(), [AAPL], calendar=calendar)
+        async with tiny(book) as t:
+            await self._lose(t, "92")
+            assert book.day is not None
+            assert book.day.toordinal() == T0 // DAY + 719_163
+
+    async def test_resume_next_day_lifts_the_halt(self, autojump_clock: object) -> None:
+        book = RiskBook(limits(), [AAPL], RiskSettings(resume_next_day=True))
+        async with tiny(book) as t:
+            await self._lose(t, "89")
+            await t.send(bar(T0 + DAY, "89"))
+            assert book.state is TradingState.ACTIVE
+            states = [m.state for m in t.of(t.strategy, TradingStateChanged)]
+            assert states == [TradingState.HALTED, TradingState.ACTIVE]
+
+
+class TestLimitsSwap:
+    async def test_swap_replies_with_the_limits_in_force(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            new = limits(max_position=5)
+            reply = await t.system.ref("trading/risk").ask(SwapRiskLimits(new))
+            assert reply == new
+            await t.send(bar(T0, "100"), SubmitIntent(intent(quantity=10), T0))
+            (denied,) = t.of(t.strategy, IntentDenied)
+            assert denied.reason is DenyReason.MAX_POSITION
+            assert t.book.statistics().limit_swaps == 1
+
+    async def test_swap_of_something_else_keeps_the_old_limits(
+        self, autojump_clock: object
+    ) -> None:
+        async with tiny() as t:
+            reply = await t.system.ref("trading/risk").ask(SwapRiskLimits({"max_position": 1}))  # type: ignore[arg-type]
+            assert reply == limits()
+
+    async def test_tighter_loss_limit_trips_at_once(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await TestKillSwitch()._lose(t, "95")
+            assert t.book.state is TradingState.ACTIVE
+            await t.system.ref("trading/risk").ask(SwapRiskLimits(limits(daily_loss_limit=400)))
+            await t.system.quiesce()
+            assert t.book.statistics().state is TradingState.HALTED
+            assert len(t.of(t.orders, CancelAllOrders)) == 1
+
+
+class TestFills:
+    async def test_redelivered_fill_is_counted_once(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            wanted = intent(quantity=50)
+            await t.send(bar(T0, "100"), SubmitIntent(wanted, T0))
+            order = filled(submitted(wanted, 1, T0), "100", T0)
+            await t.send(update(order, T0), update(order, T0))
+            assert t.book.portfolio.position("AAPL").quantity == 50
+            assert t.book.statistics().fills == 1
+            assert len(t.of(t.strategy, OrderUpdated)) == 2
+
+    async def test_fill_before_any_bar_is_marked_at_its_price(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            order = filled(submitted(intent(quantity=5), 1, T0), "100", T0)
+            await t.send(update(order, T0))
+            assert t.book.statistics().day_pnl == Decimal(0)
+
+
+class TestFeed:
+    async def test_stale_feed_moves_to_reducing(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await t.send(bar(T0, "100"), FeedStale(ts=T0 + MINUTE, silent_ns=MINUTE))
+            assert t.book.state is TradingState.REDUCING
+            await t.send(SubmitIntent(intent(quantity=1), T0 + MINUTE))
+            (denied,) = t.of(t.strategy, IntentDenied)
+            assert denied.reason is DenyReason.REDUCING_ONLY
+
+    async def test_resumed_feed_moves_back_to_active(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await t.send(
+                bar(T0, "100"),
+                FeedStale(ts=T0 + MINUTE, silent_ns=MINUTE),
+                FeedResumed(ts=T0 + 2 * MINUTE),
+            )
+            assert t.book.state is TradingState.ACTIVE
+            states = [m.state for m in t.of(t.strategy, TradingStateChanged)]
+            assert states == [TradingState.REDUCING, TradingState.ACTIVE]
+
+    async def test_stale_feed_can_halt(self, autojump_clock: object) -> None:
+        book = RiskBook(limits(), [AAPL], RiskSettings(stale_feed_state=TradingState.HALTED))
+        async with tiny(book) as t:
+            await t.send(FeedStale(ts=T0, silent_ns=MINUTE))
+            assert book.state is TradingState.HALTED
+
+    async def test_stale_feed_can_be_ignored(self, autojump_clock: object) -> None:
+        book = RiskBook(limits(), [AAPL], RiskSettings(stale_feed_state=TradingState.ACTIVE))
+        async with tiny(book) as t:
+            await t.send(FeedStale(ts=T0, silent_ns=MINUTE))
+            assert book.state is TradingState.ACTIVE
+            assert t.of(t.strategy, TradingStateChanged) == []
+
+    async def test_session_and_end_of_data_are_forwarded(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            session = SessionChanged(TransitionKind.OPEN, T0)
+            await t.send(session, EndOfData(T0), object())
+            assert t.strategy == [session, EndOfData(T0)]
+
+
+class FlakyRisk(RiskActor):
+    """Crashes once, right after the decision was committed, before any send."""
+
+    crashed = False
+
+    async def _deliver(self) -> None:
+        if self.book.outbox and not FlakyRisk.crashed:
+            FlakyRisk.crashed = True
+            raise RuntimeError("boom")
+        await super()._deliver()
+
+
+class TestRedelivery:
+    async def test_intent_redelivered_after_a_crash_is_placed_once(
+        self, autojump_clock: object
+    ) -> None:
+        FlakyRisk.crashed = False
+        async with tiny(actor=FlakyRisk) as t:
+            await t.send(bar(T0, "100"))
+            await t.send(SubmitIntent(intent(quantity=10), T0))
+            assert FlakyRisk.crashed
+            assert t.of(t.orders, PlaceOrder) == [PlaceOrder(intent(quantity=10), T0)]
+            assert t.system.statistics().actors["trading/risk"].restarts == 1
+            assert t.book.statistics().accepted == 1
+
+    def test_effects_name_their_peer(self) -> None:
+        book = RiskBook(limits(), [AAPL])
+        effects = book.on_bar(bar(T0, "100"))
+        assert [e.to for e in effects] == [Peer.STRATEGY]
+
+
+class TestReloadRiskLimits:
+    def write(self, tmp_path: Path, text: str) -> Path:
+        path = tmp_path / "tradewind.toml"
+        path.write_text(text)
+        return path
+
+    def test_reads_the_risk_section_exactly(self, tmp_path: Path) -> None:
+        path = self.write(
+            tmp_path,
+            "[risk]\nmax_position = 5\nmax_order_notional = 1000.10\n"
+            "max_gross_exposure = '5000'\nmax_orders_per_second = 3\ndaily_loss_limit = 250.5\n",
+        )
+        got = reload_risk_limits(path)
+        assert got == limits(
+            max_position=5,
+            max_order_notional="1000.10",
+            max_gross_exposure=5000,
+            max_orders_per_second=3,
+            daily_loss_limit="250.5",
+        )
+        assert got.max_order_notional.as_tuple().exponent == -2
+
+    def test_invalid_limits_list_every_problem(self, tmp_path: Path) -> None:
+        path = self.write(
+            tmp_path,
+            "[risk]\nmax_position = -5\nmax_order_notional = 0\nmax_gross_exposure = 1\n"
+            "max_orders_per_second = 3\ndaily_loss_limit = 1\n",
+        )
+        with pytest.raises(ConfigError) as caught:
+            reload_risk_limits(path)
+        assert caught.value.problems == (
+            "risk.max_position: must be >= 0, got -5",
+            "risk.max_order_notional: must be > 0, got 0",
+        )
+
+    def test_unknown_setting_is_a_problem(self, tmp_path: Path) -> None:
+        path = self.write(tmp_path, "[risk]\nmax_positon = 5\n")
+        with pytest.raises(ConfigError, match=r"risk\.max_positon: unknown setting"):
+            reload_risk_limits(path)
+
+    def test_missing_field_is_a_problem(self, tmp_path: Path) -> None:
+        path = self.write(tmp_path, "[risk]\nmax_position = 5\n")
+        with pytest.raises(ConfigError, match="max_order_notional"):
+            reload_risk_limits(path)
+
+    def test_missing_section(self, tmp_path: Path) -> None:
+        path = self.write(tmp_path, "[feed]\nx = 1\n")
+        with pytest.raises(ConfigError, match="risk: required, missing"):
+            reload_risk_limits(path)
+
+    def test_section_that_is_not_a_table(self, tmp_path: Path) -> None:
+        path = self.write(tmp_path, "risk = 5\n")
+        with pytest.raises(ConfigError, match="must be a table"):
+            reload_risk_limits(path)
+
+    def test_nested_section(self, tmp_path: Path) -> None:
+        path = self.write(
+            tmp_path,
+            "[trading.risk]\nmax_position = 5\nmax_order_notional = 10\n"
+            "max_gross_exposure = 10\nmax_orders_per_second = 3\ndaily_loss_limit = 1\n",
+        )
+        assert reload_risk_limits(path, section="trading.risk").max_position == 5
+
+    def test_broken_toml(self, tmp_path: Path) -> None:
+        path = self.write(tmp_path, "[risk\n")
+        with pytest.raises(ConfigError, match="not valid TOML"):
+            reload_risk_limits(path)
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="cannot be read"):
+            reload_risk_limits(tmp_path / "absent.toml")
