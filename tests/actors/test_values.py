@@ -498,3 +498,35 @@ class TestEventTime:
     def test_order_matches_ts_then_seq(self, pairs):
         times = [EventTime(ts, seq) for ts, seq in pairs]
         assert [(t.ts, t.seq) for t in sorted(times)] == sorted(pairs)
+
+
+class TestPublicSurface:
+    @pytest.mark.parametrize(
+        ("module", "names"),
+        [
+            (
+                "_values",
+                (
+                    "DecimalLike EventTime FxRate FxRates Instrument Money Rounding Side "
+                    "datetime_from_ns ns_from_datetime to_decimal"
+                ),
+            ),
+            (
+                "_marketdata",
+                "Bar BarKey BarSequencer BarStatus SequencerStatistics SeriesKey Tick",
+            ),
+            ("_calendar", "Session SessionTransition TradingCalendar TransitionKind"),
+            (
+                "_errors",
+                "CurrencyMismatch DomainError FloatRefused InvalidCalendar InvalidMarketData",
+            ),
+        ],
+    )
+    def test_names_are_re_exported_from_the_package(self, module, names):
+        import importlib
+
+        import tradewind.actors
+
+        private = importlib.import_module(f"tradewind.actors.{module}")
+        for name in names.split():
+            assert getattr(tradewind.actors, name) is getattr(private, name)
