@@ -1,39 +1,41 @@
 """Orders: what a strategy asks for, what the system tracks, and the order state machine.
 
-Design notes
-------------
-* The whole lifecycle is one table, `TRANSITIONS`, mapping ``(status, event kind)`` to the
-  next status, kept at the top of the module so it can be read (and reviewed) in one
-  place. `Order.apply` is the only way an order changes: it looks the pair up, raises
-  `IllegalTransition` when it is missing and otherwise returns a new frozen `Order`; the
-  old value is never touched, so "an illegal event changes nothing" holds by construction.
-* Two rules cannot be a plain lookup and are spelled as markers in the table:
-  - a fill that leaves quantity open moves to the status the table names, but a fill that
-    completes the order always ends in FILLED (whatever state it raced with);
-  - a cancel reject returns to the open state the order was in when the cancel was
-    requested (kept in `Order.status_before_cancel`; a fill that landed in between turns
-    ACCEPTED into PARTIALLY_FILLED, because that is the state the order is really in).
-* Real-world races are legal on purpose: a fill after a cancel request (PENDING_CANCEL), a
-  fill after a confirmed cancel or expiry (a late fill that raced the cancel: it is
-  recorded, the quantity counts, the order stays CANCELED / EXPIRED unless the fill
-  completes it, in which case the cancel really lost the race and the order is FILLED),
-  a fill or an acknowledgement while a cancel is pending, and a "too late to cancel"
-  reject arriving after the order filled (recorded, status stays FILLED).
-* DENIED (risk refused the intent) is reachable only from INITIALIZED: a denied order never
-  reached the broker.
-* Fills are idempotent by execution id: the order keeps the ids it applied and a repeated
-  one returns the order unchanged (no journal entry either). A fill larger than the
-  remaining quantity is not an illegal transition but a broken fill: `InvalidOrder`.
-* The average fill price is derived from exact running sums (quantity and notional), not
-  updated incrementally, so it never drifts; the one division is done at the end.
-* Journal: events are inputs without a status. `Order.apply` stamps the event it applied
-  with the resulting status and its per-order sequence number (from 1) and keeps it as
-  `Order.last_event`; ``(client_order_id, seq)`` is the journal row key. Replaying stamped
-  events through `apply` recomputes the status and refuses a stamp that disagrees, so a
-  corrupted journal is caught at cold start instead of rebuilding a wrong order.
-* Client order ids are ``f"{strategy_id}-{seq:08d}"``: deterministic, sortable per strategy,
-  and resumable after a restart from the highest sequence in the store.
+Pure: no trio, no I/O. Quantities and prices are exact `Decimal`s; times are int nanoseconds.
 """
+
+# Design notes
+# ------------
+# * The whole lifecycle is one table, `TRANSITIONS`, mapping ``(status, event kind)`` to the
+#   next status, kept at the top of the module so it can be read (and reviewed) in one
+#   place. `Order.apply` is the only way an order changes: it looks the pair up, raises
+#   `IllegalTransition` when it is missing and otherwise returns a new frozen `Order`; the
+#   old value is never touched, so "an illegal event changes nothing" holds by construction.
+# * Two rules cannot be a plain lookup and are spelled as markers in the table:
+#   - a fill that leaves quantity open moves to the status the table names, but a fill that
+#     completes the order always ends in FILLED (whatever state it raced with);
+#   - a cancel reject returns to the open state the order was in when the cancel was
+#     requested (kept in `Order.status_before_cancel`; a fill that landed in between turns
+#     ACCEPTED into PARTIALLY_FILLED, because that is the state the order is really in).
+# * Real-world races are legal on purpose: a fill after a cancel request (PENDING_CANCEL), a
+#   fill after a confirmed cancel or expiry (a late fill that raced the cancel: it is
+#   recorded, the quantity counts, the order stays CANCELED / EXPIRED unless the fill
+#   completes it, in which case the cancel really lost the race and the order is FILLED),
+#   a fill or an acknowledgement while a cancel is pending, and a "too late to cancel"
+#   reject arriving after the order filled (recorded, status stays FILLED).
+# * DENIED (risk refused the intent) is reachable only from INITIALIZED: a denied order never
+#   reached the broker.
+# * Fills are idempotent by execution id: the order keeps the ids it applied and a repeated
+#   one returns the order unchanged (no journal entry either). A fill larger than the
+#   remaining quantity is not an illegal transition but a broken fill: `InvalidOrder`.
+# * The average fill price is derived from exact running sums (quantity and notional), not
+#   updated incrementally, so it never drifts; the one division is done at the end.
+# * Journal: events are inputs without a status. `Order.apply` stamps the event it applied
+#   with the resulting status and its per-order sequence number (from 1) and keeps it as
+#   `Order.last_event`; ``(client_order_id, seq)`` is the journal row key. Replaying stamped
+#   events through `apply` recomputes the status and refuses a stamp that disagrees, so a
+#   corrupted journal is caught at cold start instead of rebuilding a wrong order.
+# * Client order ids are ``f"{strategy_id}-{seq:08d}"``: deterministic, sortable per strategy,
+#   and resumable after a restart from the highest sequence in the store.
 
 from __future__ import annotations
 

@@ -1,34 +1,36 @@
 """Positions and the portfolio: netting fills per instrument, PnL, cash and fees.
 
-Design notes
-------------
-* A `Position` keeps a signed quantity and a signed *cost basis* (the entry notional of the
-  open quantity, in price units), not an average price. The average entry price is
-  derived (``cost_basis / quantity``). When a fill reduces a position the released part
-  of the cost basis is computed once and the very same Decimal is subtracted from the
-  cost basis and added to realized PnL, so realized + unrealized PnL always equals the
-  exact cash flows plus the marked value, whatever the order of the fills: the one
-  division (a partial close releases ``cost_basis * closed / |quantity|``) can only move
-  PnL between "realized" and "unrealized", never create or lose any.
-* That division is rounded half-even to `RELEASE_QUANTUM` (1e-12). Left at the context's
-  28 significant digits, its result would make later sums round too (a third of a basis
-  has 28 digits; added to a value of another magnitude it loses the last ones), and the
-  identity above would hold only approximately. With a fixed quantum every other sum
-  and product here is exact for any realistic magnitude (below about 1e16).
-* Netting is average-cost: a fill in the position's direction adds to the cost basis; a
-  fill against it closes at the average price, and whatever exceeds the position opens a
-  new one at the fill price (a flip).
-* PnL is in the instrument's currency with the multiplier applied; fees are kept in the
-  currency they were charged in (a position counts only the fees in its own currency,
-  the portfolio counts all of them per currency). Cash moves with every fill: a buy pays
-  ``price * quantity * multiplier``, a sell receives it, a fee is paid.
-* Totals are per currency. A single-currency total goes through `FxRates` and nothing
-  else: there is no implicit rate anywhere.
-* `Portfolio` is mutable (`attrs.define`): it is the portfolio actor's state and grows
-  with every fill; the execution ids it applied make `apply_fill` idempotent, so a fill
-  redelivered after a restart or replayed from the store is counted once. `copy()` gives
-  an independent portfolio for what-if checks.
+Pure: no trio, no I/O. Every quantity, price and amount is an exact `Decimal`.
 """
+
+# Design notes
+# ------------
+# * A `Position` keeps a signed quantity and a signed *cost basis* (the entry notional of the
+#   open quantity, in price units), not an average price. The average entry price is
+#   derived (``cost_basis / quantity``). When a fill reduces a position the released part
+#   of the cost basis is computed once and the very same Decimal is subtracted from the
+#   cost basis and added to realized PnL, so realized + unrealized PnL always equals the
+#   exact cash flows plus the marked value, whatever the order of the fills: the one
+#   division (a partial close releases ``cost_basis * closed / |quantity|``) can only move
+#   PnL between "realized" and "unrealized", never create or lose any.
+# * That division is rounded half-even to `RELEASE_QUANTUM` (1e-12). Left at the context's
+#   28 significant digits, its result would make later sums round too (a third of a basis
+#   has 28 digits; added to a value of another magnitude it loses the last ones), and the
+#   identity above would hold only approximately. With a fixed quantum every other sum
+#   and product here is exact for any realistic magnitude (below about 1e16).
+# * Netting is average-cost: a fill in the position's direction adds to the cost basis; a
+#   fill against it closes at the average price, and whatever exceeds the position opens a
+#   new one at the fill price (a flip).
+# * PnL is in the instrument's currency with the multiplier applied; fees are kept in the
+#   currency they were charged in (a position counts only the fees in its own currency,
+#   the portfolio counts all of them per currency). Cash moves with every fill: a buy pays
+#   ``price * quantity * multiplier``, a sell receives it, a fee is paid.
+# * Totals are per currency. A single-currency total goes through `FxRates` and nothing
+#   else: there is no implicit rate anywhere.
+# * `Portfolio` is mutable (`attrs.define`): it is the portfolio actor's state and grows
+#   with every fill; the execution ids it applied make `apply_fill` idempotent, so a fill
+#   redelivered after a restart or replayed from the store is counted once. `copy()` gives
+#   an independent portfolio for what-if checks.
 
 from __future__ import annotations
 

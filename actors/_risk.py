@@ -1,34 +1,36 @@
 """Pre-trade risk: limits, trading state, the order check, the kill switch, the price band.
 
-Design notes
-------------
-* Everything here is a pure function of its arguments: `check_order` takes the limits, the
-  trading state, the portfolio, the open orders, the intent, the time, the recent order
-  times and the last prices, and returns `Accept` or `Deny(reason, detail)`. The risk
-  actor owns the state; this module owns the rules.
-* Exposure counts the position **plus the open orders** of each instrument, netted: the
-  committed quantity is ``position + signed remaining quantity of working orders``. A
-  fill moves quantity from "open order" to "position" without changing that sum, so the
-  moment a fill arrives can never change a decision on position limits. In notional
-  terms a position is valued at the instrument's last trade price and an open order at
-  its limit price (a market order at the last price); a fill at the order's price is
-  itself the last trade, so the committed notional does not move either.
-* An order that reduces the committed quantity of its instrument (toward zero, without
-  crossing it) is never refused by the position, concentration or exposure limits, nor
-  by the daily loss limit: refusing it would keep risk on the book. It is still subject
-  to the state, the order rate, the price band and the order notional (fat fingers).
-  REDUCING admits only such orders; HALTED admits none. Cancels always pass
-  (`check_cancel`).
-* Every limit compares a measured value with ``<=``, and the reduce-only exemption does
-  not depend on the limits, so tightening any limit can only turn an accept into a deny,
-  never the reverse (a property test checks this).
-* `max_portfolio_risk` is a concentration limit: the committed notional of one instrument
-  may not exceed that fraction of `max_gross_exposure`.
-* Amounts are compared in the limits' currency; an instrument in another currency is
-  converted with `FxRates.rate` (unrounded); no rate means no decision (`NO_FX_RATE`).
-* `BROKER_DISCONNECTED` and `STORE_UNAVAILABLE` are decided by the actors, which know the
-  connections; `check_order` takes them as flags so that one function gives every reason.
+Pure: no trio, no I/O. Every limit, price and amount is an exact `Decimal`.
 """
+
+# Design notes
+# ------------
+# * Everything here is a pure function of its arguments: `check_order` takes the limits, the
+#   trading state, the portfolio, the open orders, the intent, the time, the recent order
+#   times and the last prices, and returns `Accept` or `Deny(reason, detail)`. The risk
+#   actor owns the state; this module owns the rules.
+# * Exposure counts the position **plus the open orders** of each instrument, netted: the
+#   committed quantity is ``position + signed remaining quantity of working orders``. A
+#   fill moves quantity from "open order" to "position" without changing that sum, so the
+#   moment a fill arrives can never change a decision on position limits. In notional
+#   terms a position is valued at the instrument's last trade price and an open order at
+#   its limit price (a market order at the last price); a fill at the order's price is
+#   itself the last trade, so the committed notional does not move either.
+# * An order that reduces the committed quantity of its instrument (toward zero, without
+#   crossing it) is never refused by the position, concentration or exposure limits, nor
+#   by the daily loss limit: refusing it would keep risk on the book. It is still subject
+#   to the state, the order rate, the price band and the order notional (fat fingers).
+#   REDUCING admits only such orders; HALTED admits none. Cancels always pass
+#   (`check_cancel`).
+# * Every limit compares a measured value with ``<=``, and the reduce-only exemption does
+#   not depend on the limits, so tightening any limit can only turn an accept into a deny,
+#   never the reverse (a property test checks this).
+# * `max_portfolio_risk` is a concentration limit: the committed notional of one instrument
+#   may not exceed that fraction of `max_gross_exposure`.
+# * Amounts are compared in the limits' currency; an instrument in another currency is
+#   converted with `FxRates.rate` (unrounded); no rate means no decision (`NO_FX_RATE`).
+# * `BROKER_DISCONNECTED` and `STORE_UNAVAILABLE` are decided by the actors, which know the
+#   connections; `check_order` takes them as flags so that one function gives every reason.
 
 from __future__ import annotations
 
