@@ -1,13 +1,32 @@
 """tradewind.runtime: a supervised actor runtime on trio. It knows nothing about trading."""
 
+from tradewind.runtime._actor import Actor as Actor
+from tradewind.runtime._actor import ActorContext as ActorContext
+from tradewind.runtime._actor import ActorRef as ActorRef
 from tradewind.runtime._errors import ActorNotFound as ActorNotFound
 from tradewind.runtime._errors import AskTimeout as AskTimeout
 from tradewind.runtime._errors import ConfigError as ConfigError
+from tradewind.runtime._errors import HandlerTimeout as HandlerTimeout
 from tradewind.runtime._errors import InvalidSpec as InvalidSpec
 from tradewind.runtime._errors import MailboxClosed as MailboxClosed
 from tradewind.runtime._errors import MailboxFull as MailboxFull
+from tradewind.runtime._errors import MessageDropped as MessageDropped
 from tradewind.runtime._errors import SupervisorFailed as SupervisorFailed
 from tradewind.runtime._errors import TradewindError as TradewindError
+from tradewind.runtime._intensity import Backoff as Backoff
+from tradewind.runtime._records import ActorStatistics as ActorStatistics
+from tradewind.runtime._records import DeadLetter as DeadLetter
+from tradewind.runtime._records import ProcessStatistics as ProcessStatistics
+from tradewind.runtime._records import SystemStatistics as SystemStatistics
+from tradewind.runtime._specs import ChildSpec as ChildSpec
+from tradewind.runtime._specs import MailboxSpec as MailboxSpec
+from tradewind.runtime._specs import Overflow as Overflow
+from tradewind.runtime._specs import ProcessSpec as ProcessSpec
+from tradewind.runtime._specs import Restart as Restart
+from tradewind.runtime._specs import RestartStrategy as RestartStrategy
+from tradewind.runtime._specs import SupervisorSpec as SupervisorSpec
+from tradewind.runtime._system import ActorSystem as ActorSystem
+from tradewind.runtime._system import open_actor_system as open_actor_system
 
 # --- services: config, logging, asyncio bridge, processes ---
 # isort: split
