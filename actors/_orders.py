@@ -533,6 +533,9 @@ class Order:
             )
             raise IllegalTransition(msg)
         changed = self._next(event, target)
+        if changed.status is not OrderStatus.PENDING_CANCEL and changed.status_before_cancel:
+            # Only a pending cancel has a state to return to (e.g. it was rejected instead).
+            changed = attrs.evolve(changed, status_before_cancel=None)
         seq = self.event_seq + 1
         if event.status is not None and (event.status is not changed.status or event.seq != seq):
             msg = (

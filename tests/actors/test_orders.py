@@ -324,6 +324,9 @@ class TestIllegalTransitions:
             assert after.status in statuses
             assert after.filled_quantity <= after.intent.quantity
             assert after.event_seq == order.event_seq + 1
+            assert (after.status_before_cancel is not None) == (
+                after.status is OrderStatus.PENDING_CANCEL
+            )
             order = after
 
     @given(new_orders(), st.data())
