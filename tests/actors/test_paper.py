@@ -1,0 +1,633 @@
+"""The paper broker: matching rules, slippage, fees, partial fills, latency, expiry, faults."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tradewind.actors import (
+    BROKER_EVENT_TYPES,
+    Bar,
+    Broker,
+    BrokerDisconnected,
+    DomainError,
+    FloatRefused,
+    Instrument,
+    InvalidOrder,
+    Order,
+    OrderAccepted,
+    OrderCanceled,
+    OrderCancelRejected,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    OrderStatus,
+    OrderSubmitted,
+    OrderType,
+    PaperBroker,
+    PaperConfig,
+    PaperExchange,
+    PaperFaults,
+    Rounding,
+    Side,
+    TimeInForce,
+)
+
+AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
+ES = Instrument("ES", "USD", Decimal("0.25"), multiplier=Decimal(50))
+LOT10 = Instrument("LOT", "EUR", Decimal("0.01"), lot_size=Decimal(10))
+INSTRUMENTS = {i.symbol: i for i in (AAPL, ES, LOT10)}
+T0 = 1_700_000_000 * 10**9
+MIN = 60 * 10**9
+DAY = 86_400 * 10**9
+
+
+def bar(
+    ts: int,
+    open_: str,
+    high: str,
+    low: str,
+    close: str,
+    *,
+    volume: str = "1000",
+    symbol: str = "AAPL",
+    timeframe: str = "1m",
+) -> Bar:
+    return Bar(symbol, timeframe, ts, open_, high, low, close, volume)
+
+
+def flat(ts: int, price: str = "100.00", symbol: str = "AAPL", volume: str = "1000") -> Bar:
+    return bar(ts, price, price, price, price, volume=volume, symbol=symbol)
+
+
+def intent(
+    side: Side = Side.BUY,
+    quantity: int | str = 10,
+    limit: str | None = None,
+    tif: TimeInForce = TimeInForce.GTC,
+    symbol: str = "AAPL",
+) -> OrderIntent:
+    return OrderIntent(
+        strategy_id="s1",
+        instrument=symbol,
+        side=side,
+        quantity=quantity,
+        order_type=OrderType.MARKET if limit is None else OrderType.LIMIT,
+        limit_price=limit,
+        time_in_force=tif,
+    )
+
+
+def submitted(order_intent: OrderIntent, ts: int = T0, seq: int = 1) -> Order:
+    order = Order.create(f"s1-{seq:08d}", order_intent, ts)
+    return order.apply(OrderSubmitted(client_order_id=order.client_order_id, ts=ts))
+
+
+def exchange(faults: PaperFaults | None = None, **config: object) -> PaperExchange:
+    engine = PaperExchange(
+        PaperConfig(INSTRUMENTS, **config),  # type: ignore[arg-type]
+        faults if faults is not None else PaperFaults(),
+    )
+    engine.connect()
+    return engine
+
+
+def fills(events: tuple[object, ...]) -> list[OrderFilled]:
+    return [e for e in events if isinstance(e, OrderFilled)]
+
+
+class TestSubmit:
+    def test_a_new_order_is_acknowledged_with_a_deterministic_broker_id(self):
+        engine = exchange()
+        (ack,) = engine.submit(submitted(intent()))
+        assert isinstance(ack, OrderAccepted)
+        assert ack.broker_order_id == "PAPER-00000001"
+        assert (ack.client_order_id, ack.ts, ack.status, ack.seq) == ("s1-00000001", T0, None, 0)
+
+    def test_an_order_for_an_unknown_instrument_is_rejected(self):
+        engine = exchange()
+        (reject,) = engine.submit(submitted(intent(symbol="MSFT")))
+        assert isinstance(reject, OrderRejected)
+        assert reject.reason == "unknown instrument 'MSFT'"
+        assert engine.statistics().rejected == 1
+
+    def test_a_repeated_submit_returns_the_first_answer_and_sends_nothing_new(self):
+        engine = exchange()
+        order = submitted(intent())
+        first = engine.submit(order)
+        assert engine.submit(order) == first
+        assert engine.statistics().submits == 1
+        assert engine.statistics().accepted == 1
+
+    def test_an_order_that_is_not_submitted_is_refused_and_changes_nothing(self):
+        engine = exchange()
+        order = Order.create("s1-00000001", intent(), T0)
+        with pytest.raises(InvalidOrder, match="INITIALIZED, not SUBMITTED"):
+            engine.submit(order)
+        assert engine.statistics().submits == 0
+        assert engine.open_orders() == ()
+
+    def test_a_disconnected_exchange_refuses_every_request(self):
+        engine = PaperExchange(PaperConfig(INSTRUMENTS))
+        with pytest.raises(BrokerDisconnected, match="submit of s1-00000001"):
+            engine.submit(submitted(intent()))
+        with pytest.raises(BrokerDisconnected):
+            engine.cancel("s1-00000001", T0)
+        with pytest.raises(BrokerDisconnected):
+            engine.on_bar(flat(T0))
+        with pytest.raises(BrokerDisconnected):
+            engine.open_orders()
+        with pytest.raises(BrokerDisconnected):
+            engine.fills_since(0)
+
+
+class TestMarketOrders:
+    def test_a_market_order_never_fills_on_the_bar_it_was_placed_on(self):
+        engine = exchange()
+        engine.on_bar(flat(T0))
+        engine.submit(submitted(intent(), ts=T0))
+        assert engine.on_bar(bar(T0, "99", "99", "99", "99", symbol="ES")) == ()
+        assert engine.open_orders()[0].status is OrderStatus.ACCEPTED
+
+    def test_a_market_order_fills_at_the_next_bars_open(self):
+        engine = exchange()
+        engine.submit(submitted(intent(quantity=7), ts=T0))
+        (event,) = engine.on_bar(bar(T0 + MIN, "101.50", "103", "99", "102"))
+        assert isinstance(event, OrderFilled)
+        fill = event.fill
+        assert (fill.price, fill.quantity, fill.ts) == (Decimal("101.50"), Decimal(7), T0 + MIN)
+        assert fill.execution_id == "s1-00000001-F1"
+        assert fill.fee_currency == "USD"
+        assert engine.open_orders() == ()
+
+    def test_a_bar_of_another_instrument_does_not_fill_the_order(self):
+        engine = exchange()
+        engine.submit(submitted(intent(), ts=T0))
+        assert engine.on_bar(flat(T0 + MIN, symbol="ES")) == ()
+        assert len(engine.open_orders()) == 1
+
+
+class TestLimitOrders:
+    @pytest.mark.parametrize(
+        ("side", "limit", "ohlc", "price"),
+        [
+            (Side.BUY, "99.00", ("100", "101", "98", "100"), "99.00"),  # trades through
+            (Side.BUY, "101.00", ("100", "102", "99", "101"), "100"),  # opens below: open
+            (Side.SELL, "101.00", ("100", "102", "99", "100"), "101.00"),
+            (Side.SELL, "99.00", ("100", "101", "98", "99"), "100"),  # opens above: open
+            (Side.BUY, "98.00", ("100", "101", "98", "100"), "98.00"),  # low touches
+        ],
+    )
+    def test_a_limit_order_fills_at_its_limit_or_the_better_open(self, side, limit, ohlc, price):
+        engine = exchange()
+        engine.submit(submitted(intent(side=side, limit=limit), ts=T0))
+        (event,) = engine.on_bar(bar(T0 + MIN, *ohlc))
+        assert isinstance(event, OrderFilled)
+        assert event.fill.price == Decimal(price)
+
+    @pytest.mark.parametrize(("side", "limit"), [(Side.BUY, "97.99"), (Side.SELL, "101.01")])
+    def test_a_limit_order_the_bar_does_not_reach_keeps_working(self, side, limit):
+        engine = exchange()
+        engine.submit(submitted(intent(side=side, limit=limit), ts=T0))
+        assert engine.on_bar(bar(T0 + MIN, "100", "101", "98", "100")) == ()
+        assert engine.open_orders()[0].status is OrderStatus.ACCEPTED
+
+
+class TestSlippage:
+    @pytest.mark.parametrize(("side", "price"), [(Side.BUY, "100.02"), (Side.SELL, "99.98")])
+    def test_slippage_moves_a_market_fill_against_the_order(self, side, price):
+        engine = exchange(slippage_ticks=2)
+        engine.submit(submitted(intent(side=side), ts=T0))
+        (event,) = engine.on_bar(flat(T0 + MIN))
+        assert isinstance(event, OrderFilled)
+        assert event.fill.price == Decimal(price)
+
+    @pytest.mark.parametrize(
+        ("side", "rounding", "price"),
+        [
+            (Side.BUY, None, "100.25"),  # 100.125 adverse: up
+            (Side.SELL, None, "99.75"),  # 99.875 adverse: down
+            (Side.BUY, Rounding.DOWN, "100.00"),
+            (Side.SELL, Rounding.NEAREST, "100.00"),  # 99.875 -> 100.00 (nearest tick)
+        ],
+    )
+    def test_a_fractional_slippage_is_quantized_in_the_named_direction(self, side, rounding, price):
+        engine = exchange(slippage_ticks="0.5", slippage_rounding=rounding)
+        engine.submit(submitted(intent(side=side, symbol="ES"), ts=T0))
+        (event,) = engine.on_bar(flat(T0 + MIN, "100.00", symbol="ES"))
+        assert isinstance(event, OrderFilled)
+        assert event.fill.price == Decimal(price)
+
+    def test_slippage_never_takes_a_limit_fill_beyond_the_limit(self):
+        engine = exchange(slippage_ticks=5)
+        engine.submit(submitted(intent(limit="100.02"), ts=T0))
+        (event,) = engine.on_bar(bar(T0 + MIN, "100.00", "100.10", "99.90", "100.00"))
+        assert isinstance(event, OrderFilled)
+        assert event.fill.price == Decimal("100.02")
+
+    def test_a_slipped_sell_never_goes_below_one_tick(self):
+        engine = exchange(slippage_ticks=10)
+        engine.submit(submitted(intent(side=Side.SELL), ts=T0))
+        (event,) = engine.on_bar(flat(T0 + MIN, "0.05"))
+        assert isinstance(event, OrderFilled)
+        assert event.fill.price == Decimal("0.01")
+
+
+class TestFees:
+    def test_the_fee_is_per_unit_plus_basis_points_of_the_notional_exactly(self):
+        engine = exchange(fee_per_unit="0.005", fee_bps="1.5")
+        engine.submit(submitted(intent(quantity=3, symbol="ES"), ts=T0))
+        (event,) = engine.on_bar(flat(T0 + MIN, "4500.25", symbol="ES"))
+        assert isinstance(event, OrderFilled)
+        # 3 * 0.005 + 4500.25 * 3 * 50 * 1.5 / 10_000
+        assert event.fill.fee == Decimal("0.015") + Decimal("101.255625")
+        assert event.fill.fee_currency == "USD"
+
+    def test_without_fees_configured_a_fill_is_free(self):
+        engine = exchange()
+        engine.submit(submitted(intent(), ts=T0))
+        (event,) = engine.on_bar(flat(T0 + MIN))
+        assert isinstance(event, OrderFilled)
+        assert event.fill.fee == 0
+
+
+class TestPartialFills:
+    def test_a_bar_fills_at_most_its_volume_share_rounded_down_to_the_lot(self):
+        engine = exchange(max_volume_fraction="0.1")
+        engine.submit(submitted(intent(quantity=100, symbol="LOT"), ts=T0))
+        (first,) = engine.on_bar(flat(T0 + MIN, symbol="LOT", volume="259"))
+        (second,) = engine.on_bar(flat(T0 + 2 * MIN, symbol="LOT", volume="10000"))
+        assert isinstance(first, OrderFilled)
+        assert isinstance(second, OrderFilled)
+        assert first.fill.quantity == Decimal(20)
+        assert second.fill.quantity == Decimal(80)
+        assert [first.fill.execution_id, second.fill.execution_id] == [
+            "s1-00000001-F1",
+            "s1-00000001-F2",
+        ]
+        assert engine.open_orders() == ()
+
+    def test_a_bar_whose_share_is_below_one_lot_fills_nothing(self):
+        engine = exchange(max_volume_fraction="0.5")
+        engine.submit(submitted(intent(quantity=10, symbol="LOT"), ts=T0))
+        assert engine.on_bar(flat(T0 + MIN, symbol="LOT", volume="19")) == ()
+        assert engine.open_orders()[0].filled_quantity == 0
+
+
+class TestLatency:
+    def test_an_order_is_eligible_only_once_its_latency_has_passed(self):
+        engine = exchange(latency_ns=2 * MIN)
+        engine.submit(submitted(intent(), ts=T0))
+        assert engine.on_bar(flat(T0 + MIN)) == ()
+        (event,) = engine.on_bar(flat(T0 + 2 * MIN, "100.50"))
+        assert isinstance(event, OrderFilled)
+        assert event.fill.price == Decimal("100.50")
+
+
+class TestTimeInForce:
+    def test_an_ioc_remainder_is_canceled_after_its_first_eligible_bar(self):
+        engine = exchange(max_volume_fraction="0.01")
+        engine.submit(submitted(intent(quantity=50, tif=TimeInForce.IOC), ts=T0))
+        filled, canceled = engine.on_bar(flat(T0 + MIN, volume="1000"))
+        assert isinstance(filled, OrderFilled)
+        assert filled.fill.quantity == Decimal(10)
+        assert isinstance(canceled, OrderCanceled)
+        assert engine.open_orders() == ()
+
+    def test_an_ioc_limit_the_bar_does_not_reach_is_canceled(self):
+        engine = exchange()
+        engine.submit(submitted(intent(limit="90.00", tif=TimeInForce.IOC), ts=T0))
+        (event,) = engine.on_bar(flat(T0 + MIN))
+        assert isinstance(event, OrderCanceled)
+        assert engine.statistics().canceled == 1
+
+    def test_a_day_order_expires_on_the_first_bar_of_the_next_day(self):
+        engine = exchange()
+        engine.submit(submitted(intent(limit="90.00", tif=TimeInForce.DAY), ts=T0))
+        assert engine.on_bar(flat(T0 + MIN)) == ()
+        (event,) = engine.on_bar(flat(T0 + DAY, "89.00"))
+        assert isinstance(event, OrderExpired)
+        assert event.ts == T0 + DAY
+        assert engine.statistics().expired == 1
+
+    def test_a_gtc_order_works_across_days(self):
+        engine = exchange()
+        engine.submit(submitted(intent(limit="90.00"), ts=T0))
+        (event,) = engine.on_bar(flat(T0 + 3 * DAY, "89.00"))
+        assert isinstance(event, OrderFilled)
+
+    def test_the_trading_day_follows_the_configured_offset(self):
+        config = PaperConfig(INSTRUMENTS, day_offset_ns=DAY // 2)
+        assert config.day_of(DAY // 2 - 1) == -1
+        assert config.day_of(DAY // 2) == 0
+
+
+class TestCancel:
+    def test_a_working_order_is_canceled(self):
+        engine = exchange()
+        engine.submit(submitted(intent(limit="90.00"), ts=T0))
+        (event,) = engine.cancel("s1-00000001", T0 + 5)
+        assert isinstance(event, OrderCanceled)
+        assert event.ts == T0 + 5
+        assert engine.open_orders() == ()
+
+    def test_an_unknown_order_cannot_be_canceled(self):
+        (event,) = exchange().cancel("s1-00000009", T0)
+        assert isinstance(event, OrderCancelRejected)
+        assert event.reason == "unknown order"
+
+    def test_a_filled_order_is_too_late_to_cancel(self):
+        engine = exchange()
+        engine.submit(submitted(intent(), ts=T0))
+        engine.on_bar(flat(T0 + MIN))
+        (event,) = engine.cancel("s1-00000001", T0 + 2 * MIN)
+        assert isinstance(event, OrderCancelRejected)
+        assert event.reason == "too late to cancel: order is FILLED"
+
+
+class TestFaults:
+    def test_the_nth_submit_is_rejected(self):
+        engine = exchange(PaperFaults(reject_submits={2}, reject_reason="venue says no"))
+        answers = [engine.submit(submitted(intent(), seq=n)) for n in (1, 2, 3)]
+        kinds = [type(a[0]) for a in answers]
+        assert kinds == [OrderAccepted, OrderRejected, OrderAccepted]
+        assert answers[1][0].reason == "venue says no"  # type: ignore[union-attr]
+
+    def test_every_submit_matching_the_predicate_is_rejected(self):
+        faults = PaperFaults(reject_if=lambda order: order.intent.side is Side.SELL)
+        engine = exchange(faults)
+        (buy,) = engine.submit(submitted(intent(side=Side.BUY), seq=1))
+        (sell,) = engine.submit(submitted(intent(side=Side.SELL), seq=2))
+        assert isinstance(buy, OrderAccepted)
+        assert isinstance(sell, OrderRejected)
+
+    def test_a_delayed_ack_arrives_with_a_later_bar(self):
+        engine = exchange(PaperFaults(ack_delay_bars=2))
+        assert engine.submit(submitted(intent(limit="90.00"), ts=T0)) == ()
+        assert engine.on_bar(flat(T0 + MIN)) == ()
+        (ack,) = engine.on_bar(flat(T0 + 2 * MIN))
+        assert isinstance(ack, OrderAccepted)
+        assert engine.open_orders()[0].status is OrderStatus.ACCEPTED
+
+    def test_a_fill_may_overtake_a_delayed_ack(self):
+        engine = exchange(PaperFaults(ack_delay_bars=2))
+        order = submitted(intent(), ts=T0)
+        engine.submit(order)
+        (fill,) = engine.on_bar(flat(T0 + MIN))
+        (ack,) = engine.on_bar(flat(T0 + 2 * MIN))
+        assert isinstance(fill, OrderFilled)
+        assert isinstance(ack, OrderAccepted)
+        assert order.apply(fill).apply(ack).status is OrderStatus.FILLED
+
+    def test_a_cancel_releases_a_held_ack_first(self):
+        engine = exchange(PaperFaults(ack_delay_bars=5))
+        engine.submit(submitted(intent(limit="90.00"), ts=T0))
+        ack, canceled = engine.cancel("s1-00000001", T0 + 1)
+        assert isinstance(ack, OrderAccepted)
+        assert isinstance(canceled, OrderCanceled)
+
+    def test_an_injected_disconnect_drops_the_connection_once_and_skips_that_bar(self):
+        engine = exchange(PaperFaults(disconnect_at=(T0 + 2 * MIN,)))
+        engine.submit(submitted(intent(limit="90.00"), ts=T0))
+        engine.on_bar(flat(T0 + MIN))
+        with pytest.raises(BrokerDisconnected, match="fault injection"):
+            engine.on_bar(flat(T0 + 2 * MIN, "89.00"))
+        assert not engine.connected
+        assert engine.statistics().disconnects == 1
+        engine.connect()
+        (event,) = engine.on_bar(flat(T0 + 3 * MIN, "89.00"))
+        assert isinstance(event, OrderFilled)
+        assert event.fill.ts == T0 + 3 * MIN
+
+
+class TestBars:
+    def test_a_bar_at_or_before_the_last_of_its_series_is_ignored(self):
+        engine = exchange()
+        engine.submit(submitted(intent(), ts=T0))
+        engine.on_bar(flat(T0 + 2 * MIN, symbol="ES"))
+        assert engine.on_bar(flat(T0 + 2 * MIN, symbol="ES")) == ()
+        assert engine.statistics().bars == 1
+
+    def test_only_the_configured_timeframe_matches(self):
+        engine = exchange(timeframe="5m")
+        engine.submit(submitted(intent(), ts=T0))
+        assert engine.on_bar(flat(T0 + MIN)) == ()
+        (event,) = engine.on_bar(bar(T0 + 5 * MIN, "100", "100", "100", "100", timeframe="5m"))
+        assert isinstance(event, OrderFilled)
+
+
+class TestReconciliation:
+    def test_open_orders_are_the_venues_copies_in_submission_order(self):
+        engine = exchange()
+        engine.submit(submitted(intent(limit="90.00"), seq=1))
+        engine.submit(submitted(intent(side=Side.SELL, limit="110.00"), seq=2))
+        assert [o.client_order_id for o in engine.open_orders()] == ["s1-00000001", "s1-00000002"]
+
+    def test_fills_since_returns_the_fills_from_that_time_on(self):
+        engine = exchange()
+        engine.submit(submitted(intent(), ts=T0, seq=1))
+        engine.on_bar(flat(T0 + MIN))
+        engine.submit(submitted(intent(), ts=T0 + MIN, seq=2))
+        engine.on_bar(flat(T0 + 2 * MIN))
+        assert [f.execution_id for f in engine.fills_since(T0 + 2 * MIN)] == ["s1-00000002-F1"]
+        assert len(engine.fills_since(0)) == 2
+
+
+class TestConfig:
+    @pytest.mark.parametrize(
+        ("field", "value", "message"),
+        [
+            ("slippage_ticks", -1, "slippage_ticks: must be >= 0"),
+            ("max_volume_fraction", "1.5", "max_volume_fraction: must be > 0 and <= 1"),
+            ("max_volume_fraction", 0, "max_volume_fraction: must be > 0 and <= 1"),
+            ("latency_ns", -1, "latency_ns: must be an int >= 0"),
+            ("day_ns", 0, "day_ns: must be an int > 0"),
+        ],
+    )
+    def test_an_out_of_range_setting_is_refused_by_name(self, field, value, message):
+        with pytest.raises(DomainError, match=message):
+            PaperConfig(INSTRUMENTS, **{field: value})
+
+    def test_a_float_fee_is_refused(self):
+        with pytest.raises(FloatRefused):
+            PaperConfig(INSTRUMENTS, fee_bps=1.5)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("instruments", [AAPL, [AAPL], {"AAPL": AAPL}])
+    def test_instruments_may_be_one_a_sequence_or_a_mapping(self, instruments):
+        assert PaperConfig(instruments).instruments == {"AAPL": AAPL}
+
+
+class TestPaperBroker:
+    def test_it_is_a_broker(self):
+        assert isinstance(PaperBroker(PaperConfig(INSTRUMENTS)), Broker)
+        assert OrderFilled in BROKER_EVENT_TYPES
+
+    async def test_its_calls_drive_the_exchange(self):
+        broker = PaperBroker(PaperConfig(INSTRUMENTS))
+        assert not broker.connected
+        await broker.connect()
+        assert broker.connected
+        (ack,) = await broker.submit(submitted(intent(), ts=T0, seq=1))
+        assert isinstance(ack, OrderAccepted)
+        await broker.submit(submitted(intent(limit="1.00"), ts=T0, seq=2))
+        (fill,) = await broker.on_bar(flat(T0 + MIN))
+        assert isinstance(fill, OrderFilled)
+        assert [o.client_order_id for o in await broker.open_orders()] == ["s1-00000002"]
+        assert len(await broker.fills_since(T0)) == 1
+        (canceled,) = await broker.cancel("s1-00000002", T0 + MIN)
+        assert isinstance(canceled, OrderCanceled)
+        assert broker.statistics().canceled == 1
+        await broker.disconnect()
+        assert not broker.connected
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@st.composite
+def bar_series(draw: st.DrawFn, count: int = 12) -> list[Bar]:
+    series = []
+    for i in range(count):
+        prices = sorted(draw(st.lists(st.integers(9_000, 11_000), min_size=4, max_size=4)))
+        low, high = prices[0], prices[3]
+        open_, close = draw(st.permutations([prices[1], prices[2]]))
+        volume = draw(st.integers(0, 500))
+        series.append(
+            Bar(
+                "AAPL",
+                "1m",
+                T0 + i * MIN,
+                Decimal(open_).scaleb(-2),
+                Decimal(high).scaleb(-2),
+                Decimal(low).scaleb(-2),
+                Decimal(close).scaleb(-2),
+                Decimal(volume),
+            )
+        )
+    return series
+
+
+@st.composite
+def placements(draw: st.DrawFn) -> list[tuple[int, OrderIntent]]:
+    """(index of the bar an order is placed on, its intent)."""
+    out = []
+    for _ in range(draw(st.integers(1, 6))):
+        limit = draw(st.none() | st.integers(9_000, 11_000).map(lambda n: str(Decimal(n) / 100)))
+        out.append(
+            (
+                draw(st.integers(0, 10)),
+                intent(
+                    side=draw(st.sampled_from(Side)),
+                    quantity=draw(st.integers(1, 300)),
+                    limit=limit,
+                    tif=draw(st.sampled_from(TimeInForce)),
+                ),
+            )
+        )
+    return out
+
+
+configs = st.fixed_dictionaries(
+    {
+        "latency_ns": st.sampled_from([0, MIN // 2, MIN, 3 * MIN]),
+        "max_volume_fraction": st.sampled_from([None, "0.1", "0.5", "1"]),
+        "fee_per_unit": st.sampled_from(["0", "0.01", "0.005"]),
+        "fee_bps": st.sampled_from(["0", "1", "2.5"]),
+    }
+)
+
+
+def run(
+    series: list[Bar], placed: list[tuple[int, OrderIntent]], config: dict[str, object], delay: int
+) -> tuple[PaperExchange, dict[str, Order], dict[str, int], list[tuple[Bar, OrderFilled]]]:
+    """Replay `series`, placing each order on its bar after the bar was processed; apply
+    every returned event to the receiver's copy of the order (which must accept it)."""
+    engine = exchange(PaperFaults(ack_delay_bars=delay), **config)
+    mine: dict[str, Order] = {}
+    placed_ts: dict[str, int] = {}
+    seen: list[tuple[Bar, OrderFilled]] = []
+    seq = 0
+    for i, current in enumerate(series):
+        for event in engine.on_bar(current):
+            mine[event.client_order_id] = mine[event.client_order_id].apply(event)
+            if isinstance(event, OrderFilled):
+                seen.append((current, event))
+        for index, order_intent in placed:
+            if index != i:
+                continue
+            seq += 1
+            order = submitted(order_intent, ts=current.ts, seq=seq)
+            mine[order.client_order_id] = order
+            placed_ts[order.client_order_id] = current.ts
+            for event in engine.submit(order):
+                mine[event.client_order_id] = mine[event.client_order_id].apply(event)
+    return engine, mine, placed_ts, seen
+
+
+class TestMatchingProperties:
+    @settings(max_examples=80, deadline=None)
+    @given(bar_series(), placements(), configs, st.integers(0, 2))
+    def test_fills_never_exceed_the_order_quantity(self, series, placed, config, delay):
+        _, mine, _, seen = run(series, placed, config, delay)
+        for order in mine.values():
+            assert order.filled_quantity <= order.intent.quantity
+            total = sum(
+                (e.fill.quantity for _, e in seen if e.client_order_id == order.client_order_id),
+                Decimal(0),
+            )
+            assert total == order.filled_quantity
+
+    @settings(max_examples=80, deadline=None)
+    @given(bar_series(), placements(), configs, st.integers(0, 2))
+    def test_without_slippage_every_fill_is_inside_its_bars_range_and_within_the_limit(
+        self, series, placed, config, delay
+    ):
+        _, mine, _, seen = run(series, placed, config, delay)
+        for current, event in seen:
+            price = event.fill.price
+            assert current.low <= price <= current.high
+            limit = mine[event.client_order_id].intent.limit_price
+            if limit is not None:
+                assert price <= limit if event.fill.side is Side.BUY else price >= limit
+
+    @settings(max_examples=80, deadline=None)
+    @given(bar_series(), placements(), configs, st.integers(0, 2))
+    def test_market_orders_fill_at_the_open_of_a_later_bar_after_the_latency(
+        self, series, placed, config, delay
+    ):
+        _, mine, placed_ts, seen = run(series, placed, config, delay)
+        latency = int(config["latency_ns"])  # type: ignore[call-overload]
+        for current, event in seen:
+            submitted_at = placed_ts[event.client_order_id]
+            assert current.ts > submitted_at
+            assert current.ts >= submitted_at + latency
+            if mine[event.client_order_id].intent.order_type is OrderType.MARKET:
+                assert event.fill.price == current.open
+
+    @settings(max_examples=80, deadline=None)
+    @given(bar_series(), placements(), configs, st.integers(0, 2))
+    def test_every_fee_is_exactly_per_unit_plus_bps_of_notional(
+        self, series, placed, config, delay
+    ):
+        _, _, _, seen = run(series, placed, config, delay)
+        per_unit = Decimal(str(config["fee_per_unit"]))
+        bps = Decimal(str(config["fee_bps"]))
+        for _, event in seen:
+            fill = event.fill
+            expected = fill.quantity * per_unit + fill.quantity * fill.price * bps / 10_000
+            assert fill.fee == expected
+
+    @settings(max_examples=80, deadline=None)
+    @given(bar_series(), placements(), configs, st.integers(0, 2))
+    def test_the_venue_and_the_receiver_agree_on_every_order(self, series, placed, config, delay):
+        engine, mine, _, _ = run(series, placed, config, delay)
+        venue = {o.client_order_id: o for o in engine.open_orders()}
+        for client_order_id, order in mine.items():
+            if client_order_id in venue:
+                assert venue[client_order_id].filled_quantity == order.filled_quantity
+                assert order.status.is_working
+            elif order.status is not OrderStatus.SUBMITTED:  # an ack may still be held
+                assert not order.status.is_working
