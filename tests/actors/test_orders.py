@@ -127,6 +127,22 @@ class TestOrderIntent:
     def test_signed_quantity_carries_the_side(self):
         assert limit_intent("3", side=Side.SELL).signed_quantity == Decimal(-3)
 
+    @given(
+        st.sampled_from(
+            [
+                ("quantity", st.integers(-(10**6), 0).map(Decimal)),
+                ("quantity", st.sampled_from(["NaN", "inf", "1_0", "", "x"])),
+                ("limit_price", st.integers(-(10**6), 0).map(Decimal)),
+                ("strategy_id", st.text(max_size=3).filter(lambda t: not t[:1].isalnum())),
+                ("instrument", st.sampled_from(["", " ", "\t"])),
+            ]
+        ).flatmap(lambda pair: st.tuples(st.just(pair[0]), pair[1]))
+    )
+    def test_every_validation_message_names_the_field(self, bad):
+        field, value = bad
+        with pytest.raises(DomainError, match=rf"^{field}: "):
+            attrs.evolve(limit_intent(), **{field: value})
+
     @given(order_intents())
     def test_generated_intents_round_trip_through_evolve(self, intent):
         assert attrs.evolve(intent) == intent
