@@ -235,6 +235,14 @@ def _skip_lines(handle: IO[str], items: int) -> int:
     return read
 
 
+def _instrument_table(value: Mapping[str, Instrument]) -> dict[str, Instrument]:
+    return dict(value)
+
+
+def _instrument_list(value: Sequence[Instrument]) -> tuple[Instrument, ...]:
+    return tuple(value)
+
+
 @attrs.define
 class CsvBarSource:
     """Bars replayed from a CSV file.
@@ -257,7 +265,7 @@ class CsvBarSource:
     """
 
     path: Path = attrs.field(converter=Path)
-    instruments: Mapping[str, Instrument] = attrs.field(converter=dict)
+    instruments: Mapping[str, Instrument] = attrs.field(converter=_instrument_table)
     timeframe: str = "1m"
 
     @property
@@ -324,7 +332,7 @@ class SyntheticBarSource:
             the consumer takes them (paper mode uses e.g. the timeframe's length).
     """
 
-    instruments: Sequence[Instrument] = attrs.field(converter=tuple)
+    instruments: Sequence[Instrument] = attrs.field(converter=_instrument_list)
     seed: int
     start_ts: int
     timeframe: str = "1m"

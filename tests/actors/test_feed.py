@@ -1,0 +1,394 @@
+"""The feed actor in a tiny system: recorders at the order, risk and persistence paths."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import pytest
+import trio
+from tradewind.actors import Bar, Instrument, TradingCalendar, TransitionKind
+from tradewind.actors._feed import (
+    FeedActor,
+    FeedKeeper,
+    FeedStatistics,
+    TaskFailed,
+    bar_conflation_key,
+)
+from tradewind.actors._messages import (
+    EndOfData,
+    FeedResumed,
+    FeedStale,
+    Persist,
+    SessionChanged,
+)
+from tradewind.actors._sources import (
+    BarSource,
+    CsvBarSource,
+    SourceBar,
+    SourceItem,
+    SyntheticBarSource,
+)
+from tradewind.actors._synthetic import synthetic_bars
+from tradewind.runtime import (
+    Actor,
+    ActorSystem,
+    ChildSpec,
+    SupervisorFailed,
+    SupervisorSpec,
+    open_actor_system,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable
+
+AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
+MSFT = Instrument("MSFT", "USD", Decimal("0.01"))
+INSTRUMENTS = {"AAPL": AAPL, "MSFT": MSFT}
+T0 = 1_767_571_200 * 10**9  # Monday 2026-01-05T00:00:00Z
+MINUTE = 60 * 10**9
+DATA = Path(__file__).resolve().parents[2] / "docs" / "examples" / "data"
+
+
+@attrs.define
+class Journal:
+    """What the recorders received, by path, in arrival order."""
+
+    entries: list[tuple[str, object]] = attrs.field(factory=list)
+    orders_depth: list[int] = attrs.field(factory=list)
+    got: trio.Event = attrs.field(factory=trio.Event)
+
+    def of(self, path: str) -> list[object]:
+        return [m for p, m in self.entries if p == path]
+
+    def bars(self, path: str = "trading/orders") -> list[Bar]:
+        return [m for m in self.of(path) if isinstance(m, Bar)]
+
+    def persisted(self) -> list[object]:
+        return [r for m in self.of("persistence") if isinstance(m, Persist) for r in m.records]
+
+
+class Recorder(Actor):
+    def __init__(self, journal: Journal, path: str) -> None:
+        self.journal = journal
+        self.path = path
+
+    async def handle(self, message: object) -> None:
+        if self.path == "trading/orders":
+            self.journal.orders_depth.append(self.context.ref.statistics().mailbox_depth)
+        self.journal.entries.append((self.path, message))
+        self.journal.got.set()
+        self.journal.got = trio.Event()
+
+
+def tree(journal: Journal, feed: Callable[[], Actor], max_restarts: int = 5) -> SupervisorSpec:
+    # The specs' `children` converter (tuple) hides the element type from mypy.
+    trading = (
+        ChildSpec("orders", lambda: Recorder(journal, "trading/orders")),
+        ChildSpec("risk", lambda: Recorder(journal, "trading/risk")),
+    )
+    children = (
+        ChildSpec("persistence", lambda: Recorder(journal, "persistence")),
+        SupervisorSpec("trading", trading),  # type: ignore[arg-type]
+        ChildSpec("feed", feed),
+    )
+    return SupervisorSpec("test", children, max_restarts=max_restarts)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def running(
+    journal: Journal, feed: Callable[[], Actor], max_restarts: int = 5
+) -> AsyncIterator[ActorSystem]:
+    async with open_actor_system(tree(journal, feed, max_restarts), asyncio_loop=False) as system:
+        yield system
+
+
+def synthetic(count: int = 50) -> SyntheticBarSource:
+    return SyntheticBarSource([AAPL, MSFT], seed=11, start_ts=T0, count=count)
+
+
+async def replay(
+    source: BarSource, keeper: FeedKeeper | None = None, **options: object
+) -> tuple[Journal, FeedKeeper]:
+    journal = Journal()
+    keeper = keeper if keeper is not None else FeedKeeper()
+    async with running(journal, lambda: FeedActor(keeper, source, **options)) as system:  # type: ignore[arg-type]
+        await keeper.wait_finished()
+        await system.quiesce()
+    return journal, keeper
+
+
+@attrs.define
+class GatedSource:
+    """Yields `first`, waits for `release`, then yields `then` (for the watchdog)."""
+
+    first: list[Bar]
+    then: list[Bar]
+    release: trio.Event = attrs.field(factory=trio.Event)
+    name: str = "gated"
+
+    def describe(self) -> str:
+        return "gated"
+
+    async def items(self, *, skip: int = 0) -> AsyncGenerator[SourceItem, None]:
+        items = [*self.first, None, *self.then]
+        index = 0
+        for bar in items:
+            if bar is None:
+                await self.release.wait()
+                continue
+            index += 1
+            if index > skip:
+                yield SourceBar(bar, f"gated:{index}")
+
+
+def bar(ts: int, price: str = "100.00", instrument: str = "AAPL") -> Bar:
+    return Bar(instrument, "1m", ts, price, price, price, price, 1)
+
+
+class TestSequencing:
+    async def test_bad_file_counts_every_kind_and_passes_good_bars(self) -> None:
+        journal, keeper = await replay(CsvBarSource(DATA / "bad_bars.csv", INSTRUMENTS))
+        assert keeper.statistics() == FeedStatistics(
+            bars_in=13,
+            accepted=5,
+            duplicates=1,
+            conflicts=1,
+            out_of_order=1,
+            invalid=5,
+            outside_session=0,
+            resumed=0,
+            stale_events=0,
+            session_events=1,
+        )
+        assert [(b.instrument, (b.ts - T0) // MINUTE) for b in journal.bars()] == [
+            ("AAPL", 0),
+            ("MSFT", 0),
+            ("AAPL", 1),
+            ("AAPL", 2),
+            ("MSFT", 2),
+        ]
+        assert keeper.statistics().rejected == 7
+
+    async def test_each_rejection_names_its_line_and_reason(self) -> None:
+        _, keeper = await replay(CsvBarSource(DATA / "bad_bars.csv", INSTRUMENTS))
+        reasons = {r.source_location: r.reason for r in keeper.rejections}
+        assert sorted(reasons) == [f"bad_bars.csv:{n}" for n in (11, 12, 4, 5, 6, 8, 9)]
+        assert reasons["bad_bars.csv:5"].startswith("open='NaN'")
+        assert reasons["bad_bars.csv:6"].startswith("low='-1.00': price must be > 0")
+        assert reasons["bad_bars.csv:11"].startswith("OUT_OF_ORDER")
+        assert reasons["bad_bars.csv:12"].startswith("CONFLICT")
+        assert "bad_bars.csv:10" not in reasons  # a duplicate is dropped quietly
+
+    async def test_rejected_bars_never_reach_persistence(self) -> None:
+        journal, _ = await replay(CsvBarSource(DATA / "bad_bars.csv", INSTRUMENTS))
+        assert journal.persisted() == journal.bars()
+
+
+class TestFanOut:
+    async def test_every_accepted_bar_goes_to_orders_and_persistence_in_order(self) -> None:
+        journal, keeper = await replay(synthetic(40), persist_batch=16)
+        expected = list(synthetic_bars([AAPL, MSFT], seed=11, start_ts=T0, count=40))
+        assert journal.bars() == expected
+        assert journal.persisted() == expected
+        sizes = [len(m.records) for m in journal.of("persistence") if isinstance(m, Persist)]
+        assert sizes[:-1] == [16] * (len(sizes) - 1)
+        assert keeper.statistics().accepted == len(expected)
+
+    async def test_replay_releases_one_bar_per_quiet_system(self) -> None:
+        journal, _ = await replay(synthetic(30))
+        assert journal.orders_depth
+        assert set(journal.orders_depth) == {0}
+
+    async def test_end_of_data_goes_to_risk_after_the_last_bar(self) -> None:
+        journal, keeper = await replay(synthetic(10))
+        risk = journal.of("trading/risk")
+        assert risk[0] == SessionChanged(TransitionKind.OPEN, T0)
+        assert risk[-1] == EndOfData(journal.bars()[-1].ts)
+        assert keeper.finished.is_set()
+        assert keeper.exhausted
+
+    def test_conflation_key_supersedes_bars_of_one_series_only(self) -> None:
+        a1, a2 = bar(T0), bar(T0 + MINUTE)
+        assert bar_conflation_key(a1) == bar_conflation_key(a2)
+        assert bar_conflation_key(a1) != bar_conflation_key(bar(T0, instrument="MSFT"))
+        stale = FeedStale(1, 2)
+        assert bar_conflation_key(stale) != bar_conflation_key(FeedStale(1, 2))
+
+    def test_bad_options_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="persist_batch"):
+            FeedActor(FeedKeeper(), synthetic(), persist_batch=0)
+        with pytest.raises(ValueError, match="stale_after"):
+            FeedActor(FeedKeeper(), synthetic(), stale_after=0)
+
+
+class TestCalendar:
+    CALENDAR = TradingCalendar.from_spec(
+        {"timezone": "UTC", "sessions": {"mon-fri": "00:00-00:03"}}
+    )
+
+    async def test_bars_outside_a_session_are_rejected_and_sessions_announced(self) -> None:
+        day = 86_400 * 10**9
+        bars = [bar(T0 + n * MINUTE) for n in range(5)] + [
+            bar(T0 + day + n * MINUTE) for n in range(2)
+        ]
+        source = GatedSource(bars, [])
+        source.release.set()
+        journal, keeper = await replay(source, calendar=self.CALENDAR)
+        assert [b.ts for b in journal.bars()] == [
+            T0,
+            T0 + MINUTE,
+            T0 + 2 * MINUTE,
+            T0 + day,
+            T0 + day + MINUTE,
+        ]
+        assert keeper.statistics().outside_session == 2
+        sessions = [m for m in journal.of("trading/risk") if isinstance(m, SessionChanged)]
+        assert sessions == [
+            SessionChanged(TransitionKind.OPEN, T0),
+            SessionChanged(TransitionKind.CLOSE, T0 + 3 * MINUTE),
+            SessionChanged(TransitionKind.OPEN, T0 + day),
+        ]
+        assert {r.reason for r in keeper.rejections} == {"outside the trading session"}
+
+    async def test_session_events_reach_risk_before_the_bar_that_shows_them(self) -> None:
+        day = 86_400 * 10**9
+        source = GatedSource([bar(T0), bar(T0 + day)], [])
+        source.release.set()
+        journal, _ = await replay(source, calendar=self.CALENDAR)
+        risk = journal.of("trading/risk")
+        assert risk[:3] == [
+            SessionChanged(TransitionKind.OPEN, T0),
+            SessionChanged(TransitionKind.CLOSE, T0 + 3 * MINUTE),
+            SessionChanged(TransitionKind.OPEN, T0 + day),
+        ]
+
+
+class TestWatchdog:
+    async def test_silence_in_a_session_is_reported_then_resumed(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        journal = Journal()
+        keeper = FeedKeeper()
+        source = GatedSource([bar(T0), bar(T0 + MINUTE)], [bar(T0 + 2 * MINUTE)])
+        feed = lambda: FeedActor(keeper, source, replay=False, stale_after=30.0)  # noqa: E731
+        async with running(journal, feed) as system:
+            while not any(isinstance(m, FeedStale) for m in journal.of("trading/risk")):
+                await journal.got.wait()
+            stale = [m for m in journal.of("trading/risk") if isinstance(m, FeedStale)]
+            assert len(stale) == 1
+            assert stale[0].silent_ns == 30 * 10**9
+            assert stale[0].ts == T0 + MINUTE + 30 * 10**9
+            source.release.set()
+            await keeper.wait_finished()
+            await system.quiesce()
+        risk = journal.of("trading/risk")
+        resumed = risk.index(FeedResumed(T0 + 2 * MINUTE))
+        assert risk.index(stale[0]) < resumed
+        assert keeper.statistics().stale_events == 1
+
+    async def test_no_report_once_the_session_has_closed(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        journal = Journal()
+        keeper = FeedKeeper()
+        calendar = TradingCalendar.from_spec(
+            {"timezone": "UTC", "sessions": {"mon": "00:00-00:02"}}
+        )
+        source = GatedSource([bar(T0), bar(T0 + MINUTE)], [])
+        feed = lambda: FeedActor(  # noqa: E731
+            keeper, source, replay=False, stale_after=90.0, calendar=calendar
+        )
+        async with running(journal, feed) as system:
+            await trio.sleep(600)
+            await system.quiesce()
+            risk = journal.of("trading/risk")
+            assert SessionChanged(TransitionKind.CLOSE, T0 + 2 * MINUTE) in risk
+            assert not any(isinstance(m, FeedStale) for m in risk)
+            await trio.sleep(7 * 86_400)  # the next Monday's session opens, and stays silent
+            await system.quiesce()
+            source.release.set()
+            await keeper.wait_finished()
+        risk = journal.of("trading/risk")
+        week = 7 * 86_400 * 10**9
+        assert SessionChanged(TransitionKind.OPEN, T0 + week) in risk
+        stale = [m for m in risk if isinstance(m, FeedStale)]
+        assert [m.silent_ns for m in stale] == [90 * 10**9]
+
+
+class TestRestarts:
+    async def test_a_crash_after_fan_out_does_not_re_emit(self) -> None:
+        crashed: list[int] = []
+
+        class CrashOnce(FeedActor):
+            async def handle(self, message: object) -> None:
+                await super().handle(message)
+                if (
+                    isinstance(message, SourceBar)
+                    and message.bar.ts == T0 + 5 * MINUTE
+                    and not crashed
+                ):
+                    crashed.append(1)
+                    raise RuntimeError("injected")
+
+        journal = Journal()
+        keeper = FeedKeeper()
+        source = synthetic(20)
+        async with running(journal, lambda: CrashOnce(keeper, source, persist_batch=4)) as system:
+            await keeper.wait_finished()
+            await system.quiesce()
+            restarts = system.statistics().actors["feed"].restarts
+        expected = list(synthetic_bars([AAPL, MSFT], seed=11, start_ts=T0, count=20))
+        assert restarts == 1
+        assert journal.bars() == expected
+        assert journal.persisted() == expected
+        assert keeper.statistics().duplicates == 1  # the redelivered bar, dropped
+
+    async def test_a_restarted_feed_resumes_its_source_where_it_stopped(self) -> None:
+        keeper = FeedKeeper()
+        journal = Journal()
+        source = GatedSource([bar(T0), bar(T0 + MINUTE)], [bar(T0 + 2 * MINUTE)])
+        async with running(journal, lambda: FeedActor(keeper, source, replay=False)) as system:
+            while len(journal.bars()) < 2:
+                await journal.got.wait()
+            system.ref("feed").send_nowait(TaskFailed(RuntimeError("injected")))
+            await system.quiesce()
+            source.release.set()
+            await keeper.wait_finished()
+            await system.quiesce()
+        assert [b.ts for b in journal.bars()] == [T0, T0 + MINUTE, T0 + 2 * MINUTE]
+        assert keeper.position == 3
+
+    async def test_cold_start_skips_bars_already_stored(self) -> None:
+        keeper = FeedKeeper()
+        stored = list(synthetic_bars([AAPL, MSFT], seed=11, start_ts=T0, count=10))
+        keeper.resume_from({b.series: b for b in stored})
+        journal, _ = await replay(synthetic(15), keeper)
+        assert journal.bars()[0].ts == T0 + 10 * MINUTE
+        assert keeper.statistics().resumed == len(stored)
+        assert keeper.statistics().duplicates == 0
+
+    async def test_an_unreadable_source_crashes_the_feed_until_supervision_gives_up(
+        self, tmp_path: Path
+    ) -> None:
+        journal = Journal()
+        keeper = FeedKeeper()
+        source = CsvBarSource(tmp_path / "missing.csv", INSTRUMENTS)
+        with pytest.raises(SupervisorFailed):
+            async with running(journal, lambda: FeedActor(keeper, source), max_restarts=1):
+                await trio.sleep_forever()
+
+    async def test_on_stop_sends_the_pending_batch(self) -> None:
+        keeper = FeedKeeper()
+        journal = Journal()
+        source = GatedSource([bar(T0), bar(T0 + MINUTE)], [])
+        feed = lambda: FeedActor(keeper, source, replay=False, persist_batch=100)  # noqa: E731
+        async with running(journal, feed) as system:
+            while len(journal.bars()) < 2:
+                await journal.got.wait()
+            await system.quiesce()
+            assert journal.persisted() == []
+        assert journal.persisted() == journal.bars()
