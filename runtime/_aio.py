@@ -24,6 +24,10 @@ coroutines and trio tasks share one thread, one scheduler and trio's cancellatio
 #   once per unit of work -- run one asyncio coroutine that does the whole transaction --
 #   not once per statement (the design document: a four-statement transaction bridged statement
 #   by statement ran about 1.4x slower than the same work bridged once).
+# * trio-asyncio runs the block inside two nurseries of its own, so an error raised in
+#   the block comes out wrapped twice in ExceptionGroups -- but only in the block that
+#   opened the loop, not in one that reuses it. `open_aio_loop` is a resource, not a
+#   nursery, so it hands back the block's exception as itself either way.
 # * `run_aio` exists for type checking: trio-asyncio is untyped, so `aio_as_trio(fn)(...)`
 #   is `Any`; `run_aio(fn, *args)` keeps the coroutine function's parameter and result
 #   types. It also fails with a plain message when no loop is open, where trio-asyncio
@@ -73,6 +77,11 @@ async def open_aio_loop() -> AsyncIterator[asyncio.AbstractEventLoop]:
     Yields:
         The asyncio event loop running on the current trio run.
 
+    Raises:
+        Whatever the block raised, as itself: the exception groups of the loop's
+        internal nurseries are taken off, so an opening block and a reusing block raise
+        alike. Only if closing the loop failed too is an ``ExceptionGroup`` raised.
+
     Cancellation: when the block that opened the loop exits (normally, by an error or
     by cancellation), asyncio tasks still running on the loop are cancelled and waited
     for, as ``asyncio.run`` does, before the loop closes.
@@ -81,8 +90,23 @@ async def open_aio_loop() -> AsyncIterator[asyncio.AbstractEventLoop]:
     if loop is not None:
         yield loop
         return
-    async with trio_asyncio.open_loop() as opened:
-        yield opened
+    raised: BaseException | None = None
+    try:
+        async with trio_asyncio.open_loop() as opened:
+            try:
+                yield opened
+            except BaseException as exc:
+                raised = exc
+                raise
+    except BaseExceptionGroup as group:
+        # The loop's own nurseries wrap whatever the block raised; hand it back as itself
+        # unless the loop's teardown added failures of its own.
+        _, others = group.split(lambda exc: exc is raised)
+        if raised is None or others is not None:
+            raise
+    else:
+        return
+    raise raised
 
 
 async def run_aio(fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:

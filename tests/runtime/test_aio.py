@@ -65,6 +65,30 @@ class TestOpenAioLoop:
             nursery.start_soon(child)
         assert seen == [loop]
 
+    async def test_error_in_the_opening_block_propagates_as_itself(self):
+        with pytest.raises(QuoteRejected, match="stale") as info:
+            async with open_aio_loop():
+                raise QuoteRejected("stale")
+        assert info.value.__context__ is None
+
+    async def test_error_in_a_reusing_block_propagates_as_itself(self):
+        with pytest.raises(QuoteRejected, match="stale"):
+            async with open_aio_loop(), open_aio_loop():
+                raise QuoteRejected("stale")
+
+    async def test_asyncio_error_escaping_the_block_propagates_as_itself(self):
+        with pytest.raises(QuoteRejected, match="crossed book"):
+            async with open_aio_loop():
+                await run_aio(reject, "crossed book")
+
+    async def test_cancelling_the_opening_block_is_caught_by_its_scope(self):
+        with trio.CancelScope() as scope:
+            async with open_aio_loop() as loop:
+                scope.cancel()
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert loop.is_closed()
+
     async def test_no_loop_outside_any_block(self):
         assert current_aio_loop() is None
 
