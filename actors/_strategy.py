@@ -43,7 +43,7 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 from tradewind.actors._errors import InvalidOrder, InvalidStrategy
@@ -87,7 +87,7 @@ class Strategy:
             keeps at least ``lookback + 1`` bars so a warm-up rebuilds its state.
     """
 
-    lookback: ClassVar[int] = 0
+    lookback: int = 0
 
     def on_start(self, ctx: StrategyContext) -> None:
         """Set up state. Intents submitted here are ignored."""
