@@ -157,8 +157,23 @@ TABLES: Final = (
 )
 
 
+def plain_decimal(value: Decimal) -> Decimal:
+    """``value`` with a positive exponent written out: ``1E+5`` -> ``100000``; else as is.
+
+    PostgreSQL's NUMERIC has no positive exponent (its scale is >= 0), and asyncpg's
+    binary decoder returns integers that end in a group of zeros in exponent form
+    (596046447753906250000 as ``5.9604644775390625E+20``). Both backends store and
+    return every value in this plain form, so a value reads back with the same digits
+    and the same scale on both. Exact: no context, no rounding.
+    """
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent <= 0:
+        return value
+    return Decimal((sign, digits + (0,) * exponent, 0))
+
+
 def _dec(value: object) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+    return plain_decimal(value if isinstance(value, Decimal) else Decimal(str(value)))
 
 
 def _opt_dec(value: object) -> Decimal | None:

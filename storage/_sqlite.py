@@ -41,6 +41,7 @@ from tradewind.storage._errors import (
 )
 from tradewind.storage._migrations import MIGRATIONS_TABLE, Migration, missing_migrations
 from tradewind.storage._records import PoolStatistics
+from tradewind.storage._rows import plain_decimal
 from tradewind.storage._sql import FINISH_RUN, for_sqlite, insert_ignore, select_by_key, upsert
 from tradewind.storage._uow import WriteKind
 from tradewind.storage._url import StoreUrl
@@ -55,7 +56,7 @@ _BUSY_TIMEOUT_MS: Final = 5000
 
 
 def _adapt(row: Row) -> tuple[Any, ...]:
-    return tuple(str(v) if isinstance(v, Decimal) else v for v in row)
+    return tuple(str(plain_decimal(v)) if isinstance(v, Decimal) else v for v in row)
 
 
 def _same(stored: object, written: object) -> bool:
