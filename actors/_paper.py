@@ -48,7 +48,7 @@ Pure: plain data in, order events out; no clock, no randomness, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
@@ -104,6 +104,14 @@ def _instruments(value: object) -> dict[str, Instrument]:
         return dict(value)
     items = tuple(value) if isinstance(value, Sequence) else ()
     return {i.symbol: i for i in items if isinstance(i, Instrument)}
+
+
+def _submit_numbers(value: Iterable[int]) -> frozenset[int]:
+    return frozenset(value)
+
+
+def _times(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(value)
 
 
 def _non_negative(_instance: object, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
@@ -210,11 +218,11 @@ class PaperFaults:
             these times arrives (once per time; that bar is not processed).
     """
 
-    reject_submits: frozenset[int] = attrs.field(default=frozenset(), converter=frozenset)
+    reject_submits: frozenset[int] = attrs.field(default=frozenset(), converter=_submit_numbers)
     reject_if: Callable[[Order], bool] | None = None
     reject_reason: str = "rejected by fault injection"
     ack_delay_bars: int = attrs.field(default=0, validator=_non_negative_int)
-    disconnect_at: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    disconnect_at: tuple[int, ...] = attrs.field(default=(), converter=_times)
 
 
 @attrs.frozen

@@ -352,7 +352,7 @@ class TestFaults:
     def test_the_nth_submit_is_rejected(self):
         engine = exchange(PaperFaults(reject_submits={2}, reject_reason="venue says no"))
         answers = [engine.submit(submitted(intent(), seq=n)) for n in (1, 2, 3)]
-        kinds = [type(a[0]) for a in answers]
+        kinds: list[type[object]] = [type(a[0]) for a in answers]
         assert kinds == [OrderAccepted, OrderRejected, OrderAccepted]
         assert answers[1][0].reason == "venue says no"  # type: ignore[union-attr]
 
@@ -453,7 +453,7 @@ class TestConfig:
 
     def test_a_float_fee_is_refused(self):
         with pytest.raises(FloatRefused):
-            PaperConfig(INSTRUMENTS, fee_bps=1.5)  # type: ignore[arg-type]
+            PaperConfig(INSTRUMENTS, fee_bps=1.5)
 
     @pytest.mark.parametrize("instruments", [AAPL, [AAPL], {"AAPL": AAPL}])
     def test_instruments_may_be_one_a_sequence_or_a_mapping(self, instruments):
@@ -467,9 +467,10 @@ class TestPaperBroker:
 
     async def test_its_calls_drive_the_exchange(self):
         broker = PaperBroker(PaperConfig(INSTRUMENTS))
-        assert not broker.connected
+        states = [broker.connected]
         await broker.connect()
-        assert broker.connected
+        states.append(broker.connected)
+        assert states == [False, True]
         (ack,) = await broker.submit(submitted(intent(), ts=T0, seq=1))
         assert isinstance(ack, OrderAccepted)
         await broker.submit(submitted(intent(limit="1.00"), ts=T0, seq=2))
@@ -481,7 +482,8 @@ class TestPaperBroker:
         assert isinstance(canceled, OrderCanceled)
         assert broker.statistics().canceled == 1
         await broker.disconnect()
-        assert not broker.connected
+        states.append(broker.connected)
+        assert states == [False, True, False]
 
 
 # ----------------------------------------------------------------------------- properties
@@ -599,7 +601,7 @@ class TestMatchingProperties:
         self, series, placed, config, delay
     ):
         _, mine, placed_ts, seen = run(series, placed, config, delay)
-        latency = int(config["latency_ns"])  # type: ignore[call-overload]
+        latency = int(str(config["latency_ns"]))
         for current, event in seen:
             submitted_at = placed_ts[event.client_order_id]
             assert current.ts > submitted_at
