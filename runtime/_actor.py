@@ -221,7 +221,6 @@ class Node:
         self.system = system
         self.log = structlog.get_logger("tradewind.runtime").bind(actor=path)
         self.incarnation = 0
-        self.restarts = 0
         self.crashes = 0
         self.running = False
         self.stopping = False
@@ -447,7 +446,7 @@ class ActorCell(Node):
             mailbox_capacity=mailbox.capacity,
             accepted=mailbox.accepted,
             processed=self.processed,
-            restarts=self.restarts,
+            restarts=max(0, self.incarnation - 1),
             crashes=self.crashes,
             redelivered=self.redelivered,
             conflated=mailbox.conflated,

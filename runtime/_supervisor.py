@@ -21,7 +21,8 @@ Design notes
 * A supervisor that gives up stops its children and *returns* its failure instead of
   raising it inside its nursery (which would wrap it in an ``ExceptionGroup``); the
   wrapper re-raises it as that supervisor's crash, for its parent to handle.
-* Restart counters are per cell and survive restarts; the intensity window is per
+* Restart counters are per cell and survive restarts (``restarts`` is the number of
+  incarnations after the first, whoever started them); the intensity window is per
   incarnation of the supervisor (a restarted supervisor starts with a clean slate, as
   in OTP).
 """
@@ -83,6 +84,7 @@ class SupervisorCell(Node):
         self.spec = spec
         # A per-supervisor RNG derived from the system seed and the path: reproducible and
         # independent of how many draws other supervisors made.
+        self.in_flight = in_flight
         self.rng = random.Random(f"{seed}:{path}")  # noqa: S311 - jitter, not secrecy
         self.children: list[Node] = [
             build_node(
@@ -121,7 +123,6 @@ class SupervisorCell(Node):
     # ------------------------------------------------------------------ running
     async def run_once(self) -> None:
         self._history = ()
-        self._events.clear()
         self._stop_requested = False
         failure: SupervisorFailed | None = None
         async with trio.open_nursery() as nursery:
@@ -142,6 +143,9 @@ class SupervisorCell(Node):
                         # If the orderly stop itself failed, no child may outlive us.
                         for child in self.children:
                             child.kill()
+            # Events nobody will handle now (this supervisor is stopping or gave up).
+            self.in_flight.finished(len(self._events))
+            self._events.clear()
         self._nursery = None
         if failure is not None:
             raise failure
@@ -151,12 +155,18 @@ class SupervisorCell(Node):
             while not self._events:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
-            child, incarnation, error = self._events.popleft()
-            if incarnation != child.incarnation or child.running:
-                continue  # stale: that incarnation was already replaced
-            failure = await self._handle_exit(child, error)
-            if failure is not None:
-                return failure
+            child, incarnation, error = self._events[0]
+            try:
+                if incarnation != child.incarnation or child.running:
+                    continue  # stale: that incarnation was already replaced
+                failure = await self._handle_exit(child, error)
+                if failure is not None:
+                    return failure
+            finally:
+                # Done with this event (restarted, retired, or given up on): it no
+                # longer holds quiesce().
+                self._events.popleft()
+                self.in_flight.finished()
 
     async def _handle_exit(self, child: Node, error: Exception | None) -> SupervisorFailed | None:
         if error is not None:
@@ -190,7 +200,6 @@ class SupervisorCell(Node):
             if node is not child and node.restart is Restart.TEMPORARY:
                 node.retire()  # OTP: a temporary sibling is stopped, never restarted
                 continue
-            node.restarts += 1
             await self._start_child(node)
         return None
 
@@ -230,6 +239,8 @@ class SupervisorCell(Node):
         child.started.set()
         child.done.set()
         if not child.stopping:
+            # A pending restart is work in flight: quiesce() waits for it to be handled.
+            self.in_flight.count += 1
             self._events.append((child, incarnation, error))
             self._wakeup.set()
 
@@ -288,5 +299,8 @@ class ProcessCell(Node):
     def statistics(self) -> ProcessStatistics:
         """A frozen snapshot of this process's counters."""
         return ProcessStatistics(
-            path=self.path, restarts=self.restarts, crashes=self.crashes, running=self.running
+            path=self.path,
+            restarts=max(0, self.incarnation - 1),
+            crashes=self.crashes,
+            running=self.running,
         )

@@ -92,7 +92,8 @@ class ActorSystem:
         Counts every accepted message until it is handled, conflated away or
         dead-lettered; a message a handler sends is counted before that handler's own
         message is finished, so a cascade never looks finished half-way. A message held
-        for redelivery during a restart backoff still counts.
+        for redelivery during a restart backoff still counts, and so does every restart a
+        supervisor has yet to carry out.
 
         Cancellation: a checkpoint; safe to cancel.
         """

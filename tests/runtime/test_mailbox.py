@@ -1,0 +1,237 @@
+"""Mailboxes: FIFO order, the three overflow policies with a slow consumer, asks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+import trio.testing
+from tradewind.runtime import (
+    Actor,
+    AskTimeout,
+    Backoff,
+    ChildSpec,
+    MailboxClosed,
+    MailboxFull,
+    MailboxSpec,
+    MessageDropped,
+    Overflow,
+    SupervisorSpec,
+    open_actor_system,
+)
+
+if TYPE_CHECKING:
+    from trio.testing import MockClock
+
+
+class Gated(Actor):
+    """A deliberately slow consumer: each message waits for the gate to open."""
+
+    def __init__(self, gate: trio.Event, seen: list[Any]) -> None:
+        self.gate = gate
+        self.seen = seen
+
+    async def handle(self, message: Any) -> Any:
+        await self.gate.wait()
+        self.seen.append(message)
+        return message
+
+
+def gated(mailbox: MailboxSpec) -> tuple[SupervisorSpec, trio.Event, list[Any]]:
+    gate = trio.Event()
+    seen: list[Any] = []
+    spec = SupervisorSpec("root", [ChildSpec("slow", lambda: Gated(gate, seen), mailbox=mailbox)])
+    return spec, gate, seen
+
+
+class TestFifo:
+    async def test_100_000_messages_arrive_in_order(self):
+        seen: list[int] = []
+
+        class Collect(Actor):
+            async def handle(self, message: int) -> None:
+                seen.append(message)
+
+        spec = SupervisorSpec("root", [ChildSpec("c", Collect, mailbox=MailboxSpec(256))])
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            ref = system.ref("c")
+            for n in range(100_000):
+                await ref.send(n)
+            await system.quiesce()
+        assert seen == list(range(100_000))
+
+    async def test_order_holds_across_restarts(self, autojump_clock: MockClock):
+        seen: list[int] = []
+        crash_at = set(range(5_000, 100_000, 10_000))
+
+        class CrashSometimes(Actor):
+            async def handle(self, message: int) -> None:
+                if message in crash_at:
+                    crash_at.discard(message)
+                    raise RuntimeError(f"crash at {message}")
+                seen.append(message)
+
+        spec = SupervisorSpec(
+            "root",
+            [ChildSpec("c", CrashSometimes, mailbox=MailboxSpec(256))],
+            max_restarts=20,
+            within=1.0,
+            backoff=Backoff(initial=0.001, jitter=0),
+        )
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            ref = system.ref("c")
+            for n in range(100_000):
+                await ref.send(n)
+            await system.quiesce()
+            restarts = ref.statistics().restarts
+        assert restarts == 10
+        assert seen == list(range(100_000))
+
+
+class TestBlock:
+    async def test_a_full_mailbox_makes_the_sender_wait_and_loses_nothing(
+        self, autojump_clock: MockClock
+    ):
+        spec, gate, seen = gated(MailboxSpec(2, Overflow.BLOCK))
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            ref = system.ref("slow")
+            await ref.send(1)
+            await trio.testing.wait_all_tasks_blocked()  # 1 is now in hand
+            await ref.send(2)
+            await ref.send(3)
+            sent_fourth = trio.Event()
+
+            async def send_fourth() -> None:
+                await ref.send(4)
+                sent_fourth.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_fourth)
+                await trio.testing.wait_all_tasks_blocked()
+                assert not sent_fourth.is_set()
+                assert ref.statistics().senders_waiting == 1
+                with pytest.raises(MailboxFull):
+                    ref.send_nowait(5)
+                gate.set()
+            await system.quiesce()
+            stats = ref.statistics()
+        assert seen == [1, 2, 3, 4]
+        assert (stats.processed, stats.rejected, stats.dead_letters) == (4, 1, 0)
+
+    async def test_a_sender_cancelled_while_waiting_enqueues_nothing(
+        self, autojump_clock: MockClock
+    ):
+        spec, gate, seen = gated(MailboxSpec(1, Overflow.BLOCK))
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            ref = system.ref("slow")
+            await ref.send(1)
+            await trio.testing.wait_all_tasks_blocked()
+            await ref.send(2)
+            with trio.move_on_after(1):
+                await ref.send(3)
+            gate.set()
+            await system.quiesce()
+        assert seen == [1, 2]
+
+
+class TestReject:
+    async def test_a_full_mailbox_refuses_at_once_and_counts_it(self, autojump_clock: MockClock):
+        spec, gate, seen = gated(MailboxSpec(2, Overflow.REJECT))
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            ref = system.ref("slow")
+            await ref.send(1)
+            await trio.testing.wait_all_tasks_blocked()
+            await ref.send(2)
+            await ref.send(3)
+            start = trio.current_time()
+            with pytest.raises(MailboxFull):
+                await ref.send(4)
+            assert trio.current_time() == start
+            gate.set()
+            await system.quiesce()
+            stats = ref.statistics()
+        assert seen == [1, 2, 3]
+        assert (stats.rejected, stats.dropped) == (1, 1)
+
+
+class TestConflate:
+    async def test_the_newest_per_key_is_kept_and_replacements_are_counted(
+        self, autojump_clock: MockClock
+    ):
+        spec, gate, seen = gated(MailboxSpec(2, Overflow.CONFLATE, key=lambda m: m[0]))
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            ref = system.ref("slow")
+            await ref.send(("EURUSD", 1))
+            await trio.testing.wait_all_tasks_blocked()
+            await ref.send(("EURUSD", 2))
+            await ref.send(("GBPUSD", 1))
+            await ref.send(("EURUSD", 3))
+            ref.send_nowait(("GBPUSD", 2))
+            with pytest.raises(MailboxFull):
+                ref.send_nowait(("USDJPY", 1))  # a new key and no room
+            gate.set()
+            await system.quiesce()
+            stats = ref.statistics()
+        assert seen == [("EURUSD", 1), ("EURUSD", 3), ("GBPUSD", 2)]
+        assert (stats.conflated, stats.rejected, stats.processed) == (2, 1, 3)
+
+    async def test_a_conflated_ask_fails_with_message_dropped(self, autojump_clock: MockClock):
+        spec, gate, _ = gated(MailboxSpec(4, Overflow.CONFLATE, key=lambda m: m[0]))
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            ref = system.ref("slow")
+            await ref.send(("k", 0))
+            await trio.testing.wait_all_tasks_blocked()
+            outcome: list[Any] = []
+
+            async def ask_first() -> None:
+                try:
+                    await ref.ask(("k", 1))
+                except MessageDropped as exc:
+                    outcome.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ask_first)
+                await trio.testing.wait_all_tasks_blocked()
+                await ref.send(("k", 2))
+                gate.set()
+            await system.quiesce()
+        assert len(outcome) == 1
+
+
+class TestAsk:
+    async def test_ask_returns_the_handlers_value(self, autojump_clock: MockClock):
+        spec, gate, _ = gated(MailboxSpec(4))
+        gate.set()
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            assert await system.ref("slow").ask("question") == "question"
+
+    async def test_ask_times_out_without_a_reply(self, autojump_clock: MockClock):
+        spec, gate, seen = gated(MailboxSpec(4))
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            start = trio.current_time()
+            with pytest.raises(AskTimeout):
+                await system.ref("slow").ask("question", timeout=3)
+            assert trio.current_time() - start == pytest.approx(3)
+            gate.set()
+            await system.quiesce()
+        assert seen == ["question"]  # handled later; its reply was discarded
+
+
+class TestClosed:
+    async def test_sends_after_the_system_stopped_raise_mailbox_closed(
+        self, autojump_clock: MockClock
+    ):
+        spec, _, _ = gated(MailboxSpec(4))
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            ref = system.ref("slow")
+            await ref.send("in hand")
+            await trio.testing.wait_all_tasks_blocked()
+            await ref.send("still queued")
+        with pytest.raises(MailboxClosed):
+            await ref.send("too late")
+        with pytest.raises(MailboxClosed):
+            ref.send_nowait("too late")
+        reasons = [(d.message, d.reason) for d in system.dead_letters]
+        assert reasons == [("in hand", "system stopped"), ("still queued", "system stopped")]
+        assert system.statistics().in_flight == 0
