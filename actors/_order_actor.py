@@ -37,9 +37,10 @@ sequence and the applied execution ids.
 # * Events from the broker that the book cannot apply (an unknown order, an illegal
 #   transition, a broken fill) are logged and counted, never raised: a crash would only
 #   redeliver the same bar until it is dead-lettered, and the bar must still reach risk.
-# * Records sent to persistence, per handled message in one `Persist`: each stamped
-#   order event, each fill, then the latest snapshot of each order touched. The
-#   persistence actor maps them onto `write_order`, `append_order_events`, `write_fills`.
+# * Records sent to persistence, per handled message in one `Persist`: the message's
+#   `OrderUpdated`s, in order (snapshot + stamped event + fill). The persistence actor
+#   maps each onto `write_order`, `append_order_events` and `write_fills`. The durable
+#   journal record of an intent is the INITIALIZED `Order` itself (no event yet).
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from tradewind.actors._broker import Broker
-    from tradewind.actors._orders import Fill, OrderEvent
+    from tradewind.actors._orders import OrderEvent
     from tradewind.runtime import ActorRef
 
 PERSISTENCE_PATH: Final = "persistence"
@@ -287,15 +288,9 @@ class BookChange:
             self.apply(event)
 
     def records(self) -> tuple[object, ...]:
-        """What to persist: every stamped event and fill, then each order's last snapshot."""
-        records: list[object] = []
-        for update in self.updates:
-            records.append(update.event)
-            fill: Fill | None = update.fill
-            if fill is not None:
-                records.append(fill)
-        records.extend(self.orders.values())
-        return tuple(records)
+        """What to persist: the updates, in order (each is an order snapshot, its stamped
+        event and its fill, if any)."""
+        return tuple(self.updates)
 
 
 # ----------------------------------------------------------------------------- actor

@@ -253,19 +253,19 @@ class TestPlaceOrder:
             assert [u.event.seq for u in h.updates()] == [1, 2]
             assert h.book.working["s1-00000001"] == reply
 
-    async def test_every_update_is_persisted_as_events_then_the_latest_snapshot(
-        self, autojump_clock
-    ):
+    async def test_every_update_is_persisted_in_one_batch_per_message(self, autojump_clock):
         async with harness() as h:
             reply = await h.orders.ask(PlaceOrder(intent(), T0))
             await h.system.quiesce()
             (persist,) = h.to("persist")
             assert isinstance(persist, Persist)
-            submitted, accepted, snapshot = persist.records
-            assert isinstance(submitted, OrderSubmitted)
-            assert isinstance(accepted, OrderAccepted)
-            assert (submitted.seq, accepted.seq) == (1, 2)
-            assert snapshot == reply
+            records: list[Any] = list(persist.records)
+            submitted, accepted = records
+            assert isinstance(submitted.event, OrderSubmitted)
+            assert isinstance(accepted.event, OrderAccepted)
+            assert (submitted.event.seq, accepted.event.seq) == (1, 2)
+            assert accepted.order == reply
+            assert list(persist.records) == h.updates()
 
     async def test_client_order_ids_follow_each_strategys_own_sequence(self, autojump_clock):
         async with harness() as h:
@@ -315,10 +315,11 @@ class TestBars:
             await h.orders.ask(PlaceOrder(intent(), T0))
             await h.orders.send(flat(T0 + MIN))
             await h.system.quiesce()
-            event, fill, snapshot = h.to("persist")[-1].records
-            assert isinstance(event, OrderFilled)
-            assert fill == event.fill
-            assert snapshot.status is OrderStatus.FILLED
+            (update,) = h.to("persist")[-1].records
+            assert isinstance(update.event, OrderFilled)
+            assert update.fill == update.event.fill
+            assert update.order.status is OrderStatus.FILLED
+            assert update.order.execution_ids == {"s1-00000001-F1"}
 
     async def test_a_bar_without_news_is_only_forwarded(self, autojump_clock):
         async with harness() as h:

@@ -352,8 +352,8 @@ class TestFaults:
     def test_the_nth_submit_is_rejected(self):
         engine = exchange(PaperFaults(reject_submits={2}, reject_reason="venue says no"))
         answers = [engine.submit(submitted(intent(), seq=n)) for n in (1, 2, 3)]
-        kinds: list[type[object]] = [type(a[0]) for a in answers]
-        assert kinds == [OrderAccepted, OrderRejected, OrderAccepted]
+        kinds = [type(a[0]).__name__ for a in answers]
+        assert kinds == ["OrderAccepted", "OrderRejected", "OrderAccepted"]
         assert answers[1][0].reason == "venue says no"  # type: ignore[union-attr]
 
     def test_every_submit_matching_the_predicate_is_rejected(self):
