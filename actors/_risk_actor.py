@@ -77,7 +77,7 @@ from tradewind.actors._risk import (
     check_order,
     kill_switch,
 )
-from tradewind.actors._values import FxRates, Instrument, datetime_from_ns
+from tradewind.actors._values import FxRates, Instrument, datetime_from_ns, ns_from_datetime
 from tradewind.runtime._actor import Actor
 from tradewind.runtime._errors import ConfigError
 
@@ -182,12 +182,18 @@ def _instrument_table(
     return Portfolio(value).instruments
 
 
-def _day_key(ts: int, zone: zoneinfo.ZoneInfo | None) -> _dt.date:
+def _day_bounds(ts: int, zone: zoneinfo.ZoneInfo | None) -> tuple[_dt.date, int, int]:
+    """The local date of `ts` and its [start, end) in ns (local midnights)."""
     moment = datetime_from_ns(ts)
-    return moment.date() if zone is None else moment.astimezone(zone).date()
+    tz = zone if zone is not None else _dt.UTC
+    day = moment.astimezone(tz).date()
+    start = _dt.datetime.combine(day, _dt.time(0), tzinfo=tz)
+    end = _dt.datetime.combine(day + _dt.timedelta(days=1), _dt.time(0), tzinfo=tz)
+    return day, ns_from_datetime(start), ns_from_datetime(end)
 
 
-@attrs.define
+# Plain attribute writes on the hot path: no validator or converter runs on assignment.
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class RiskBook:
     """The risk actor's state keeper: everything risk knows, surviving restarts.
 
@@ -226,6 +232,7 @@ class RiskBook:
     reason: str = attrs.field(init=False, default="")
     day: _dt.date | None = attrs.field(init=False, default=None)
     last_ts: int = attrs.field(init=False, default=0)
+    _day_span: tuple[int, int] = attrs.field(init=False, default=(0, 0))
     day_start: dict[str, Decimal] = attrs.field(init=False, factory=dict)
     last_strategy_id: str | None = attrs.field(init=False, default=None)
     _seen_seq: dict[str, int] = attrs.field(init=False, factory=dict)
@@ -348,10 +355,13 @@ class RiskBook:
     def on_bar(self, bar: Bar) -> list[Effect]:
         """Mark the portfolio with the bar, check the kill switch, pass the bar on."""
         effects = self._roll_day(bar.ts)
-        if bar.instrument in self.instruments:
-            self.last_prices[bar.instrument] = bar.close
-            self.portfolio.mark(bar.instrument, bar.close)
-        effects.extend(self._check_kill_switch(bar.ts))
+        symbol = bar.instrument
+        if symbol in self.instruments:
+            self.last_prices[symbol] = bar.close
+            self.portfolio.mark(symbol, bar.close)
+            # A mark moves the day's PnL only through an open position in its instrument.
+            if not self.portfolio.position(symbol).is_flat:
+                effects.extend(self._check_kill_switch(bar.ts))
         effects.append(Effect(Peer.STRATEGY, bar))
         return effects
 
@@ -409,13 +419,17 @@ class RiskBook:
 
     def _roll_day(self, ts: int) -> list[Effect]:
         self.last_ts = max(self.last_ts, ts)
-        day = _day_key(ts, self._zone)
+        start, end = self._day_span
+        if start <= ts < end:
+            return []
+        day, start, end = _day_bounds(ts, self._zone)
+        self._day_span = (start, end)
         if self.day == day:
             return []
         first = self.day is None
         self.day = day
-        start = self._pnl_by_currency()
-        self.day_start = start if start is not None else {}
+        baseline = self._pnl_by_currency()
+        self.day_start = baseline if baseline is not None else {}
         if first or not (self.killed and self.settings.resume_next_day):
             return []
         self.killed = False

@@ -150,7 +150,8 @@ def _positive_int(_instance: object, attribute: attrs.Attribute[int], value: obj
         raise ValueError(msg)
 
 
-@attrs.define
+# Plain attribute writes on the hot path: no validator or converter runs on assignment.
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class StrategyHost:
     """The strategy actor's state keeper: what survives a strategy crash.
 
@@ -218,11 +219,12 @@ class StrategyHost:
         kept = self._bars.get(symbol)
         if not kept or n <= 0:
             return []
-        if upto is None or kept[-1][0] <= upto:
-            start = max(0, len(kept) - n)
-            return [bar for _seq, bar in itertools.islice(kept, start, None)]
-        eligible = [bar for seq, bar in kept if seq <= upto]
-        return eligible[-n:]
+        newest_first = reversed(kept)
+        if upto is not None and kept[-1][0] > upto:
+            newest_first = itertools.dropwhile(lambda entry: entry[0] > upto, newest_first)
+        taken = [bar for _seq, bar in itertools.islice(newest_first, n)]
+        taken.reverse()
+        return taken
 
     def warmup_bars(self) -> list[tuple[int, Bar]]:
         """Every kept bar in arrival order, except a bar whose callbacks have not
