@@ -180,6 +180,9 @@ def _translate(exc: Exception, url: StoreUrl, conn: _Connection | None) -> Excep
                 f"PostgreSQL at {url.masked} {what}: SQLSTATE {state}: {url.scrub(str(exc))}"
             )
         return StoreError(f"PostgreSQL at {url.masked}: SQLSTATE {state}: {url.scrub(str(exc))}")
+    if isinstance(exc, (ValueError, asyncpg.ClientConfigurationError)):
+        # asyncpg refusing the DSN's parameters (e.g. an unknown sslmode)
+        return InvalidStoreUrl(f"store URL {url.masked!r}: {url.scrub(str(exc))}")
     if isinstance(exc, (asyncpg.InterfaceError, OSError, TimeoutError, EOFError)):
         if conn is not None:
             conn.broken = True
@@ -188,8 +191,6 @@ def _translate(exc: Exception, url: StoreUrl, conn: _Connection | None) -> Excep
             f"PostgreSQL at {url.masked} is unreachable or the connection was lost: "
             f"{type(exc).__name__}: {detail}"
         )
-    if isinstance(exc, ValueError):  # asyncpg refusing the DSN's parameters
-        return InvalidStoreUrl(f"store URL {url.masked!r}: {url.scrub(str(exc))}")
     if type(exc).__module__.startswith("asyncpg"):
         if conn is not None:
             conn.broken = True

@@ -17,6 +17,7 @@ service) without stopping the shared server.
 from __future__ import annotations
 
 import enum
+import functools
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -125,7 +126,8 @@ async def open_fault_proxy(target_host: str, target_port: int) -> AsyncIterator[
     """Run a `FaultProxy` to ``target_host:target_port`` for the block."""
     proxy = FaultProxy(target_host, target_port)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, proxy.handle, 0, host="127.0.0.1")
+        serve = functools.partial(trio.serve_tcp, proxy.handle, 0, host="127.0.0.1")
+        listeners = await nursery.start(serve)
         proxy.port = listeners[0].socket.getsockname()[1]
         try:
             yield proxy

@@ -10,7 +10,7 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tradewind.actors import Bar, Instrument, OrderCanceled, OrderCancelRequested, Side
+from tradewind.actors import Bar, OrderCanceled, OrderCancelRequested, Side
 from tradewind.storage import (
     ConflictingWrite,
     DeadLetter,
@@ -375,7 +375,3 @@ class TestConcurrentWriters:
         assert (counts.bars, counts.fills) == (51_000, 51_000)
         stored = await store.bars("AAPL", "1m")
         assert [b.ts for b in stored] == list(range(51_000))
-
-
-def test_instrument_sample_is_valid():
-    assert isinstance(AAPL, Instrument)
