@@ -1,0 +1,798 @@
+"""The assembled trading system: `open_trading_system` builds and runs the supervision tree.
+
+From validated `Settings` it opens the store (migrating it), records the run, makes the
+state keepers, builds the tree of ``docs/trading-system.md`` (``persistence``,
+``trading/{orders,risk,strategy}``, ``feed``, the configured processes), starts it, and
+hands back a `TradingSystem`: wait for a replay to finish, stop the feed, swap risk
+limits, read the keepers and the `RunSummary`. Leaving the block stops the feed, lets
+in-flight work finish, flushes persistence, stops the tree, and records how the run
+ended together with its summary.
+"""
+
+# Design notes
+# ------------
+# * The keepers are made here, once, and closed over by the child factories, so every
+#   instance a restart builds works on the same state (the design's state keepers). The
+#   tree builder is the only place that knows all of them, which is also what makes the
+#   summary and the tests' view of the final state possible.
+# * Stopping the feed is done at the source, not by stopping the feed actor: the source
+#   is wrapped so that a stop request ends its iteration (cancelling a wait for the next
+#   item). The pump then reports the end of data exactly as at the end of a file, the
+#   last bars go to persistence, risk and the strategy see `EndOfData`, and the system
+#   quiesces. Only then is the tree stopped: nothing accepted is left in a mailbox to be
+#   dead-lettered at shutdown, and the orderly stop (reverse start order, persistence
+#   last) flushes the rest.
+# * The run record is written straight through the store, outside the event log: a run
+#   id and wall-clock times differ run to run, and the event log of a replay must not.
+#   The summary is stored with the finish (`write_run_summary`) for `tradewind report`.
+# * Cold start (paper mode only): positions come from the stored fills, client order id
+#   sequences from the stored maximum, and the feed resumes after the last stored bar of
+#   each series. A replay always starts from its first bar: it is deterministic, and
+#   every write is idempotent on its natural key, so replaying the same configuration into
+#   the same store rewrites identical rows. Stored open orders are not restored into the
+#   paper broker (it keeps no state across processes); they stay in the store.
+# * Dead letters reach persistence through the runtime's hook; one that cannot be queued
+#   (mailbox full or closed) is kept and written directly once the tree has stopped.
+# * Crash injection for tests (`CrashPlan`) wraps the child factories: the instance's
+#   `handle` raises `InjectedCrash` at a chosen message of a chosen actor, once, before or
+#   after the real handler ran. It lives here so that `tradewind.testing` can offer it.
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+import cattrs
+import trio
+from tradewind.actors._broker import Broker
+from tradewind.actors._errors import MissingPrice
+from tradewind.actors._feed import FeedActor, FeedKeeper, bar_conflation_key
+from tradewind.actors._messages import Flush, Persist, SwapRiskLimits
+from tradewind.actors._order_actor import OrderActor, OrderBook
+from tradewind.actors._paper import PaperBroker, PaperConfig
+from tradewind.actors._persistence import (
+    PersistenceActor,
+    PersistenceKeeper,
+    dead_letter_record,
+)
+from tradewind.actors._risk_actor import RiskActor, RiskBook
+from tradewind.actors._settings import Settings, config_hash, load_strategy_factory
+from tradewind.actors._sources import (
+    BarSource,
+    CsvBarSource,
+    SyntheticBarSource,
+)
+from tradewind.actors._strategy import (
+    Strategy,
+    StrategyActor,
+    StrategyHost,
+)
+from tradewind.runtime._errors import MailboxClosed, MailboxFull
+from tradewind.runtime._intensity import Backoff
+from tradewind.runtime._records import SystemStatistics
+from tradewind.runtime._specs import (
+    AnySpec,
+    ChildSpec,
+    MailboxSpec,
+    Overflow,
+    ProcessSpec,
+    Restart,
+    RestartStrategy,
+    SupervisorSpec,
+)
+from tradewind.runtime._system import (
+    ActorSystem,
+    open_actor_system,
+)
+from tradewind.storage._store import (
+    Store,
+    open_store,
+)
+from tradewind.storage._url import POSTGRESQL
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, AsyncIterator
+
+    from tradewind.actors._portfolio import Portfolio
+    from tradewind.actors._risk import RiskLimits
+    from tradewind.actors._sources import SourceItem
+    from tradewind.runtime._actor import Actor
+    from tradewind.runtime._records import DeadLetter
+
+__all__ = [
+    "ACTOR_PATHS",
+    "CrashPlan",
+    "InjectedCrash",
+    "PositionLine",
+    "RunSummary",
+    "StoppableSource",
+    "TradingSystem",
+    "open_trading_system",
+]
+
+#: The fixed paths of the trading actors.
+ACTOR_PATHS = ("persistence", "trading/orders", "trading/risk", "trading/strategy", "feed")
+_MAX_REJECTIONS_IN_SUMMARY = 50
+_FINISH_TIMEOUT = 60.0
+
+Outcome = Literal["running", "completed", "stopped", "failed"]
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+@attrs.frozen
+class PositionLine:
+    """One instrument's final position in a summary."""
+
+    instrument: str
+    currency: str
+    quantity: Decimal
+    average_price: Decimal | None
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal | None
+    fees: Decimal
+
+
+@attrs.frozen
+class RunSummary:
+    """What a run did, for the end-of-run table and `tradewind report`.
+
+    Attributes:
+        run_id, mode, outcome, source: the run, how it ended, where its bars came from.
+        bars_in: items taken from the source (bars and rejected rows).
+        bars_accepted: bars passed on to trading and persistence.
+        bars_rejected: rows and bars refused (invalid, conflicting, out of order,
+            outside the session).
+        duplicates: repeated bars dropped quietly.
+        conflated: bars superseded in the strategy's mailbox (CONFLATE only).
+        orders: orders placed; fills: fills applied.
+        denials: intents risk refused, by reason code.
+        restarts: restarts per actor path (only those that restarted).
+        dead_letters: messages given up on.
+        positions: the final positions, marked to the last bars.
+        realized_pnl, unrealized_pnl, fees: totals per currency.
+        trading_state: risk's final trading state.
+        events, event_log_digest: records accepted by persistence and their SHA-256.
+        wall_time: seconds from start to the end of the run.
+        rejections: the first rejected rows, ``location: reason``.
+    """
+
+    run_id: str
+    mode: str
+    outcome: str
+    source: str
+    bars_in: int
+    bars_accepted: int
+    bars_rejected: int
+    duplicates: int
+    conflated: int
+    orders: int
+    fills: int
+    denials: dict[str, int]
+    restarts: dict[str, int]
+    dead_letters: int
+    positions: tuple[PositionLine, ...]
+    realized_pnl: dict[str, Decimal]
+    unrealized_pnl: dict[str, Decimal]
+    fees: dict[str, Decimal]
+    trading_state: str
+    events: int
+    event_log_digest: str
+    wall_time: float
+    rejections: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        """The summary as JSON (decimals as exact strings)."""
+        import json  # noqa: PLC0415 -- only needed when a summary is stored
+
+        return json.dumps(_summary_converter.unstructure(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSummary:
+        """A summary stored with `to_json`."""
+        import json  # noqa: PLC0415 -- only needed when a summary is read
+
+        return _summary_converter.structure(json.loads(text), cls)
+
+
+_summary_converter = cattrs.Converter()
+_summary_converter.register_unstructure_hook(Decimal, str)
+_summary_converter.register_structure_hook(Decimal, lambda value, _type: Decimal(value))
+
+
+# ----------------------------------------------------------------------------- crash injection
+
+
+class InjectedCrash(RuntimeError):
+    """The crash a `CrashPlan` injects (a test's doing, not a defect)."""
+
+
+@attrs.define
+class CrashPlan:
+    """Crash chosen actors at chosen messages, once each (crash-containment tests).
+
+    Args:
+        at: actor path -> the message number (from 1, counted over every instance of the
+            actor) whose handling raises `InjectedCrash`.
+        after: raise after the real handler ran (its effects done, its state committed)
+            instead of before it: the redelivered message must then change nothing.
+        only: count only messages of these types (None: every message).
+    """
+
+    at: Mapping[str, int]
+    after: bool = False
+    only: tuple[type, ...] | None = None
+    counts: dict[str, int] = attrs.field(factory=dict)
+    fired: set[str] = attrs.field(factory=set)
+
+    def _due(self, path: str, message: object) -> bool:
+        if path in self.fired or path not in self.at:
+            return False
+        if self.only is not None and not isinstance(message, self.only):
+            return False
+        self.counts[path] = self.counts.get(path, 0) + 1
+        if self.counts[path] >= self.at[path]:
+            self.fired.add(path)
+            return True
+        return False
+
+    def wrap(self, path: str, factory: Callable[[], Actor]) -> Callable[[], Actor]:
+        """A factory whose instances crash as planned for `path`."""
+        if path not in self.at:
+            return factory
+
+        def build() -> Actor:
+            actor = factory()
+            handle = actor.handle
+
+            async def crashing(message: Any) -> Any:  # noqa: ANN401 -- the runtime's Message
+                due = self._due(path, message)
+                if due and not self.after:
+                    raise InjectedCrash(f"{path}: injected crash before a {type(message).__name__}")
+                result = await handle(message)
+                if due:
+                    raise InjectedCrash(f"{path}: injected crash after a {type(message).__name__}")
+                return result
+
+            actor.handle = crashing  # type: ignore[method-assign]
+            return actor
+
+        return build
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+@attrs.define
+class StoppableSource:
+    """A `BarSource` whose iteration ends early when `stop` is called.
+
+    The wait for the next item is cancelled by `stop`, so a paper feed waiting for its
+    next bar ends at once; the item in hand is never cut in half.
+    """
+
+    inner: BarSource
+    _stopped: bool = False
+    _scope: trio.CancelScope | None = None
+
+    @property
+    def name(self) -> str:
+        """The inner source's name."""
+        return self.inner.name
+
+    def describe(self) -> str:
+        """The inner source's description."""
+        return self.inner.describe()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop` was called."""
+        return self._stopped
+
+    def stop(self) -> None:
+        """End the iteration after the item in hand (cancelling a wait for the next)."""
+        self._stopped = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def items(self, *, skip: int = 0) -> AsyncGenerator[SourceItem, None]:
+        """The inner source's items until it ends or `stop` is called."""
+        async with aclosing(self.inner.items(skip=skip)) as items:
+            iterator = aiter(items)
+            while not self._stopped:
+                with trio.CancelScope() as scope:
+                    self._scope = scope
+                    try:
+                        item = await anext(iterator)
+                    except StopAsyncIteration:
+                        return
+                    finally:
+                        self._scope = None
+                if scope.cancelled_caught:
+                    return
+                yield item
+
+
+def _count_data_lines(path: str) -> int:
+    with open(path, encoding="utf-8") as handle:
+        return max(0, sum(1 for line in handle if line.strip()) - 1)
+
+
+# ----------------------------------------------------------------------------- the handle
+
+
+@attrs.define(eq=False)
+class TradingSystem:
+    """A running trading system (valid inside `open_trading_system`).
+
+    Attributes:
+        settings: the configuration it runs.
+        run_id: the stored run's id.
+        store: the open store.
+        system: the actor system.
+        feed, orders, risk, strategy, persistence: the state keepers.
+        broker: the broker the order actor uses.
+        expected_items: how many items the source will produce, if known (progress).
+        result: the final summary, set when the block has exited.
+    """
+
+    settings: Settings
+    run_id: str
+    store: Store
+    system: ActorSystem
+    feed: FeedKeeper
+    orders: OrderBook
+    risk: RiskBook
+    strategy: StrategyHost
+    persistence: PersistenceKeeper
+    broker: Broker
+    source: StoppableSource
+    expected_items: int | None
+    started: float
+    result: RunSummary | None = None
+    _final_stats: SystemStatistics | None = None
+
+    @property
+    def portfolio(self) -> Portfolio:
+        """Risk's portfolio: positions from the fills, marked to the latest bars."""
+        return self.risk.portfolio
+
+    @property
+    def finished(self) -> bool:
+        """Whether the source is exhausted and (replay) the system was quiet after it."""
+        return self.feed.finished.is_set()
+
+    async def wait_finished(self) -> None:
+        """Wait until the source is exhausted (or stopped) and the system is quiet.
+
+        In paper mode with an endless source this returns only after `stop_feed`.
+
+        Cancellation: a checkpoint; safe to cancel.
+        """
+        await self.feed.wait_finished()
+        await self.system.quiesce()
+
+    def stop_feed(self) -> None:
+        """Ask the feed to stop after the item in hand (the run then finishes normally)."""
+        self.source.stop()
+
+    async def swap_risk_limits(self, limits: RiskLimits) -> RiskLimits:
+        """Replace the risk limits while running; returns the limits now in force."""
+        reply = await self.system.ref("trading/risk").ask(SwapRiskLimits(limits))
+        result: RiskLimits = reply
+        return result
+
+    def summary(self, outcome: Outcome = "running") -> RunSummary:
+        """A snapshot of what the run did so far (see `RunSummary`)."""
+        stats = self._final_stats or self.system.statistics()
+        feed = self.feed.statistics()
+        risk = self.risk.statistics()
+        book = self.orders.statistics()
+        persisted = self.persistence.statistics()
+        portfolio = self.portfolio
+        lines = []
+        for symbol, position in sorted(portfolio.positions.items()):
+            try:
+                unrealized: Decimal | None = portfolio.unrealized_pnl(symbol)
+            except MissingPrice:
+                unrealized = None
+            lines.append(
+                PositionLine(
+                    instrument=symbol,
+                    currency=position.currency,
+                    quantity=position.quantity,
+                    average_price=position.avg_entry_price,
+                    realized_pnl=position.realized_pnl,
+                    unrealized_pnl=unrealized,
+                    fees=position.fees,
+                )
+            )
+        try:
+            unrealized_total = portfolio.unrealized_pnl_by_currency()
+        except MissingPrice:
+            unrealized_total = {}
+        strategy_stats = stats.actors.get("trading/strategy")
+        rejections = tuple(
+            f"{r.source_location}: {r.reason}"
+            for r in itertools.islice(self.feed.rejections, _MAX_REJECTIONS_IN_SUMMARY)
+        )
+        return RunSummary(
+            run_id=self.run_id,
+            mode=self.settings.mode,
+            outcome=outcome,
+            source=self.source.describe(),
+            bars_in=feed.bars_in,
+            bars_accepted=feed.accepted,
+            bars_rejected=feed.rejected,
+            duplicates=feed.duplicates,
+            conflated=strategy_stats.conflated if strategy_stats is not None else 0,
+            orders=book.placed,
+            fills=book.fills,
+            denials={reason.value: n for reason, n in sorted(risk.denied.items(), key=_by_value)},
+            restarts={path: s.restarts for path, s in sorted(stats.actors.items()) if s.restarts},
+            dead_letters=stats.dead_letters,
+            positions=tuple(lines),
+            realized_pnl=dict(sorted(portfolio.realized_pnl_by_currency().items())),
+            unrealized_pnl=dict(sorted(unrealized_total.items())),
+            fees=dict(sorted(portfolio.fees.items())),
+            trading_state=risk.state.value,
+            events=persisted.accepted,
+            event_log_digest=persisted.event_log_digest,
+            wall_time=time.perf_counter() - self.started,
+            rejections=rejections,
+        )
+
+
+def _by_value(item: tuple[Any, int]) -> str:
+    return str(item[0].value)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+@attrs.frozen
+class _Parts:
+    """Everything the tree is built from."""
+
+    settings: Settings
+    store: Store
+    source: StoppableSource
+    broker: Broker
+    strategy_factory: Callable[[], Strategy]
+    feed: FeedKeeper
+    orders: OrderBook
+    risk: RiskBook
+    strategy: StrategyHost
+    persistence: PersistenceKeeper
+
+
+def _make_source(settings: Settings) -> BarSource:
+    data = settings.data
+    instruments = settings.instrument_map()
+    if data.source == "csv":
+        assert data.path is not None  # noqa: S101 -- DataSection guarantees it
+        return CsvBarSource(data.path, instruments, data.timeframe)
+    return SyntheticBarSource(
+        list(instruments.values()),
+        seed=data.seed,
+        start_ts=data.start_ts,
+        timeframe=data.timeframe,
+        count=data.count,
+        start_price=data.start_price,
+        interval=data.interval,
+    )
+
+
+def _tree(
+    parts: _Parts,
+    wrap: Callable[[str, Callable[[], Actor]], Callable[[], Actor]],
+) -> SupervisorSpec:
+    settings = parts.settings
+    sup = settings.supervision
+    data = settings.data
+    backoff = Backoff(initial=sup.backoff_initial, maximum=sup.backoff_max)
+    capacity = sup.mailbox_capacity
+
+    def child(
+        name: str, path: str, factory: Callable[[], Actor], mailbox: MailboxSpec | None = None
+    ) -> ChildSpec:
+        return ChildSpec(
+            name=name,
+            factory=wrap(path, factory),
+            mailbox=mailbox or MailboxSpec(capacity, Overflow.BLOCK),
+            handler_timeout=sup.handler_timeout,
+            shutdown_timeout=sup.shutdown_timeout,
+            max_redeliveries=sup.max_redeliveries,
+        )
+
+    calendar = settings.calendar.calendar() if settings.calendar is not None else None
+    persistence = child(
+        "persistence",
+        "persistence",
+        lambda: PersistenceActor(
+            parts.persistence,
+            parts.store,
+            batch_size=settings.persistence.batch_size,
+            flush_interval=settings.persistence.flush_interval,
+        ),
+    )
+    # Persistence flushes may wait on the database: its handler has no timeout.
+    persistence = attrs.evolve(persistence, handler_timeout=None)
+    orders = child("orders", "trading/orders", lambda: OrderActor(parts.orders, parts.broker))
+    risk = child("risk", "trading/risk", lambda: RiskActor(parts.risk))
+    strategy_mailbox = (
+        MailboxSpec(capacity, Overflow.CONFLATE, key=bar_conflation_key)
+        if data.conflate
+        else MailboxSpec(capacity, Overflow.BLOCK)
+    )
+    strategy = child(
+        "strategy",
+        "trading/strategy",
+        lambda: StrategyActor(parts.strategy, parts.strategy_factory),
+        strategy_mailbox,
+    )
+    feed = child(
+        "feed",
+        "feed",
+        lambda: FeedActor(
+            parts.feed,
+            parts.source,
+            calendar=calendar,
+            replay=settings.replay,
+            stale_after=None if settings.replay else data.stale_after,
+            persist_batch=data.persist_batch,
+        ),
+    )
+    trading_children: tuple[AnySpec, ...] = (orders, risk, strategy)
+    trading = SupervisorSpec(
+        "trading",
+        trading_children,  # type: ignore[arg-type]  # attrs' converter=tuple is typed generically
+        strategy=RestartStrategy.REST_FOR_ONE,
+        max_restarts=sup.max_restarts,
+        within=sup.within,
+        backoff=backoff,
+    )
+    processes: list[AnySpec] = [
+        ProcessSpec(
+            name=p.name,
+            argv=p.argv,  # type: ignore[arg-type]  # attrs' converter=tuple is typed generically
+            restart=Restart(p.restart),
+            shutdown_timeout=p.shutdown_timeout,
+        )
+        for p in settings.processes
+    ]
+    root_children: tuple[AnySpec, ...] = (persistence, trading, feed, *processes)
+    return SupervisorSpec(
+        "tradewind",
+        root_children,  # type: ignore[arg-type]  # attrs' converter=tuple is typed generically
+        strategy=RestartStrategy.ONE_FOR_ONE,
+        max_restarts=sup.max_restarts,
+        within=sup.within,
+        backoff=backoff,
+    )
+
+
+async def _keepers(
+    settings: Settings, store: Store
+) -> tuple[FeedKeeper, OrderBook, RiskBook, StrategyHost]:
+    instruments = settings.instrument_map()
+    calendar = settings.calendar.calendar() if settings.calendar is not None else None
+    feed = FeedKeeper()
+    orders = OrderBook()
+    strategy_id = settings.strategy.id
+    risk_portfolio = strategy_portfolio = None
+    if not settings.replay:
+        feed.resume_from(await store.last_bars())
+        seq = await store.max_client_order_seq(strategy_id)
+        orders = OrderBook.restore((), {strategy_id: seq} if seq else {})
+        if (await store.counts()).fills:
+            risk_portfolio = await store.portfolio()
+            strategy_portfolio = risk_portfolio.copy()
+    risk_kwargs: dict[str, Any] = {} if risk_portfolio is None else {"portfolio": risk_portfolio}
+    risk = RiskBook(
+        settings.risk.limits(),
+        instruments,
+        settings=settings.risk.settings(),
+        calendar=calendar,
+        **risk_kwargs,
+    )
+    host_kwargs: dict[str, Any] = (
+        {} if strategy_portfolio is None else {"portfolio": strategy_portfolio}
+    )
+    strategy = StrategyHost(
+        strategy_id, instruments, history=settings.strategy.history, **host_kwargs
+    )
+    return feed, orders, risk, strategy
+
+
+def new_run_id() -> str:
+    """A fresh run id: the UTC start time and a random suffix (``20260105T143000-3fa9c1``)."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+@asynccontextmanager
+async def open_trading_system(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    source: BarSource | None = None,
+    broker: Broker | None = None,
+    strategy_factory: Callable[[], Strategy] | None = None,
+    run_id: str | None = None,
+    crash_plan: CrashPlan | None = None,
+    wrap_actor: Callable[[str, Callable[[], Actor]], Callable[[], Actor]] | None = None,
+) -> AsyncIterator[TradingSystem]:
+    """Build, start and finally stop the trading system a configuration describes.
+
+    Args:
+        settings: the validated configuration (`load_settings`).
+        store: an open store to use; None opens (and migrates, and closes) the
+            configured one.
+        source: the bars to use instead of the configured data source.
+        broker: the broker to use instead of a `PaperBroker` from ``settings.broker``.
+        strategy_factory: builds the strategy instead of the configured class.
+        run_id: the id to record the run under; None makes a fresh one.
+        crash_plan: crashes to inject (tests).
+        wrap_actor: wraps each actor factory, given its path (tests, instrumentation).
+
+    Yields:
+        The running `TradingSystem`, once every actor has started.
+
+    Raises:
+        SupervisorFailed: the root supervisor gave up (the run is recorded as failed).
+        StoreUnavailable, InvalidStoreUrl: the store cannot be opened.
+        InvalidStrategy: the strategy cannot be loaded.
+
+    On leaving the block (normally, on an exception, or cancelled) the feed is stopped,
+    in-flight work may finish (bounded by the shutdown timeout), persistence is flushed,
+    the tree is stopped and the run is recorded with its outcome and summary; the
+    summary is then in `TradingSystem.result`. Cancellation: the shutdown runs shielded,
+    each step bounded.
+    """
+    started = time.perf_counter()
+    run = run_id if run_id is not None else new_run_id()
+    async with AsyncExitStack() as stack:
+        if store is None:
+            store = await stack.enter_async_context(
+                open_store(settings.store.url.reveal(), pool_size=settings.store.pool_size)
+            )
+        factory = strategy_factory or load_strategy_factory(settings)
+        stoppable = StoppableSource(source if source is not None else _make_source(settings))
+        expected = None
+        if source is None and settings.data.source == "csv":
+            expected = await trio.to_thread.run_sync(_count_data_lines, str(settings.data.path))
+        elif source is None:
+            expected = settings.data.count * len(settings.instruments)
+        instruments = list(settings.instrument_map().values())
+        async with store.transaction() as tx:
+            tx.upsert_instruments(instruments)
+            tx.start_run(run, config_hash(settings), time.time_ns())
+        feed, orders, risk, host = await _keepers(settings, store)
+        paper = PaperConfig(
+            instruments,
+            slippage_ticks=settings.broker.slippage_ticks,
+            fee_per_unit=settings.broker.fee_per_unit,
+            fee_bps=settings.broker.fee_bps,
+            max_volume_fraction=settings.broker.max_volume_fraction,
+            latency_ns=settings.broker.latency_ns,
+            timeframe=settings.data.timeframe,
+        )
+        parts = _Parts(
+            settings=settings,
+            store=store,
+            source=stoppable,
+            broker=broker if broker is not None else PaperBroker(paper),
+            strategy_factory=factory,
+            feed=feed,
+            orders=orders,
+            risk=risk,
+            strategy=host,
+            persistence=PersistenceKeeper(),
+        )
+
+        def wrap(path: str, make: Callable[[], Actor]) -> Callable[[], Actor]:
+            if crash_plan is not None:
+                make = crash_plan.wrap(path, make)
+            if wrap_actor is not None:
+                make = wrap_actor(path, make)
+            return make
+
+        late_letters: list[DeadLetter] = []
+        holder: list[TradingSystem] = []
+
+        def on_dead_letter(letter: DeadLetter) -> None:
+            if not holder:
+                late_letters.append(letter)
+                return
+            try:
+                holder[0].system.ref("persistence").send_nowait(Persist((letter,)))
+            except (MailboxFull, MailboxClosed):
+                late_letters.append(letter)
+
+        outcome: Outcome = "failed"
+        handle: TradingSystem | None = None
+        try:
+            async with open_actor_system(
+                _tree(parts, wrap),
+                seed=settings.seed,
+                on_dead_letter=on_dead_letter,
+                asyncio_loop=store.backend == POSTGRESQL,
+            ) as system:
+                handle = TradingSystem(
+                    settings=settings,
+                    run_id=run,
+                    store=store,
+                    system=system,
+                    feed=feed,
+                    orders=orders,
+                    risk=risk,
+                    strategy=host,
+                    persistence=parts.persistence,
+                    broker=parts.broker,
+                    source=stoppable,
+                    expected_items=expected,
+                    started=started,
+                )
+                holder.append(handle)
+                failed = False
+                try:
+                    yield handle
+                except BaseException:
+                    failed = True
+                    raise
+                finally:
+                    with trio.CancelScope(shield=True):
+                        outcome = await _wind_down(handle, settings, failed=failed)
+        finally:
+            with trio.CancelScope(shield=True):
+                await _record_end(store, run, handle, outcome, late_letters)
+
+
+async def _wind_down(handle: TradingSystem, settings: Settings, *, failed: bool) -> Outcome:
+    """Stop the feed, wait (bounded) for in-flight work, flush. Returns the outcome.
+
+    After a failure in the block nothing is waited for but the flush of what persistence
+    already holds.
+    """
+    completed = handle.finished and not handle.source.stopped
+    handle.stop_feed()
+    with trio.move_on_after(settings.supervision.shutdown_timeout):
+        if not failed:
+            await handle.wait_finished()
+        await handle.system.ref("persistence").ask(Flush())
+    handle._final_stats = handle.system.statistics()
+    if failed:
+        return "failed"
+    return "completed" if completed else "stopped"
+
+
+async def _record_end(
+    store: Store,
+    run_id: str,
+    handle: TradingSystem | None,
+    outcome: Outcome,
+    late_letters: list[DeadLetter],
+) -> None:
+    """Write late dead letters and the run's end and summary (bounded, best effort)."""
+    summary = handle.summary(outcome) if handle is not None else None
+    if handle is not None:
+        handle.result = summary
+    with trio.move_on_after(_FINISH_TIMEOUT):
+        async with store.transaction() as tx:
+            if late_letters and handle is not None:
+                seqs = handle.persistence.dead_letter_seqs
+                records = []
+                for letter in late_letters:
+                    key = (letter.path, round(letter.time * 1_000_000_000))
+                    seq = seqs.get(key, 0)
+                    seqs[key] = seq + 1
+                    records.append(dead_letter_record(letter, seq))
+                tx.write_dead_letters(records)
+            tx.finish_run(run_id, time.time_ns(), outcome)
