@@ -396,19 +396,29 @@ class OrderActor(Actor):
 
     # ------------------------------------------------------------------ handlers
     async def _on_bar(self, bar: Bar) -> None:
+        # The hot path of a replay, kept lean: a bar the broker answers with nothing needs
+        # no pending record (a redelivered bar is asked again, and the broker ignores a bar
+        # it has seen) and no book change.
         book = self.book
         book.last_ts = max(book.last_ts, bar.ts)
-        pending = self._pending_for(bar)
-        events = pending.answers.get(_BAR_ANSWER)
+        pending = book.pending
+        events: Sequence[BrokerEvent] | None = None
+        if pending is not None and pending.message is bar:
+            book._count("redelivered")
+            events = pending.answers.get(_BAR_ANSWER)
         if events is None and book.connected:
             try:
-                events = tuple(await self.broker.on_bar(bar))
+                events = await self.broker.on_bar(bar)
             except BrokerDisconnected as exc:
-                events = ()
                 await self._set_connected(False, bar.ts, f"{DISCONNECTED_REASON}: {exc}")
-            pending.answers[_BAR_ANSWER] = events
+            else:
+                if events:
+                    book.pending = Pending(bar, answers={_BAR_ANSWER: tuple(events)})
+        if not events:
+            await self._risk.send(bar)
+            return
         change = book.change()
-        change.apply_all(events or ())
+        change.apply_all(events)
         await self._publish(change)
         await self._risk.send(bar)
         self._finish(change)

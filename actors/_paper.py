@@ -306,7 +306,8 @@ class PaperExchange:
             BrokerDisconnected: not connected.
             InvalidOrder: a new order that is not SUBMITTED (a caller bug).
         """
-        self._require_connection(f"submit of {order.client_order_id}")
+        if not self.connected:
+            self._require_connection(f"submit of {order.client_order_id}")
         coid = order.client_order_id
         answer = self._answers.get(coid)
         if answer is not None:
@@ -362,7 +363,8 @@ class PaperExchange:
         Raises:
             BrokerDisconnected: not connected.
         """
-        self._require_connection(f"cancel of {client_order_id}")
+        if not self.connected:
+            self._require_connection(f"cancel of {client_order_id}")
         order = self._orders.get(client_order_id)
         if order is None:
             return (
@@ -405,20 +407,21 @@ class PaperExchange:
             BrokerDisconnected: not connected, or an injected disconnect fires at this
                 bar (which is then not processed).
         """
-        self._require_connection(f"bar {bar.instrument} {bar.ts}")
-        due = [t for t in self.faults.disconnect_at if t not in self._dropped and bar.ts >= t]
-        if due:
-            self._dropped.update(due)
-            self.disconnect()
-            msg = f"paper broker: connection dropped at bar ts {bar.ts} (fault injection)"
-            raise BrokerDisconnected(msg)
-        if self.config.timeframe is not None and bar.timeframe != self.config.timeframe:
+        if not self.connected:
+            self._require_connection(f"bar {bar.instrument} {bar.ts}")
+        if self.faults.disconnect_at:
+            self._inject_disconnect(bar.ts)
+        timeframe = self.config.timeframe
+        if timeframe is not None and bar.timeframe != timeframe:
             return ()
-        last = self._last_bar.get(bar.series)
+        series = (bar.instrument, bar.timeframe)
+        last = self._last_bar.get(series)
         if last is not None and bar.ts <= last:
             return ()
-        self._last_bar[bar.series] = bar.ts
+        self._last_bar[series] = bar.ts
         self._bars += 1
+        if not self._working and not self._held_acks:
+            return ()  # the common case of a replay: nothing rests at the venue
         events: list[BrokerEvent] = []
         for coid in list(self._held_acks):
             held = self._held_acks[coid]
@@ -440,6 +443,14 @@ class PaperExchange:
                 self._release_ack(coid, events)
                 self._end(coid, OrderCanceled(client_order_id=coid, ts=bar.ts), events)
         return tuple(events)
+
+    def _inject_disconnect(self, ts: int) -> None:
+        due = [t for t in self.faults.disconnect_at if t not in self._dropped and ts >= t]
+        if due:
+            self._dropped.update(due)
+            self.disconnect()
+            msg = f"paper broker: connection dropped at bar ts {ts} (fault injection)"
+            raise BrokerDisconnected(msg)
 
     def _match(self, order: Order, bar: Bar, events: list[BrokerEvent]) -> None:
         intent = order.intent
