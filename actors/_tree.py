@@ -796,3 +796,5 @@ async def _record_end(
                     records.append(dead_letter_record(letter, seq))
                 tx.write_dead_letters(records)
             tx.finish_run(run_id, time.time_ns(), outcome)
+            if summary is not None:
+                tx.write_run_summary(run_id, summary.to_json())

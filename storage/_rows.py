@@ -144,6 +144,9 @@ RUNS: Final = Table(
 )
 # A run's start is compared on these columns only: finishing a run changes the others.
 RUN_START_COLUMNS: Final = ("run_id", "config_hash", "started_ts")
+# The end-of-run summary (JSON text), written when a run finishes (migration 0002). Not in
+# `TABLES`: it is not counted in `StoreCounts`.
+RUN_SUMMARIES: Final = Table("run_summaries", ("run_id", "summary"), ("run_id",))
 
 TABLES: Final = (
     INSTRUMENTS,

@@ -40,6 +40,7 @@ from tradewind.storage._rows import (
     FILLS,
     INSTRUMENTS,
     ORDERS,
+    RUN_SUMMARIES,
     RUNS,
     bar_from_row,
     dead_letter_from_row,
@@ -260,6 +261,11 @@ class Store:
         """One run by id, or None."""
         rows = await self._fetch(_sql.select_by_key(RUNS, RUNS.columns), run_id)
         return run_from_row(rows[0]) if rows else None
+
+    async def run_summary(self, run_id: str) -> str | None:
+        """The summary text stored for a run (`Transaction.write_run_summary`), or None."""
+        rows = await self._fetch(_sql.select_by_key(RUN_SUMMARIES, ("summary",)), run_id)
+        return str(rows[0][0]) if rows else None
 
     async def counts(self) -> StoreCounts:
         """Row counts of every table."""

@@ -38,6 +38,7 @@ from tradewind.storage._rows import (
     ORDER_EVENTS,
     ORDERS,
     RUN_START_COLUMNS,
+    RUN_SUMMARIES,
     RUNS,
     Row,
     Table,
@@ -164,6 +165,10 @@ class Transaction:
         The unit fails with `RunNotFound` if the run was never started.
         """
         self._add(WriteKind.FINISH_RUN, RUNS, [(run_id, finished_ts, outcome)])
+
+    def write_run_summary(self, run_id: str, summary: str) -> None:
+        """Store a run's summary text (JSON), replacing an earlier one; key run id."""
+        self._add(WriteKind.UPSERT, RUN_SUMMARIES, [(run_id, summary)])
 
     def writes(self) -> tuple[Write, ...]:
         """The buffered writes, merged, in the order they are applied."""
