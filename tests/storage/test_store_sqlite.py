@@ -1,0 +1,56 @@
+"""SQLite specifics: the in-memory database, files that cannot be opened, one connection."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from tradewind.storage import PoolStatistics, StoreError, StoreUnavailable, open_store
+
+from tests.storage.samples import bar
+
+
+class TestSqlite:
+    async def test_an_in_memory_store_works_and_starts_empty(self):
+        async with open_store("sqlite://:memory:") as store:
+            async with store.transaction() as tx:
+                tx.write_bars([bar(1)])
+            assert (await store.counts()).bars == 1
+        async with open_store("sqlite://:memory:") as fresh:
+            assert (await fresh.counts()).bars == 0
+
+    async def test_a_file_in_a_missing_folder_is_unavailable(self, tmp_path):
+        with pytest.raises(StoreUnavailable, match="unable to open"):
+            async with open_store(f"sqlite:///{tmp_path / 'nope' / 'store.db'}"):
+                pass
+
+    async def test_a_file_that_is_not_a_database_is_a_store_error(self, tmp_path):
+        path = tmp_path / "junk.db"
+        path.write_bytes(b"not a database at all" * 100)
+        with pytest.raises(StoreError, match="not a database"):
+            async with open_store(f"sqlite:///{path}"):
+                pass
+
+    async def test_the_single_connection_is_idle_between_units_and_gone_after_close(self):
+        async with open_store("sqlite://:memory:") as store:
+            assert store.statistics() == PoolStatistics(1, 1, 0, 1, 0)
+            assert store.backend == "sqlite"
+        assert store.statistics().size == 0
+        with pytest.raises(StoreError, match="closed"):
+            await store.counts()
+
+    async def test_concurrent_units_run_one_at_a_time_and_all_commit(self):
+        async with open_store("sqlite://:memory:") as store:
+
+            async def write(n):
+                async with store.transaction() as tx:
+                    tx.write_bars([bar(n)])
+
+            async with trio.open_nursery() as nursery:
+                for n in range(20):
+                    nursery.start_soon(write, n)
+            assert (await store.counts()).bars == 20
+
+    async def test_a_pool_size_below_one_is_refused(self):
+        with pytest.raises(ValueError, match="pool_size"):
+            async with open_store("sqlite://:memory:", pool_size=0):
+                pass
