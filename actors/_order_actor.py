@@ -309,6 +309,11 @@ class OrderActor(Actor):
         persistence: the path of the persistence actor.
         risk: the path of the risk actor.
         journal_timeout: seconds to wait for the durable journal write of an intent.
+
+    Cancellation and crashes: a handler cancelled or crashing mid-way has its message
+    redelivered by the runtime to the next instance, which resumes from
+    `OrderBook.pending`: the id, the journal write and every broker call already done are
+    not repeated (see the module notes).
     """
 
     def __init__(

@@ -329,6 +329,23 @@ class TestBars:
             assert h.to("risk") == [bar]
             assert h.to("persist") == []
 
+    async def test_broker_news_of_an_unknown_order_is_logged_and_skipped(self, autojump_clock):
+        async with harness() as h:
+            stray = OrderAccepted(client_order_id="s9-00000001", ts=T0, broker_order_id="X")
+
+            async def on_bar(bar: Bar) -> Sequence[BrokerEvent]:
+                return (stray,)
+
+            h.broker.on_bar = on_bar  # type: ignore[method-assign]
+            bar = flat(T0)
+            with capture_logs() as logs:
+                await h.orders.send(bar)
+                await h.system.quiesce()
+            assert h.to("risk") == [bar]
+            assert h.book.statistics().skipped_events == 1
+            (skipped,) = [log for log in logs if log["event"] == "broker_event_skipped"]
+            assert skipped["reason"] == "ACCEPTED for unknown order s9-00000001"
+
 
 # ----------------------------------------------------------------------------- redelivery
 
