@@ -292,6 +292,19 @@ class RiskBook:
             day_pnl=self.day_pnl(),
         )
 
+    def seed_orders(self, orders: Iterable[Order]) -> None:
+        """Count working orders known before the start (e.g. the store's open orders at
+        a cold start) as open; terminal ones are ignored."""
+        for order in orders:
+            known = self._seen_seq.get(order.client_order_id)
+            if known is not None and order.event_seq <= known:
+                continue
+            self._seen_seq[order.client_order_id] = order.event_seq
+            if order.status.is_working:
+                self.orders[order.client_order_id] = order
+            else:
+                self.orders.pop(order.client_order_id, None)
+
     # ------------------------------------------------------------------ messages
 
     def on_intent(self, message: SubmitIntent) -> list[Effect]:
@@ -588,8 +601,9 @@ class RiskActor(Actor):
 def reload_risk_limits(path: str | Path, *, section: str = "risk") -> RiskLimits:
     """Re-read the risk section of a configuration file and validate it.
 
-    The keys of the section are the fields of `RiskLimits`; amounts may be TOML numbers
-    (read as exact decimals, never through float) or strings.
+    The keys of the section are the fields of `RiskLimits` (and, ignored here, the
+    behaviour flags of `RiskSettings`, which do not change at run time); amounts may be
+    TOML numbers (read as exact decimals, never through float) or strings.
 
     Args:
         path: the TOML configuration file.
@@ -619,11 +633,13 @@ def reload_risk_limits(path: str | Path, *, section: str = "risk") -> RiskLimits
     if not isinstance(table, dict):
         raise ConfigError([f"{section}: must be a table, got {type(table).__name__}"], source)
     fields = {a.name for a in attrs.fields(RiskLimits)}
-    problems = [f"{section}.{key}: unknown setting" for key in sorted(set(table) - fields)]
+    # The section also holds the risk actor's behaviour flags; they are not limits.
+    flags = {a.name for a in attrs.fields(RiskSettings)}
+    problems = [f"{section}.{key}: unknown setting" for key in sorted(set(table) - fields - flags)]
     if problems:
         raise ConfigError(problems, source)
     try:
-        return RiskLimits(**table)
+        return RiskLimits(**{k: v for k, v in table.items() if k in fields})
     except TypeError as exc:
         raise ConfigError([f"{section}: {exc}"], source) from exc
     except (InvalidLimits, DomainError) as exc:

@@ -233,6 +233,19 @@ class StrategyHost:
         merged = sorted(itertools.chain.from_iterable(self._bars.values()), key=lambda e: e[0])
         return [entry for entry in merged if entry[0] != pending]
 
+    def seed_orders(self, orders: Iterable[Order]) -> None:
+        """Know working orders from before the start (e.g. the store's open orders at a
+        cold start) for ``ctx.open_orders``; terminal ones are ignored."""
+        for order in orders:
+            known = self._seen_seq.get(order.client_order_id)
+            if known is not None and order.event_seq <= known:
+                continue
+            self._seen_seq[order.client_order_id] = order.event_seq
+            if order.status.is_working:
+                self.orders[order.client_order_id] = order
+            else:
+                self.orders.pop(order.client_order_id, None)
+
     # ------------------------------------------------------------------ messages
 
     def begin(self, message: object) -> bool:

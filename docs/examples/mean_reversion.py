@@ -1,6 +1,6 @@
 """Mean reversion with limit orders: buy below the band around a rolling mean, sell at the mean.
 
-In a configuration: ``strategy.class = "docs/examples/mean_reversion.py:MeanReversion"``.
+In a configuration: ``strategy.path = "mean_reversion.py:MeanReversion"``.
 
 Each bar, for each instrument:
 

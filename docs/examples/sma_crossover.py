@@ -1,7 +1,7 @@
 """SMA crossover: long (or short) while the fast moving average is above (below) the slow one.
 
-Run it with ``tradewind run docs/examples/sma_crossover.toml``; in a configuration it is
-``strategy.class = "docs/examples/sma_crossover.py:SmaCrossover"``.
+In a configuration next to this file it is
+``strategy.path = "sma_crossover.py:SmaCrossover"``.
 
 Every decision is computed from ``ctx.history`` and ``ctx.position``, in Decimal, so the
 strategy keeps no state of its own: after a crash the host rebuilds nothing and the next

@@ -430,6 +430,17 @@ class TestRedelivery:
             assert t.system.statistics().actors["trading/risk"].restarts == 1
             assert t.book.statistics().accepted == 1
 
+    def test_seeded_orders_count_as_open(self) -> None:
+        book = RiskBook(limits(), [AAPL])
+        working = submitted(intent(quantity=60), 1, T0)
+        done = filled(submitted(intent(quantity=5), 2, T0), "100", T0)
+        book.seed_orders([working, done])
+        book.on_bar(bar(T0, "100"))
+        (effect, persisted) = book.on_intent(SubmitIntent(intent(quantity=60), T0))
+        assert isinstance(effect.message, IntentDenied)
+        assert effect.message.reason is DenyReason.MAX_POSITION
+        assert isinstance(persisted.message, Persist)
+
     def test_effects_name_their_peer(self) -> None:
         book = RiskBook(limits(), [AAPL])
         effects = book.on_bar(bar(T0, "100"))
@@ -470,6 +481,15 @@ class TestReloadRiskLimits:
             "risk.max_position: must be >= 0, got -5",
             "risk.max_order_notional: must be > 0, got 0",
         )
+
+    def test_behaviour_flags_in_the_section_are_not_limits(self, tmp_path: Path) -> None:
+        path = self.write(
+            tmp_path,
+            "[risk]\nmax_position = 5\nmax_order_notional = 10\nmax_gross_exposure = 10\n"
+            "max_orders_per_second = 3\ndaily_loss_limit = 1\nstale_feed_state = 'HALTED'\n"
+            "resume_next_day = true\n",
+        )
+        assert reload_risk_limits(path).max_position == 5
 
     def test_unknown_setting_is_a_problem(self, tmp_path: Path) -> None:
         path = self.write(tmp_path, "[risk]\nmax_positon = 5\n")

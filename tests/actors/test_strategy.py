@@ -486,6 +486,15 @@ class TestCallbacks:
         with pytest.raises(InvalidOrder, match="strategy_id"):
             StrategyHost("no spaces", [AAPL])
 
+    def test_seeded_orders_are_open_orders(self) -> None:
+        host = StrategyHost("sma", [AAPL])
+        order, _ack, filled = self._order()
+        host.seed_orders([order, filled.order])
+        assert list(host.orders) == []  # the filled snapshot is newer: nothing works
+        host = StrategyHost("sma", [AAPL])
+        host.seed_orders([order])
+        assert list(host.orders) == ["sma-00000001"]
+
     def test_history_upto_leaves_out_later_bars(self) -> None:
         host = StrategyHost("sma", [AAPL], history=3)
         host.seed_history([bar(0, "1"), bar(1, "2"), bar(2, "3"), bar(3, "4")])
