@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 import tradewind
@@ -54,3 +56,102 @@ def migrate(url: str) -> None:
         click.echo(f"{mask_url(url)}: applied {', '.join(applied)}")
     else:
         click.echo(f"{mask_url(url)}: schema is up to date")
+
+
+# --- run, check-config, report: the trading system ---
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar (default: for replays, when stderr is a terminal).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "console", "auto"]),
+    default=None,
+    help="Log format (overrides logging.format).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append logs to this file instead of stderr (overrides logging.file).",
+)
+def run(config: str, progress: bool | None, log_format: str | None, log_file: str | None) -> None:
+    """Run the trading system configured in CONFIG until its data ends (replay) or it is
+    stopped (SIGINT/SIGTERM), then print the run's summary.
+
+    Exit codes: 0 done, 1 error, 2 configuration problems, 3 supervision gave up,
+    130 interrupted by a second signal.
+    """
+    from tradewind._main import run_config  # noqa: PLC0415 -- keep `tradewind --help` fast
+
+    code = run_config(
+        config,
+        progress=progress,
+        log_format=log_format,  # type: ignore[arg-type]  # click.Choice guarantees it
+        log_file=log_file,
+    )
+    sys.exit(code)
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False))
+def check_config(file: str) -> None:
+    """Validate FILE and print the effective configuration (secrets masked).
+
+    With problems, prints every one of them and exits 2.
+    """
+    import json  # noqa: PLC0415 -- keep `tradewind --help` fast
+
+    from tradewind.actors._settings import load_settings, settings_document  # noqa: PLC0415
+    from tradewind.runtime import ConfigError  # noqa: PLC0415
+
+    try:
+        settings = load_settings(file)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    click.echo(json.dumps(settings_document(settings), indent=2))
+
+
+@main.command()
+@click.argument("run_id")
+@click.option(
+    "--store",
+    "url",
+    envvar="TRADEWIND_STORE__URL",
+    default="sqlite:///tradewind.db",
+    show_default=True,
+    metavar="URL",
+    help="The store the run was recorded in (env TRADEWIND_STORE__URL).",
+)
+def report(run_id: str, url: str) -> None:
+    """Print the summary of the stored run RUN_ID."""
+    import trio  # noqa: PLC0415 -- keep `tradewind --help` fast
+    from rich.console import Console  # noqa: PLC0415
+
+    from tradewind._summary import summary_table  # noqa: PLC0415
+    from tradewind.actors._tree import RunSummary  # noqa: PLC0415
+    from tradewind.storage import InvalidStoreUrl, StoreError, open_store  # noqa: PLC0415
+
+    async def read() -> tuple[object, str | None]:
+        async with open_store(url) as store:
+            return await store.run(run_id), await store.run_summary(run_id)
+
+    try:
+        record, text = trio.run(read)
+    except InvalidStoreUrl as exc:
+        raise click.UsageError(str(exc)) from exc
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if record is None:
+        raise click.ClickException(f"no run {run_id!r} in the store")
+    if text is None:
+        click.echo(f"run {run_id}: {record}")
+        click.echo("no summary was stored (the run did not finish)")
+        return
+    Console().print(summary_table(RunSummary.from_json(text)))
