@@ -11,12 +11,16 @@ import pytest
 from tradewind.actors import (
     Bar,
     Fill,
+    FxRate,
+    FxRates,
     Instrument,
+    InvalidLimits,
     Order,
     OrderFilled,
     OrderIntent,
     OrderSubmitted,
     OrderType,
+    Portfolio,
     RiskLimits,
     Side,
     TimeInForce,
@@ -317,6 +321,51 @@ class TestKillSwitch:
             assert book.state is TradingState.ACTIVE
             states = [m.state for m in t.of(t.strategy, TradingStateChanged)]
             assert states == [TradingState.HALTED, TradingState.ACTIVE]
+
+
+EURX = Instrument("EURX", "EUR", Decimal("0.01"))
+
+
+def eur_fill(price: str = "100") -> Fill:
+    return Fill("x-00000001-F1", "x-00000001", "EURX", Side.BUY, 10, price, 0, "EUR", T0)
+
+
+class TestDayPnl:
+    def test_other_currency_is_converted_with_the_fx_rates(self) -> None:
+        fx = FxRates([FxRate("EUR", "USD", "1.5")])
+        book = RiskBook(limits(), [AAPL, EURX], fx=fx)
+        book.on_bar(bar(T0, "100"))
+        book.portfolio.apply_fill(eur_fill())
+        book.portfolio.mark("EURX", "90")
+        assert book.day_pnl() == Decimal(-150)
+
+    def test_no_rate_means_no_figure(self) -> None:
+        for fx in (None, FxRates([FxRate("GBP", "USD", "1.2")])):
+            book = RiskBook(limits(), [AAPL, EURX], fx=fx)
+            book.portfolio.apply_fill(eur_fill())
+            book.portfolio.mark("EURX", "90")
+            assert book.day_pnl() is None
+            assert book.on_bar(Bar("EURX", "1m", T0, 80, 80, 80, 80, 1))[-1].to is Peer.STRATEGY
+            assert book.state is TradingState.ACTIVE
+
+    def test_an_unmarked_position_means_no_figure(self) -> None:
+        portfolio = Portfolio([AAPL, EURX])
+        portfolio.apply_fill(eur_fill())
+        book = RiskBook(limits(), [AAPL, EURX], portfolio=portfolio)
+        assert book.day_pnl() is None
+        assert book.statistics().day_pnl is None
+
+    def test_statistics_total_the_denials(self) -> None:
+        book = RiskBook(limits(), [AAPL])
+        book.on_intent(SubmitIntent(intent(), T0))  # no price yet
+        book.on_intent(SubmitIntent(intent(quantity=500, limit="1"), T0))
+        stats = book.statistics()
+        assert stats.denied == {DenyReason.NO_PRICE: 1, DenyReason.MAX_POSITION: 1}
+        assert stats.denied_total == 2
+
+    def test_settings_refuse_a_state_that_is_not_one(self) -> None:
+        with pytest.raises(InvalidLimits, match="stale_feed_state"):
+            RiskSettings(stale_feed_state="REDUCING")  # type: ignore[arg-type]
 
 
 class TestLimitsSwap:

@@ -495,6 +495,24 @@ class TestCallbacks:
         host.seed_orders([order])
         assert list(host.orders) == ["sma-00000001"]
 
+    def test_host_refuses_a_history_below_one(self) -> None:
+        with pytest.raises(ValueError, match="history"):
+            StrategyHost("sma", [AAPL], history=0)
+
+    async def test_a_raising_on_start_is_a_crash(self, autojump_clock: object) -> None:
+        starts: list[int] = []
+
+        class FailsToStart(Strategy):
+            def on_start(self, ctx: StrategyContext) -> None:
+                starts.append(1)
+                if len(starts) == 1:
+                    raise RuntimeError
+
+        async with tiny(FailsToStart) as t:
+            await t.send(bar(0, "1"))
+            assert t.system.statistics().actors["trading/strategy"].crashes == 1
+        assert len(starts) == 2
+
     def test_history_upto_leaves_out_later_bars(self) -> None:
         host = StrategyHost("sma", [AAPL], history=3)
         host.seed_history([bar(0, "1"), bar(1, "2"), bar(2, "3"), bar(3, "4")])
