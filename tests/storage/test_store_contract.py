@@ -332,7 +332,8 @@ class TestExactness:
             volume=volume,
         )
         written_fill = attrs.evolve(
-            fill(symbol, instrument=symbol, price=str(price), ts=ts), fee=-fee if negative else fee
+            fill(symbol, instrument=symbol, price=str(price), ts=ts),
+            fee=fee.copy_negate() if negative else fee,
         )
         async with open_store(store_url) as store:
             async with store.transaction() as tx:
