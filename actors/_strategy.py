@@ -458,9 +458,12 @@ class StrategyContext:
         Orders appear once the order actor has numbered them (after the message that
         submitted them).
         """
+        orders = self._host.orders
+        if not orders:
+            return []
         return [
             order
-            for _id, order in sorted(self._host.orders.items())
+            for _id, order in sorted(orders.items())
             if symbol is None or order.intent.instrument == symbol
         ]
 
