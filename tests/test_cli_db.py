@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from tradewind.cli import main
 
 
-def run(*args):
+def run(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import attrs
 import pytest
@@ -18,13 +19,18 @@ from tradewind.storage import (
     RunNotFound,
     RunRecord,
     SchemaOutdated,
+    Store,
+    Transaction,
     open_store,
 )
 
 from tests.storage.samples import AAPL, MSFT, bar, fill, lifecycle, new_order
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-async def commit(store, *writes):
+
+async def commit(store: Store, *writes: Callable[[Transaction], object]) -> None:
     """Run one unit of work applying each ``write(tx)`` in turn."""
     async with store.transaction() as tx:
         for write in writes:
@@ -154,6 +160,7 @@ class TestIdempotence:
     async def test_a_different_event_under_a_stored_journal_key_conflicts(self, store):
         snapshots = lifecycle(new_order(1), "4")
         event = snapshots[-1].last_event
+        assert event is not None
         async with store.transaction() as tx:
             tx.append_order_events([event])
         other = attrs.evolve(event, ts=event.ts + 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import urllib.parse
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
@@ -22,6 +23,7 @@ from tradewind.storage import (
     PoolStatistics,
     RetryPolicy,
     SchemaOutdated,
+    Store,
     StoreUnavailable,
     TransactionFailed,
     open_store,
@@ -29,6 +31,11 @@ from tradewind.storage import (
 
 from tests.faultproxy import open_fault_proxy
 from tests.storage.samples import bar
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from tradewind.actors import Bar
 
 GATE_KEY = 4242
 GATE_SQL = f"""
@@ -44,17 +51,17 @@ CREATE TRIGGER tw_gate BEFORE INSERT ON bars FOR EACH ROW EXECUTE FUNCTION tw_ga
 FAST_RETRY = RetryPolicy(attempts=4, initial_backoff=0.01, max_backoff=0.05, seed=1)
 
 
-def gated(ts):
+def gated(ts: int) -> Bar:
     return bar(ts, instrument="GATE")
 
 
-async def commit(store, *bars):
+async def commit(store: Store, *bars: Bar) -> None:
     async with store.transaction() as tx:
         tx.write_bars(bars)
 
 
 @asynccontextmanager
-async def admin(url):
+async def admin(url: str) -> AsyncIterator[Any]:
     """The test's own connection (same schema), on the run's asyncio loop."""
     conn = await run_aio(asyncpg.connect, url)
     try:
@@ -63,11 +70,11 @@ async def admin(url):
         await run_aio(conn.close)
 
 
-async def query(conn, sql, *args):
+async def query(conn: Any, sql: str, *args: object) -> list[Any]:
     return await run_aio(conn.fetch, sql, *args)
 
 
-async def wait_at_gate(conn, count):
+async def wait_at_gate(conn: Any, count: int) -> list[int]:
     """Return once ``count`` transactions wait at the gate (polls pg_locks, bounded)."""
     with trio.fail_after(20):
         while True:
@@ -84,7 +91,7 @@ async def wait_at_gate(conn, count):
 
 
 @asynccontextmanager
-async def gate(url):
+async def gate(url: str) -> AsyncIterator[Any]:
     """Install the gate and hold it closed; yields the admin connection."""
     async with admin(url) as conn:
         await run_aio(conn.execute, GATE_SQL)
@@ -95,11 +102,11 @@ async def gate(url):
             await query(conn, "SELECT pg_advisory_unlock_all()")
 
 
-async def open_gate(conn):
+async def open_gate(conn: Any) -> None:
     await query(conn, "SELECT pg_advisory_unlock($1)", GATE_KEY)
 
 
-def via(url, host_port):
+def via(url: str, host_port: str) -> str:
     parts = urllib.parse.urlsplit(url)
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = f"{userinfo}@{host_port}" if userinfo else host_port
@@ -197,7 +204,7 @@ class TestRetries:
             assert (await store.counts()).bars == 0
 
 
-def failing_trigger(times):
+def failing_trigger(times: int) -> str:
     return f"""
     CREATE SEQUENCE tw_failures;
     CREATE FUNCTION tw_fail() RETURNS trigger LANGUAGE plpgsql AS $$
