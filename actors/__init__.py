@@ -112,3 +112,27 @@ from tradewind.actors._strategy import StrategyFactory as StrategyFactory
 from tradewind.actors._strategy import StrategyHost as StrategyHost
 from tradewind.actors._strategy import StrategyStatistics as StrategyStatistics
 from tradewind.actors._strategy import load_strategy as load_strategy
+
+# isort: split
+# --- feed and persistence actors ---
+from tradewind.actors._eventlog import EventLog as EventLog
+from tradewind.actors._eventlog import canonical as canonical
+from tradewind.actors._feed import FeedActor as FeedActor
+from tradewind.actors._feed import FeedKeeper as FeedKeeper
+from tradewind.actors._feed import FeedStatistics as FeedStatistics
+from tradewind.actors._feed import bar_conflation_key as bar_conflation_key
+from tradewind.actors._persistence import PersistenceActor as PersistenceActor
+from tradewind.actors._persistence import PersistenceKeeper as PersistenceKeeper
+from tradewind.actors._persistence import PersistenceStatistics as PersistenceStatistics
+from tradewind.actors._persistence import UnitOfWorkStore as UnitOfWorkStore
+from tradewind.actors._sources import CSV_HEADER as CSV_HEADER
+from tradewind.actors._sources import BarSource as BarSource
+from tradewind.actors._sources import CsvBarSource as CsvBarSource
+from tradewind.actors._sources import InvalidBarFile as InvalidBarFile
+from tradewind.actors._sources import SourceBar as SourceBar
+from tradewind.actors._sources import SourceItem as SourceItem
+from tradewind.actors._sources import SourceRejection as SourceRejection
+from tradewind.actors._sources import SyntheticBarSource as SyntheticBarSource
+from tradewind.actors._sources import write_bars_csv as write_bars_csv
+from tradewind.actors._synthetic import synthetic_bars as synthetic_bars
+from tradewind.actors._synthetic import timeframe_ns as timeframe_ns

@@ -1,0 +1,362 @@
+"""The persistence actor over a real SQLite store: batching, durability, retries, digest."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import attrs
+import pytest
+import trio
+from tradewind.actors import (
+    Bar,
+    Fill,
+    Instrument,
+    Order,
+    OrderAccepted,
+    OrderFilled,
+    OrderIntent,
+    OrderSubmitted,
+    OrderType,
+    Side,
+    TimeInForce,
+    TradingState,
+)
+from tradewind.actors._eventlog import EventLog, canonical
+from tradewind.actors._messages import (
+    Flush,
+    IntentDenied,
+    OrderUpdated,
+    Persist,
+    PersistDurably,
+    TradingStateChanged,
+)
+from tradewind.actors._persistence import (
+    PersistenceActor,
+    PersistenceKeeper,
+    denial_record,
+)
+from tradewind.actors._risk import DenyReason
+from tradewind.runtime import ActorSystem, ChildSpec, MailboxSpec, SupervisorSpec, open_actor_system
+from tradewind.runtime._records import DeadLetter as RuntimeDeadLetter
+from tradewind.storage import RunRecord, Store, StoreUnavailable, open_store
+from tradewind.storage._uow import Transaction
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
+T0 = 1_767_571_200 * 10**9
+MINUTE = 60 * 10**9
+
+
+def bar(n: int) -> Bar:
+    price = Decimal(100) + Decimal(n) / 100
+    return Bar("AAPL", "1m", T0 + n * MINUTE, price, price, price, price, n)
+
+
+def bars(count: int, start: int = 0) -> tuple[Bar, ...]:
+    return tuple(bar(n) for n in range(start, start + count))
+
+
+@attrs.define
+class FlakyStore:
+    """A store whose next `failures` units of work fail with StoreUnavailable; `down`
+    makes every unit fail until cleared."""
+
+    store: Store
+    failures: int = 0
+    down: bool = False
+    attempts: int = 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        self.attempts += 1
+        if self.down or self.failures > 0:
+            self.failures = max(0, self.failures - 1)
+            yield Transaction()
+            raise StoreUnavailable("the database went away")
+        async with self.store.transaction() as tx:
+            yield tx
+
+
+@asynccontextmanager
+async def persistence(
+    store: object,
+    keeper: PersistenceKeeper | None = None,
+    capacity: int = 64,
+    **options: object,
+) -> AsyncIterator[tuple[ActorSystem, PersistenceKeeper]]:
+    keeper = keeper if keeper is not None else PersistenceKeeper()
+    spec = SupervisorSpec(
+        "test",
+        (  # type: ignore[arg-type]  # the children converter hides the element type
+            ChildSpec(
+                "persistence",
+                lambda: PersistenceActor(keeper, store, **options),  # type: ignore[arg-type]
+                mailbox=MailboxSpec(capacity),
+            ),
+        ),
+    )
+    async with open_actor_system(spec, asyncio_loop=False) as system:
+        yield system, keeper
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[Store]:
+    async with open_store("sqlite://:memory:") as opened:
+        async with opened.transaction() as tx:
+            tx.upsert_instruments([AAPL])
+        yield opened
+
+
+def order_updates() -> list[OrderUpdated]:
+    intent = OrderIntent(
+        "sma", "AAPL", Side.BUY, Decimal(10), OrderType.MARKET, None, TimeInForce.DAY
+    )
+    order = Order.create("sma-00000001", intent, T0)
+    fill = Fill(
+        "x-1",
+        "sma-00000001",
+        "AAPL",
+        Side.BUY,
+        Decimal(10),
+        Decimal("100.01"),
+        Decimal("0.50"),
+        "USD",
+        T0 + 2,
+    )
+    updates = []
+    for event in (
+        OrderSubmitted(client_order_id="sma-00000001", ts=T0),
+        OrderAccepted(client_order_id="sma-00000001", ts=T0 + 1, broker_order_id="b-1"),
+        OrderFilled(client_order_id="sma-00000001", ts=T0 + 2, fill=fill),
+    ):
+        order = order.apply(event)
+        assert order.last_event is not None
+        updates.append(OrderUpdated(order, order.last_event, event.ts))
+    return updates
+
+
+def denied(ts: int = T0) -> IntentDenied:
+    intent = OrderIntent(
+        "sma", "AAPL", Side.SELL, Decimal(5), OrderType.LIMIT, Decimal("99.00"), TimeInForce.DAY
+    )
+    return IntentDenied(intent, DenyReason.MAX_POSITION, "position 5 > 0", ts)
+
+
+class TestBatching:
+    async def test_a_batch_is_flushed_when_it_reaches_batch_size(self, store: Store) -> None:
+        async with persistence(store, batch_size=3, flush_interval=3_600) as (system, keeper):
+            ref = system.ref("persistence")
+            await ref.send(Persist(bars(2)))
+            await system.quiesce()
+            assert await store.bars() == []
+            await ref.send(Persist(bars(1, start=2)))
+            await system.quiesce()
+            assert await store.bars() == list(bars(3))
+            assert keeper.statistics().commits == 1
+
+    async def test_a_batch_is_flushed_after_flush_interval(
+        self, store: Store, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        async with persistence(store, batch_size=1_000, flush_interval=2.0) as (system, keeper):
+            await system.ref("persistence").send(Persist(bars(5)))
+            await trio.sleep(1.5)
+            await system.quiesce()
+            assert keeper.statistics().committed == 0
+            await trio.sleep(1.0)
+            await system.quiesce()
+            assert keeper.statistics().committed == 5
+            assert await store.bars() == list(bars(5))
+
+    async def test_on_stop_flushes_everything(self, store: Store) -> None:
+        async with persistence(store, batch_size=1_000, flush_interval=3_600) as (system, keeper):
+            await system.ref("persistence").send(Persist(bars(7)))
+            await system.quiesce()
+            assert keeper.statistics().pending == 7
+        assert await store.bars() == list(bars(7))
+        assert keeper.statistics().pending == 0
+
+
+class TestDurability:
+    async def test_persist_durably_answers_only_after_commit(self, store: Store) -> None:
+        async with persistence(store, batch_size=1_000, flush_interval=3_600) as (system, _):
+            ref = system.ref("persistence")
+            await ref.send(Persist(bars(2)))
+            committed = await ref.ask(PersistDurably((bar(2),)))
+            stored = await store.bars()  # read in the reply path: already there
+        assert committed == 3
+        assert stored == list(bars(3))
+
+    async def test_flush_answers_after_everything_queued_is_committed(self, store: Store) -> None:
+        async with persistence(store, batch_size=1_000, flush_interval=3_600) as (system, _):
+            ref = system.ref("persistence")
+            ref.send_nowait(Persist(bars(4)))
+            assert await ref.ask(Flush()) == 4
+            assert await store.bars() == list(bars(4))
+
+
+class TestStoreUnavailable:
+    async def test_failed_flushes_are_retried_without_loss(
+        self, store: Store, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        flaky = FlakyStore(store, failures=3)
+        async with persistence(flaky, batch_size=2, flush_interval=1.0) as (system, keeper):
+            ref = system.ref("persistence")
+            await ref.send(Persist(bars(2)))
+            await ref.send(Persist(bars(2, start=2)))
+            assert await ref.ask(Flush()) == 4
+        assert await store.bars() == list(bars(4))
+        assert keeper.statistics().store_failures == 3
+        assert flaky.attempts == 4
+
+    async def test_a_full_buffer_backs_up_to_producers_and_loses_nothing(
+        self, store: Store, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        flaky = FlakyStore(store, down=True)
+        done = trio.Event()
+        options = {"batch_size": 2, "flush_interval": 1.0, "max_pending": 4}
+        async with persistence(flaky, capacity=2, **options) as (system, keeper):  # type: ignore[arg-type]
+            ref = system.ref("persistence")
+
+            async def produce() -> None:
+                for n in range(20):
+                    await ref.send(Persist((bar(n),)))
+                done.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(produce)
+                await trio.sleep(60)
+                assert not done.is_set()
+                assert keeper.statistics().pending <= 5
+                assert ref.statistics().senders_waiting == 1
+                flaky.down = False
+                await done.wait()
+            await ref.ask(Flush())
+        assert await store.bars() == list(bars(20))
+        assert keeper.statistics().accepted == 20
+
+    async def test_persist_durably_waits_through_an_outage(
+        self, store: Store, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        flaky = FlakyStore(store, failures=5)
+        async with persistence(flaky, retry_initial=0.5, retry_max=2.0) as (system, keeper):
+            start = trio.current_time()
+            await system.ref("persistence").ask(PersistDurably(bars(1)), timeout=60)
+            waited = trio.current_time() - start
+        assert await store.bars() == list(bars(1))
+        assert waited == pytest.approx(0.5 + 1.0 + 2.0 + 2.0 + 2.0)
+        assert keeper.statistics().store_failures == 5
+
+
+class TestMapping:
+    async def test_order_updates_store_order_journal_and_fill(self, store: Store) -> None:
+        updates = order_updates()
+        async with persistence(store) as (system, _):
+            await system.ref("persistence").ask(PersistDurably(tuple(updates)))
+        orders = await store.orders()
+        assert orders == [updates[-1].order]
+        assert await store.order_events("sma-00000001") == [u.event for u in updates]
+        fill = updates[-1].fill
+        assert fill is not None
+        assert await store.fills() == [fill]
+
+    async def test_denials_dead_letters_and_runs_are_stored(self, store: Store) -> None:
+        letter = RuntimeDeadLetter(
+            path="trading/strategy",
+            message=bar(1),
+            reason="poison",
+            attempts=3,
+            error=ValueError("boom"),
+            time=1.5,
+        )
+        run = RunRecord("run-1", "cfg", T0)
+        finished = RunRecord("run-1", "cfg", T0, T0 + 5, "completed")
+        records = (run, denied(), denied(), letter, letter, finished)
+        async with persistence(store) as (system, _):
+            await system.ref("persistence").ask(PersistDurably(records))
+        stored_denials = await store.denials()
+        assert stored_denials == [denial_record(denied(), 0), denial_record(denied(), 1)]
+        assert stored_denials[0].reason == "MAX_POSITION: position 5 > 0"
+        letters = await store.dead_letters()
+        assert [(d.actor, d.ts, d.seq, d.message_type, d.attempts) for d in letters] == [
+            ("trading/strategy", 1_500_000_000, 0, "Bar", 3),
+            ("trading/strategy", 1_500_000_000, 1, "Bar", 3),
+        ]
+        assert letters[0].error == "poison: ValueError('boom')"
+        assert await store.run("run-1") == finished
+
+    async def test_records_without_a_table_enter_only_the_event_log(self, store: Store) -> None:
+        change = TradingStateChanged(TradingState.HALTED, "daily loss", T0)
+        async with persistence(store) as (system, keeper):
+            await system.ref("persistence").ask(PersistDurably((change, object())))
+        stats = keeper.statistics()
+        assert (stats.accepted, stats.committed, stats.unstorable) == (2, 2, 1)
+
+
+class TestEventLog:
+    async def test_digest_is_the_same_for_the_same_records(self, store: Store) -> None:
+        records = (*bars(3), *order_updates(), denied())
+        digests = []
+        for _ in range(2):
+            async with (
+                open_store("sqlite://:memory:") as fresh,
+                persistence(fresh) as (system, keeper),
+            ):
+                async with fresh.transaction() as tx:
+                    tx.upsert_instruments([AAPL])
+                await system.ref("persistence").ask(PersistDurably(records))
+                digests.append(keeper.digest)
+        expected = EventLog()
+        for record in records:
+            expected.add(record)
+        assert digests == [expected.digest(), expected.digest()]
+
+    def test_digest_changes_with_order_and_content(self) -> None:
+        one, two = EventLog(), EventLog()
+        for record in (bar(1), bar(2)):
+            one.add(record)
+        for record in (bar(2), bar(1)):
+            two.add(record)
+        assert one.digest() != two.digest()
+        assert one.count == two.count == 2
+
+    def test_canonical_lines_keep_exact_decimals(self) -> None:
+        line = canonical(Bar("AAPL", "1m", 5, "1.10", "1.10", "1.10", "1.10", "0"))
+        assert line == (
+            'Bar(instrument="AAPL",timeframe="1m",ts=5,open=1.10,high=1.10,'
+            "low=1.10,close=1.10,volume=0)"
+        )
+        assert canonical({"b": 1, "a": None}) == '{"a":null,"b":1}'
+        assert canonical(frozenset({"y", "x"})) == '{"x","y"}'
+        assert canonical([True, False]) == "[true,false]"
+        assert canonical(Side.BUY) == "Side.BUY"
+        assert canonical(1.5) == "float<1.5>"
+
+    async def test_batch_and_digest_survive_a_crash_while_flushing(self, store: Store) -> None:
+        class Boom(Exception):
+            pass
+
+        @attrs.define
+        class CrashingStore:
+            store: Store
+            crashes: int = 1
+
+            @asynccontextmanager
+            async def transaction(self) -> AsyncIterator[Transaction]:
+                if self.crashes:
+                    self.crashes -= 1
+                    raise Boom
+                async with self.store.transaction() as tx:
+                    yield tx
+
+        async with persistence(CrashingStore(store), batch_size=2) as (system, keeper):
+            ref = system.ref("persistence")
+            await ref.send(Persist(bars(2)))  # the flush crashes; the batch stays
+            await system.quiesce()
+            assert ref.statistics().crashes == 1
+            await ref.ask(Flush())
+        assert await store.bars() == list(bars(2))
+        assert keeper.statistics().accepted == 2  # the redelivered message counted once
