@@ -226,6 +226,8 @@ class Node:
         self.stopping = False
         self.retired = False
         self.killed = False
+        # True once this node has itself counted its pending exit event as in flight.
+        self.pending_counted = False
         self.scope: trio.CancelScope | None = None
         self.started = trio.Event()
         self.done = trio.Event()
@@ -293,15 +295,25 @@ class ActorCell(Node):
             await instance.on_start()
             self.started.set()
             await self._loop(instance.handle)
+            self._count_pending_exit()
         except Exception as exc:
             if self.holding:
                 self._keep_in_hand(exc)
+            self._count_pending_exit()
             raise
         finally:
             if self.holding:
                 # Cancelled mid-handler: the message did nothing wrong; redeliver it.
                 self._keep_in_hand(None)
             await self._stop_instance(instance)
+
+    def _count_pending_exit(self) -> None:
+        # The exit the supervisor has yet to handle is work in flight. Count it now,
+        # before on_stop awaits, with no checkpoint since the last message was finished,
+        # so quiesce() never sees zero between the crash and the restart.
+        if not self.stopping and not self.pending_counted:
+            self.in_flight.count += 1
+            self.pending_counted = True
 
     async def _stop_instance(self, instance: Actor) -> None:
         with trio.move_on_after(self.spec.shutdown_timeout, shield=True) as scope:

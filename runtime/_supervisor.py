@@ -156,6 +156,7 @@ class SupervisorCell(Node):
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
             child, incarnation, error = self._events[0]
+            failure: SupervisorFailed | None = None
             try:
                 if incarnation != child.incarnation or child.running:
                     continue  # stale: that incarnation was already replaced
@@ -163,10 +164,13 @@ class SupervisorCell(Node):
                 if failure is not None:
                     return failure
             finally:
-                # Done with this event (restarted, retired, or given up on): it no
-                # longer holds quiesce().
                 self._events.popleft()
-                self.in_flight.finished()
+                if failure is not None and not self.stopping:
+                    # Carried over as our own exit event, for our parent to handle.
+                    self.pending_counted = True
+                else:
+                    # Done with (restarted or retired): no longer holds quiesce().
+                    self.in_flight.finished()
 
     async def _handle_exit(self, child: Node, error: Exception | None) -> SupervisorFailed | None:
         if error is not None:
@@ -227,22 +231,30 @@ class SupervisorCell(Node):
 
     async def _child_task(self, child: Node, incarnation: int) -> None:
         error: Exception | None = None
-        with trio.CancelScope(shield=True) as scope:
-            child.scope = scope
-            if child.killed:
-                scope.cancel()
-            try:
-                await child.run_once()
-            except Exception as exc:  # noqa: BLE001 - supervising crashes is the point
-                error = exc
-        child.running = False
-        child.started.set()
-        child.done.set()
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                child.scope = scope
+                if child.killed:
+                    scope.cancel()
+                try:
+                    await child.run_once()
+                except Exception as exc:  # noqa: BLE001 - supervising crashes is the point
+                    error = exc
+        finally:
+            # Also on BaseException (KeyboardInterrupt): whoever waits for this child to
+            # end must not wait forever.
+            child.running = False
+            child.started.set()
+            child.done.set()
         if not child.stopping:
             # A pending restart is work in flight: quiesce() waits for it to be handled.
-            self.in_flight.count += 1
+            if not child.pending_counted:
+                self.in_flight.count += 1
             self._events.append((child, incarnation, error))
             self._wakeup.set()
+        elif child.pending_counted:
+            self.in_flight.finished()
+        child.pending_counted = False
 
     async def _stop_children(self, children: list[Node]) -> None:
         """Stop the running ones among ``children``, in reverse order, each bounded."""

@@ -146,15 +146,20 @@ class ActorSystem:
         root = self._root
         root.incarnation += 1
         root.running = True
-        with trio.CancelScope(shield=True) as scope:
-            root.scope = scope
-            try:
-                await root.run_once()
-            except Exception as exc:  # noqa: BLE001 - the root's failure ends the system
-                self._failure = exc
-        root.running = False
-        root.started.set()
-        root.done.set()
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                root.scope = scope
+                try:
+                    await root.run_once()
+                except Exception as exc:  # noqa: BLE001 - the root's failure ends the system
+                    self._failure = exc
+        finally:
+            root.running = False
+            if root.pending_counted:
+                root.pending_counted = False
+                self._in_flight.finished()
+            root.started.set()
+            root.done.set()
         if self._failure is not None:
             system_scope.cancel()
 

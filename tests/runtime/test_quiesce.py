@@ -1,0 +1,73 @@
+"""quiesce(): returns only once every cascade of messages has fully finished."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+from tradewind.runtime import Actor, ChildSpec, SupervisorSpec, open_actor_system
+
+if TYPE_CHECKING:
+    from trio.testing import MockClock
+
+
+class TestQuiesce:
+    async def test_waits_for_a_cascade_a_b_c_b(self, autojump_clock: MockClock):
+        log: list[tuple[str, Any]] = []
+
+        class A(Actor):
+            async def handle(self, message: Any) -> None:
+                await trio.sleep(1)
+                log.append(("a", message))
+                await self.context.system.ref("b").send(("from a", message))
+
+        class B(Actor):
+            async def handle(self, message: Any) -> None:
+                await trio.sleep(2)
+                log.append(("b", message))
+                if message[0] == "from a":
+                    await self.context.system.ref("c").send(message[1])
+
+        class C(Actor):
+            async def handle(self, message: Any) -> None:
+                await trio.sleep(3)
+                log.append(("c", message))
+                await self.context.system.ref("b").send(("from c", message))
+
+        spec = SupervisorSpec("root", [ChildSpec("a", A), ChildSpec("b", B), ChildSpec("c", C)])
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.ref("a").send("go")
+            await system.quiesce()
+            assert log == [
+                ("a", "go"),
+                ("b", ("from a", "go")),
+                ("c", "go"),
+                ("b", ("from c", "go")),
+            ]
+            assert system.statistics().in_flight == 0
+
+    async def test_returns_at_once_when_idle(self, autojump_clock: MockClock):
+        spec = SupervisorSpec("root", [])
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            start = trio.current_time()
+            await system.quiesce()
+            assert trio.current_time() == start
+
+    async def test_several_waiters_are_all_woken(self, autojump_clock: MockClock):
+        class Slow(Actor):
+            async def handle(self, message: Any) -> None:
+                await trio.sleep(5)
+
+        woken: list[int] = []
+        spec = SupervisorSpec("root", [ChildSpec("s", Slow)])
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.ref("s").send(1)
+
+            async def waiter(n: int) -> None:
+                await system.quiesce()
+                woken.append(n)
+
+            async with trio.open_nursery() as nursery:
+                for n in range(3):
+                    nursery.start_soon(waiter, n)
+        assert sorted(woken) == [0, 1, 2]
