@@ -18,13 +18,17 @@ Design notes
   transaction back); after a lost connection, a timeout or a cancellation it is
   terminated on the spot (`Connection.terminate` is synchronous) and a new one is made
   on the next acquire. Nothing ever waits to "clean up" a connection in an unknown state.
-* Bulk writes use COPY into a per-connection temporary staging table (created once per
-  connection, ``ON COMMIT DELETE ROWS``), then ``INSERT ... SELECT ... ON CONFLICT DO
-  NOTHING`` returning how many rows went in. Only when fewer went in than were staged
-  (a replay, a duplicate, or a conflict) is the conflict check run: one join of the
-  staging table with the target on its primary key, comparing the value columns with
-  ``IS DISTINCT FROM`` (numerically: 1.0 equals 1.00, as `Decimal` does). The common
-  case -- all rows new -- costs COPY plus one statement.
+* Bulk writes (64 rows or more) first try one COPY straight into the table under a
+  savepoint: when every row is new -- the common case -- that is all. If a key is
+  already stored the COPY fails, the savepoint is rolled back, and the rows take the
+  idempotent path: COPY into a per-connection temporary staging table (created once
+  per connection, ``ON COMMIT DELETE ROWS``), then ``INSERT ... SELECT ... ON CONFLICT
+  DO NOTHING`` returning how many rows went in. Measured here, the direct COPY halves
+  the cost of writing new bars (the staging path writes every row twice). Only when
+  fewer went in than were staged (a replay, a duplicate, or a conflict) is the
+  conflict check run: one join of the staging table with the target on its primary
+  key, comparing the value columns with ``IS DISTINCT FROM`` (numerically: 1.0 equals
+  1.00, as `Decimal` does).
 * Error translation happens here, at the edge: SQLSTATE 40001/40P01 become
   `RetryableFailure` (the store retries the unit), lost or refused connections and
   timeouts `StoreUnavailable`, other server errors `StoreError`; asyncpg's exceptions
@@ -74,6 +78,9 @@ if TYPE_CHECKING:
 # A fixed 64-bit key for the migration lock ("tradewnd" in ASCII).
 MIGRATION_LOCK_KEY: Final = 0x7472_6164_6577_6E64
 _CLOSE_TIMEOUT: Final = 2.0
+# From this many rows an append first tries a COPY straight into the table (see
+# `_copy_directly`); smaller units go through the staging table at once.
+DIRECT_COPY_MIN_ROWS: Final = 64
 _RETRYABLE: Final = {"40001": "serialization failure", "40P01": "deadlock detected"}
 # SQLSTATE classes that mean the connection or the server is gone or refusing:
 # 08 connection exception, 53 insufficient resources, 57 operator intervention
@@ -109,6 +116,8 @@ async def _run_unit(conn: _Connection, writes: tuple[Write, ...]) -> None:
 async def _apply(raw: asyncpg.Connection, write: Write) -> None:
     table = write.table
     if write.kind is WriteKind.APPEND:
+        if len(write.rows) >= DIRECT_COPY_MIN_ROWS and await _copy_directly(raw, write):
+            return
         await raw.copy_records_to_table(
             staging_name(table), records=write.rows, columns=table.columns
         )
@@ -125,6 +134,23 @@ async def _apply(raw: asyncpg.Connection, write: Write) -> None:
     else:
         newer_only = write.kind is WriteKind.UPSERT_NEWER
         await raw.executemany(upsert(table, newer_only=newer_only), write.rows)
+
+
+async def _copy_directly(raw: asyncpg.Connection, write: Write) -> bool:
+    """COPY the rows straight into their table under a savepoint; False if a key exists.
+
+    The common bulk case -- every row new -- then costs one COPY. A stored key (a replay,
+    a duplicate, a conflict) aborts the COPY; the savepoint is rolled back and the
+    caller takes the staging path, which skips duplicates and finds conflicts.
+    """
+    try:
+        async with raw.transaction():  # nested: a savepoint
+            await raw.copy_records_to_table(
+                write.table.name, records=write.rows, columns=write.table.columns
+            )
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
 
 
 async def _migrate(

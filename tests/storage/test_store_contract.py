@@ -110,6 +110,19 @@ class TestIdempotence:
                 tx.write_bars([bar(ts) for ts in range(10)])
         assert (await store.counts()).bars == 10
 
+    async def test_a_large_batch_replayed_over_stored_bars_adds_only_the_new_ones(self, store):
+        await commit(store, lambda tx: tx.write_bars([bar(ts) for ts in range(0, 200, 2)]))
+        await commit(store, lambda tx: tx.write_bars([bar(ts) for ts in range(200)]))
+        assert [b.ts for b in await store.bars()] == list(range(200))
+
+    async def test_a_large_batch_with_one_conflicting_bar_commits_nothing(self, store):
+        await commit(store, lambda tx: tx.write_bars([bar(150)]))
+        batch = [bar(ts) for ts in range(100, 200)]
+        batch[50] = bar(150, close="1")
+        with pytest.raises(ConflictingWrite, match="150"):
+            await commit(store, lambda tx: tx.write_bars(batch))
+        assert [b.ts for b in await store.bars()] == [150]
+
     async def test_a_bar_with_equal_values_in_another_notation_is_no_conflict(self, store):
         async with store.transaction() as tx:
             tx.write_bars([bar(1, close="100.5")])
