@@ -205,10 +205,11 @@ class OrderBook:
                 self.finished.popitem(last=False)
         self.execution_ids |= change.executions
         for update in change.updates:
-            self._count(update.event.kind.value)
-        self._count("skipped", len(change.skipped))
+            self.tally(update.event.kind.value)
+        self.tally("skipped", len(change.skipped))
 
-    def _count(self, key: str, n: int = 1) -> None:
+    def tally(self, key: str, n: int = 1) -> None:
+        """Add `n` to the counter `key` (see `statistics`)."""
         self.counts[key] = self.counts.get(key, 0) + n
 
     def statistics(self) -> OrderBookStatistics:
@@ -366,7 +367,7 @@ class OrderActor(Actor):
         book = self.book
         pending = book.pending
         if pending is not None and pending.message is message:
-            book._count("redelivered")
+            book.tally("redelivered")
             return pending
         pending = book.pending = Pending(message)
         return pending
@@ -409,7 +410,7 @@ class OrderActor(Actor):
         pending = book.pending
         events: Sequence[BrokerEvent] | None = None
         if pending is not None and pending.message is bar:
-            book._count("redelivered")
+            book.tally("redelivered")
             events = pending.answers.get(_BAR_ANSWER)
         if events is None and book.connected:
             try:
@@ -436,7 +437,7 @@ class OrderActor(Actor):
         if pending.order is None:
             client_order_id = book.next_client_order_id(message.intent.strategy_id)
             pending.order = Order.create(client_order_id, message.intent, message.ts)
-            book._count("placed")
+            book.tally("placed")
         initialized = pending.order
         client_order_id = initialized.client_order_id
         change = book.change()

@@ -329,6 +329,20 @@ class TestBars:
             assert h.to("risk") == [bar]
             assert h.to("persist") == []
 
+    async def test_a_fill_that_overtakes_a_delayed_ack_is_applied_in_order(self, autojump_clock):
+        async with harness(faults=PaperFaults(ack_delay_bars=2)) as h:
+            reply = await h.orders.ask(PlaceOrder(intent(), T0))
+            assert reply.status is OrderStatus.SUBMITTED
+            await h.orders.send(flat(T0 + MIN))
+            await h.orders.send(flat(T0 + 2 * MIN))
+            await h.system.quiesce()
+            assert h.kinds() == ["SUBMITTED", "FILLED", "ACCEPTED"]
+            final = h.book.order("s1-00000001")
+            assert final is not None
+            assert final.status is OrderStatus.FILLED
+            assert final.broker_order_id == "PAPER-00000001"
+            assert h.book.statistics().skipped_events == 0
+
     async def test_broker_news_of_an_unknown_order_is_logged_and_skipped(self, autojump_clock):
         async with harness() as h:
             stray = OrderAccepted(client_order_id="s9-00000001", ts=T0, broker_order_id="X")
