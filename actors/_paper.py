@@ -100,10 +100,11 @@ def _optional_fraction(value: object) -> Decimal | None:
 def _instruments(value: object) -> dict[str, Instrument]:
     if isinstance(value, Instrument):
         return {value.symbol: value}
-    if isinstance(value, Mapping):
-        return dict(value)
-    items = tuple(value) if isinstance(value, Sequence) else ()
-    return {i.symbol: i for i in items if isinstance(i, Instrument)}
+    items = list(value.values()) if isinstance(value, Mapping) else value
+    if not isinstance(items, Sequence) or not all(isinstance(i, Instrument) for i in items):
+        msg = f"instruments: must be Instruments (one, a sequence or a mapping), got {value!r}"
+        raise DomainError(msg)
+    return {i.symbol: i for i in items}
 
 
 def _submit_numbers(value: Iterable[int]) -> frozenset[int]:

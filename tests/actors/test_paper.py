@@ -459,6 +459,11 @@ class TestConfig:
     def test_instruments_may_be_one_a_sequence_or_a_mapping(self, instruments):
         assert PaperConfig(instruments).instruments == {"AAPL": AAPL}
 
+    @pytest.mark.parametrize("instruments", ["AAPL", ["AAPL"], {"AAPL": "AAPL"}])
+    def test_anything_but_instruments_is_refused(self, instruments):
+        with pytest.raises(DomainError, match="instruments: must be Instruments"):
+            PaperConfig(instruments)
+
 
 class TestPaperBroker:
     def test_it_is_a_broker(self):
