@@ -32,8 +32,10 @@ sequence and the applied execution ids.
 #   broker call that raises `BrokerDisconnected` marks the connection down and tells risk
 #   (`BrokerConnectionChanged`); a `BrokerConnectionChanged(connected=True)` message asks
 #   the actor to reconnect. Reconnection with backoff is a later step: it will be a
-#   supervised timer sending that message, and a reconciliation pass over
-#   `open_orders` / `fills_since` after each successful connect.
+#   supervised timer sending that message. After a reconnect the actor reconciles the
+#   fills the venue reports since the connection was lost (`fills_since`; duplicates
+#   are recognised by execution id); reconciling `open_orders` (cancels and expiries
+#   missed while down) is a later step.
 # * Events from the broker that the book cannot apply (an unknown order, an illegal
 #   transition, a broken fill) are logged and counted, never raised: a crash would only
 #   redeliver the same bar until it is dead-lettered, and the bar must still reach risk.
@@ -144,6 +146,8 @@ class OrderBook:
     finished: OrderedDict[str, Order] = attrs.field(factory=OrderedDict)
     execution_ids: set[str] = attrs.field(factory=set)
     connected: bool = True
+    # Event time at which the connection was lost (reconciliation starts there).
+    down_since: int | None = None
     pending: Pending | None = None
     last_ts: int = 0
     counts: dict[str, int] = attrs.field(factory=dict)
@@ -391,6 +395,8 @@ class OrderActor(Actor):
         self.context.log.warning("broker_connection_changed", connected=connected, reason=reason)
         await self._risk.send(BrokerConnectionChanged(connected=connected, ts=ts, reason=reason))
         self.book.connected = connected
+        if not connected:
+            self.book.down_since = ts
 
     async def _connect(self, ts: int) -> None:
         try:
@@ -530,14 +536,36 @@ class OrderActor(Actor):
         )
 
     async def _on_connection(self, message: BrokerConnectionChanged) -> bool:
-        """Reconnect (``connected=True``) or disconnect the broker; reply with the state."""
-        self.book.last_ts = max(self.book.last_ts, message.ts)
-        if message.connected:
-            await self._connect(message.ts)
-        else:
+        """Reconnect (``connected=True``) or disconnect the broker; reply with the state.
+
+        After a reconnect, the fills the venue reports since the connection was lost are
+        applied (those already applied are recognised by execution id and skipped).
+        """
+        book = self.book
+        book.last_ts = max(book.last_ts, message.ts)
+        if not message.connected:
             await self.broker.disconnect()
             await self._set_connected(False, message.ts, message.reason or "disconnected")
-        return self.book.connected
+            return book.connected
+        await self._connect(message.ts)
+        since = book.down_since
+        if book.connected and since is not None:
+            await self._reconcile(since, message.ts)
+        return book.connected
+
+    async def _reconcile(self, since: int, ts: int) -> None:
+        try:
+            fills = await self.broker.fills_since(since)
+        except BrokerDisconnected as exc:
+            await self._set_connected(False, ts, f"{DISCONNECTED_REASON}: {exc}")
+            return
+        change = self.book.change()
+        for fill in fills:
+            change.apply(OrderFilled(client_order_id=fill.client_order_id, ts=fill.ts, fill=fill))
+        await self._publish(change)
+        self._finish(change)
+        self.book.down_since = None
+        self.context.log.info("reconciled", since=since, fills=len(fills), new=len(change.updates))
 
 
 # Statuses from which a cancel may be requested (PENDING_CANCEL already has one).

@@ -487,6 +487,49 @@ class TestConnection:
             reply = await h.orders.ask(PlaceOrder(intent(), T0 + 2))
             assert reply.status is OrderStatus.ACCEPTED
 
+    async def test_fills_missed_while_down_are_reconciled_after_a_reconnect(self, autojump_clock):
+        async with harness(faults=PaperFaults(disconnect_at=(T0 + MIN,))) as h:
+            await h.orders.ask(PlaceOrder(intent(), T0))
+            await h.orders.send(flat(T0 + MIN))  # the connection drops here
+            await h.system.quiesce()
+            venue = h.broker.paper.exchange
+            venue.connect()  # the venue trades on while the actor is cut off
+            venue.on_bar(flat(T0 + 2 * MIN, "100.50"))
+            venue.disconnect()
+            assert await h.orders.ask(BrokerConnectionChanged(connected=True, ts=T0 + 3 * MIN))
+            await h.system.quiesce()
+            order = h.book.order("s1-00000001")
+            assert order is not None
+            assert order.status is OrderStatus.FILLED
+            assert order.avg_fill_price == Decimal("100.50")
+            assert h.kinds() == ["SUBMITTED", "ACCEPTED", "FILLED"]
+            assert h.book.down_since is None
+
+    async def test_a_reconnect_without_missed_fills_changes_no_order(self, autojump_clock):
+        async with harness(faults=PaperFaults(disconnect_at=(T0,))) as h:
+            await h.orders.send(flat(T0))
+            await h.orders.ask(BrokerConnectionChanged(connected=True, ts=T0 + 1))
+            await h.system.quiesce()
+            assert h.to("persist") == []
+            assert h.book.down_since is None
+
+    async def test_a_reconciliation_that_loses_the_connection_again_stays_down(
+        self, autojump_clock
+    ):
+        async with harness(faults=PaperFaults(disconnect_at=(T0,))) as h:
+            await h.orders.send(flat(T0))
+
+            async def fills_since(ts: int) -> Sequence[Fill]:
+                msg = "dropped again"
+                raise BrokerDisconnected(msg)
+
+            h.broker.fills_since = fills_since  # type: ignore[method-assign]
+            assert await h.orders.ask(BrokerConnectionChanged(connected=True, ts=T0 + 1)) is False
+            await h.system.quiesce()
+            states = [m.connected for m in h.to("risk") if isinstance(m, BrokerConnectionChanged)]
+            assert states == [False, True, False]
+            assert h.book.down_since == T0 + 1
+
     async def test_an_operator_disconnect_closes_the_session(self, autojump_clock):
         async with harness() as h:
             reply = await h.orders.ask(
