@@ -21,6 +21,10 @@ sequence and the applied execution ids.
 #   broker is not called again; the effects after the last broker call are sent again
 #   (at least once), which is safe because every receiver is idempotent (persistence on
 #   natural keys, the portfolio on execution ids, order snapshots by journal seq).
+# * Known gap: a `PlaceOrder` dead-lettered (its redeliveries spent) after its journal
+#   write leaves an INITIALIZED order in the store that never reached the broker; its
+#   pending record is simply replaced by the next message. A cold start sees it as open
+#   until the `open_orders` reconciliation (a later step) settles it.
 # * Idempotence beyond redelivery: a fill whose execution id the book already applied is
 #   ignored, and the broker itself answers a repeated submit of a client order id with
 #   its first answer (see `Broker.submit`).
@@ -35,7 +39,9 @@ sequence and the applied execution ids.
 #   supervised timer sending that message. After a reconnect the actor reconciles the
 #   fills the venue reports since the connection was lost (`fills_since`; duplicates
 #   are recognised by execution id); reconciling `open_orders` (cancels and expiries
-#   missed while down) is a later step.
+#   missed while down) is a later step. The session belongs to the actor: `on_stop`
+#   disconnects and `on_start` connects again, so a restart reconnects (even after an
+#   operator's disconnect).
 # * Events from the broker that the book cannot apply (an unknown order, an illegal
 #   transition, a broken fill) are logged and counted, never raised: a crash would only
 #   redeliver the same bar until it is dead-lettered, and the bar must still reach risk.
