@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
-
 from tradewind.actors._settings import Settings, load_settings
 from tradewind.storage import Transaction
 

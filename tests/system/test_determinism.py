@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from tests.system.conftest import MemoryStore, synthetic
 from tradewind.actors._tree import open_trading_system
+
+from tests.system.conftest import MemoryStore, synthetic
 
 RUNS = 20
 

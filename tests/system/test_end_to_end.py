@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from tests.system.conftest import EXAMPLES, csv
 from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
+
+from tests.system.conftest import EXAMPLES, csv
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -54,7 +54,7 @@ class TestEndToEndReplay:
         )
         assert len(stored["fills"]) == summary.fills
         # positions rebuilt from the stored fills equal the live portfolio's
-        live = {s: p for s, p in system.portfolio.positions.items()}
+        live = dict(system.portfolio.positions)
         assert stored["positions"] == live
         assert stored["counts"].bars == summary.bars_accepted
         assert stored["run"].outcome == "completed"
