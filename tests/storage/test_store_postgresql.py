@@ -28,6 +28,7 @@ from tradewind.storage import (
     TransactionFailed,
     open_store,
 )
+from tradewind.storage._migrations import available_migrations
 
 from tests.faultproxy import open_fault_proxy
 from tests.storage.samples import bar
@@ -325,8 +326,10 @@ class TestOpening:
         async with open_aio_loop():
             async with open_store(pg_url):
                 pass
+            latest = available_migrations("postgresql")[-1].version
             async with admin(pg_url) as conn:
-                await query(conn, "DELETE FROM schema_migrations")
-            with pytest.raises(SchemaOutdated, match="0001_initial"):
+                await query(conn, "DELETE FROM schema_migrations WHERE version = $1", latest)
+            with pytest.raises(SchemaOutdated, match=latest) as caught:
                 async with open_store(pg_url, migrate=False):
                     pass
+        assert caught.value.missing == (latest,)
