@@ -19,16 +19,45 @@ same digest; anything else (a lost, doubled, reordered or changed record) change
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 from collections.abc import Callable
 from decimal import Decimal
 
 import attrs
+from tradewind.actors._marketdata import Bar
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _public_fields(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in attrs.fields(cls) if not f.name.startswith("_"))
+        _FIELDS[cls] = names
+    return names
+
+
+@functools.lru_cache(maxsize=4_096)
+def _quoted(text: str) -> str:
+    # Symbols and timeframes repeat on every bar: quote each once.
+    return json.dumps(text, ensure_ascii=False)
 
 
 def canonical(value: object) -> str:
     """The stable text form of a value (see the module notes)."""
+    cls = type(value)
+    if cls is Bar:
+        # The hot path of a replay (one line per bar): the same text as the generic
+        # attrs branch below, without its per-field dispatch.
+        bar: Bar = value  # type: ignore[assignment]
+        return (
+            f"Bar(instrument={_quoted(bar.instrument)},"
+            f"timeframe={_quoted(bar.timeframe)},ts={bar.ts},"
+            f"open={bar.open},high={bar.high},low={bar.low},close={bar.close},"
+            f"volume={bar.volume})"
+        )
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -36,16 +65,11 @@ def canonical(value: object) -> str:
     if isinstance(value, int | Decimal):
         return str(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _quoted(value) if len(value) <= 64 else json.dumps(value, ensure_ascii=False)
     if isinstance(value, enum.Enum):
         return f"{type(value).__name__}.{value.value}"
-    cls = type(value)
     if attrs.has(cls):
-        parts = [
-            f"{field.name}={canonical(getattr(value, field.name))}"
-            for field in attrs.fields(cls)
-            if not field.name.startswith("_")
-        ]
+        parts = [f"{name}={canonical(getattr(value, name))}" for name in _public_fields(cls)]
         return f"{cls.__name__}({','.join(parts)})"
     if isinstance(value, tuple | list):
         return "[" + ",".join(canonical(item) for item in value) + "]"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import attrs
 import pytest
 import trio
+from hypothesis import given, settings
 from tradewind.actors import (
     Bar,
     Fill,
@@ -42,6 +43,8 @@ from tradewind.runtime import ActorSystem, ChildSpec, MailboxSpec, SupervisorSpe
 from tradewind.runtime._records import DeadLetter as RuntimeDeadLetter
 from tradewind.storage import RunRecord, Store, StoreUnavailable, open_store
 from tradewind.storage._uow import Transaction
+
+from tests.strategies import bars as bar_values
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -360,3 +363,12 @@ class TestEventLog:
             await ref.ask(Flush())
         assert await store.bars() == list(bars(2))
         assert keeper.statistics().accepted == 2  # the redelivered message counted once
+
+
+class TestCanonicalBars:
+    @settings(max_examples=100)
+    @given(bar=bar_values())
+    def test_the_bar_fast_path_equals_the_generic_form(self, bar: Bar) -> None:
+        fields = ",".join(f"{f.name}={canonical(getattr(bar, f.name))}" for f in attrs.fields(Bar))
+        assert canonical(bar) == f"Bar({fields})"
+        assert canonical((bar,)) == f"[Bar({fields})]"
