@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from tradewind.runtime._config import (
     Secret,
@@ -24,6 +24,10 @@ from tradewind.runtime._config import (
     positive,
 )
 from tradewind.runtime._errors import ConfigError
+
+# Examples run on machines shared with other suites: a per-example deadline only adds
+# flakiness, and these properties are about values, not speed.
+no_deadline = settings(deadline=None)
 
 # ---------------------------------------------------------------- a configuration schema
 
@@ -518,6 +522,7 @@ numbers = st.one_of(
 
 
 class TestValidators:
+    @no_deadline
     @given(numbers)
     def test_positive(self, value: Decimal | int):
         if value > 0:
@@ -526,6 +531,7 @@ class TestValidators:
             with pytest.raises(ValueError, match=rf"^must be > 0, got {value}$"):
                 positive(None, attribute(), value)
 
+    @no_deadline
     @given(numbers)
     def test_non_negative(self, value: Decimal | int):
         if value >= 0:
@@ -534,6 +540,7 @@ class TestValidators:
             with pytest.raises(ValueError, match=rf"^must be >= 0, got {value}$"):
                 non_negative(None, attribute(), value)
 
+    @no_deadline
     @given(numbers)
     def test_fraction(self, value: Decimal | int):
         if 0 < value <= 1:
@@ -542,6 +549,7 @@ class TestValidators:
             with pytest.raises(ValueError, match=r"^must be in \(0, 1\], got "):
                 fraction(None, attribute(), value)
 
+    @no_deadline
     @given(numbers)
     def test_in_range_includes_both_bounds(self, value: Decimal | int):
         check = in_range(-5, Decimal("2.5"))
@@ -658,6 +666,7 @@ BOUNDED: list[tuple[str, tuple[str, ...], st.SearchStrategy[Decimal | int]]] = [
 
 
 class TestProperties:
+    @no_deadline
     @given(documents)
     def test_any_valid_document_structures_to_its_values(self, doc: dict[str, Any]):
         config = load_config(AppConfig, text=render(doc), env={})
@@ -670,6 +679,7 @@ class TestProperties:
             params=doc["params"],
         )
 
+    @no_deadline
     @given(documents, st.data())
     def test_any_out_of_range_value_is_exactly_one_problem_naming_its_path(
         self, doc: dict[str, Any], data: st.DataObject
@@ -682,6 +692,7 @@ class TestProperties:
             f"{path} (TRADEWIND_{path.upper().replace('.', '__')}): must "
         )
 
+    @no_deadline
     @given(documents, st.data())
     def test_out_of_range_list_element_is_one_problem_with_its_index(
         self, doc: dict[str, Any], data: st.DataObject

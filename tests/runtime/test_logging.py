@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import structlog
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from tradewind.runtime._config import Secret
 from tradewind.runtime._logging import configure_logging, redact_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+# Examples run on machines shared with other suites: a per-example deadline only adds
+# flakiness, and these properties are about values, not speed.
+no_deadline = settings(deadline=None)
 
 PASSWORD = "hunter2-Zq9"  # noqa: S105 - a made-up password the tests look for
 
@@ -245,6 +249,7 @@ class TestRedactSecrets:
         redact(config=config)
         assert config == {"store": {"password": PASSWORD}}
 
+    @no_deadline
     @given(
         st.recursive(
             st.one_of(st.integers(), st.text(max_size=5), st.builds(Secret, st.just(PASSWORD))),
@@ -260,6 +265,7 @@ class TestRedactSecrets:
         assert PASSWORD not in repr(event).replace("Secret", "")
         assert not contains_secret(event)
 
+    @no_deadline
     @given(
         user=st.from_regex(r"[a-z]{1,8}", fullmatch=True),
         password=st.from_regex(r"[A-Za-z0-9!$%^&*()_+=~-]{1,16}", fullmatch=True),
