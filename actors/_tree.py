@@ -39,10 +39,12 @@ ended together with its summary.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -73,6 +75,7 @@ from tradewind.actors._strategy import (
     StrategyActor,
     StrategyHost,
 )
+from tradewind.runtime._actor import ActorRef
 from tradewind.runtime._errors import MailboxClosed, MailboxFull
 from tradewind.runtime._intensity import Backoff
 from tradewind.runtime._records import SystemStatistics
@@ -214,57 +217,97 @@ class InjectedCrash(RuntimeError):
     """The crash a `CrashPlan` injects (a test's doing, not a defect)."""
 
 
+#: The path of the actor whose handler the current task is running (set by `CrashPlan`).
+_handling: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tradewind_crash_plan_handling", default=None
+)
+
+
 @attrs.define
 class CrashPlan:
-    """Crash chosen actors at chosen messages, once each (crash-containment tests).
+    """Crash chosen actors at chosen points, once each (crash-containment tests).
+
+    Two kinds of point, counted per actor over every instance of it:
+
+    * ``"message"``: the n-th message the actor handles raises `InjectedCrash` before the
+      handler sees it.
+    * ``"send"``: the n-th ``send``/``ask`` the actor's handler makes raises
+      `InjectedCrash` instead of enqueuing -- a crash in the middle of a handler, after
+      the effects before it went out and before the ones after it. Needs `installed`.
 
     Args:
-        at: actor path -> the message number (from 1, counted over every instance of the
-            actor) whose handling raises `InjectedCrash`.
-        after: raise after the real handler ran (its effects done, its state committed)
-            instead of before it: the redelivered message must then change nothing.
-        only: count only messages of these types (None: every message).
+        at: actor path -> the number (from 1) of the message or send that crashes.
+        point: ``"message"`` or ``"send"``.
+
+    Attributes:
+        counts: messages or sends seen per path so far (every wrapped path is counted,
+            so a crash-free run with an empty plan measures them).
+        fired: the paths whose crash has happened.
     """
 
-    at: Mapping[str, int]
-    after: bool = False
-    only: tuple[type, ...] | None = None
+    at: Mapping[str, int] = attrs.field(factory=dict)
+    point: Literal["message", "send"] = "message"
     counts: dict[str, int] = attrs.field(factory=dict)
     fired: set[str] = attrs.field(factory=set)
 
-    def _due(self, path: str, message: object) -> bool:
-        if path in self.fired or path not in self.at:
-            return False
-        if self.only is not None and not isinstance(message, self.only):
-            return False
+    def _due(self, path: str) -> bool:
         self.counts[path] = self.counts.get(path, 0) + 1
-        if self.counts[path] >= self.at[path]:
-            self.fired.add(path)
-            return True
-        return False
+        if path in self.fired or self.counts[path] < self.at.get(path, 0) or path not in self.at:
+            return False
+        self.fired.add(path)
+        return True
 
     def wrap(self, path: str, factory: Callable[[], Actor]) -> Callable[[], Actor]:
-        """A factory whose instances crash as planned for `path`."""
-        if path not in self.at:
-            return factory
+        """A factory whose instances count (and crash) as planned for `path`."""
 
         def build() -> Actor:
             actor = factory()
             handle = actor.handle
 
-            async def crashing(message: Any) -> Any:  # noqa: ANN401 -- the runtime's Message
-                due = self._due(path, message)
-                if due and not self.after:
-                    raise InjectedCrash(f"{path}: injected crash before a {type(message).__name__}")
-                result = await handle(message)
-                if due:
-                    raise InjectedCrash(f"{path}: injected crash after a {type(message).__name__}")
-                return result
+            async def handle_planned(message: Any) -> Any:  # noqa: ANN401 -- the runtime's Message
+                if self.point == "message" and self._due(path):
+                    raise InjectedCrash(f"{path}: injected crash at a {type(message).__name__}")
+                token = _handling.set(path)
+                try:
+                    return await handle(message)
+                finally:
+                    _handling.reset(token)
 
-            actor.handle = crashing  # type: ignore[method-assign]
+            actor.handle = handle_planned  # type: ignore[method-assign]
             return actor
 
         return build
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Count (and crash) the sends of wrapped handlers while the block runs.
+
+        Patches `ActorRef.send` and `ActorRef.ask` for the duration of the block; only
+        sends made while a wrapped handler runs are affected.
+        """
+        send, ask = ActorRef.send, ActorRef.ask
+        plan = self
+
+        def check() -> None:
+            path = _handling.get()
+            if path is not None and plan.point == "send" and plan._due(path):
+                raise InjectedCrash(f"{path}: injected crash at a send")
+
+        async def planned_send(ref: ActorRef, message: Any) -> None:  # noqa: ANN401
+            check()
+            await send(ref, message)
+
+        async def planned_ask(ref: ActorRef, message: Any, *, timeout: float = 10.0) -> Any:  # noqa: ANN401, ASYNC109
+            check()
+            return await ask(ref, message, timeout=timeout)
+
+        ActorRef.send = planned_send  # type: ignore[method-assign]
+        ActorRef.ask = planned_ask  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            ActorRef.send = send  # type: ignore[method-assign]
+            ActorRef.ask = ask  # type: ignore[method-assign]
 
 
 # ----------------------------------------------------------------------------- sources
