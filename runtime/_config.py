@@ -85,6 +85,8 @@ __all__ = [
 T = TypeVar("T")
 
 MASK = "***"
+# The longest text quoted whole in a problem line.
+_SHOWN = 40
 
 
 # ---------------------------------------------------------------------------- Secret
@@ -125,7 +127,9 @@ def _show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(str(value))
+        text = str(value)
+        # A problem line is one line: a stray blob of text is shown by its start.
+        return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN]) + "..."
     if isinstance(value, decimal.Decimal | int | float):
         return str(value)
     if isinstance(value, Mapping):

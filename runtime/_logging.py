@@ -59,8 +59,9 @@ _SECRET_KEY = re.compile(
     r"(?:$|[_\-. ])",
     re.IGNORECASE,
 )
-# The password in a URL's user-info: scheme://user:PASSWORD@host
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s/@]+(?=@)", re.I)
+# The password in a URL's user-info: scheme://user:PASSWORD@host. The password may hold
+# a raw "/" (people do not always percent-encode), so it runs to the first "@".
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s@]+(?=@)", re.I)
 # The password in a libpq keyword/value DSN: password=PASSWORD or password='PASS WORD'
 _KEYWORD_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)(?:'[^']*'|\S+)", re.I)
 

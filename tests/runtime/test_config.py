@@ -489,6 +489,10 @@ class TestProblems:
         text = 'venue = "paper"\n[risk]\nmax_position = 1\n' + section + "\n"
         assert problems_of(text) == [problem]
 
+    def test_long_text_is_shown_by_its_start(self):
+        [problem] = problems_of(f'mode = "{"x" * 500}"\n' + MINIMAL)
+        assert problem.endswith(f"got {'x' * 40!r}...")
+
     def test_invalid_toml_is_one_problem(self):
         [problem] = problems_of("venue = \n")
         assert problem.startswith("invalid TOML: ")

@@ -223,6 +223,10 @@ class TestRedactSecrets:
         event = redact(dsn=f"postgresql://trader:{PASSWORD}@db:5432/tradewind?sslmode=require")
         assert event["dsn"] == "postgresql://trader:***@db:5432/tradewind?sslmode=require"
 
+    def test_url_password_with_a_raw_slash_is_masked_whole(self):
+        event = redact(dsn="postgresql://trader:pa/ss:w@db/tradewind")
+        assert event["dsn"] == "postgresql://trader:***@db/tradewind"
+
     def test_url_without_password_is_kept(self):
         url = "postgresql://postgres@127.0.0.1:5432/test"
         assert redact(url=url)["url"] == url
@@ -268,7 +272,7 @@ class TestRedactSecrets:
     @no_deadline
     @given(
         user=st.from_regex(r"[a-z]{1,8}", fullmatch=True),
-        password=st.from_regex(r"[A-Za-z0-9!$%^&*()_+=~-]{1,16}", fullmatch=True),
+        password=st.from_regex(r"[A-Za-z0-9!$%^&*()_+=~/:-]{1,16}", fullmatch=True),
     )
     def test_any_url_password_is_masked(self, user: str, password: str):
         event = redact(message=f"connect postgresql://{user}:{password}@db/tw now")
