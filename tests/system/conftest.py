@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 from tradewind.actors._settings import Settings, load_settings
-from tradewind.storage import Transaction
+from tradewind.storage import StoreCounts, Transaction
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -115,6 +115,15 @@ class MemoryStore:
             tx.close()
         await trio.lowlevel.checkpoint()
         self.units.append(tx.writes())
+
+    async def last_bars(self) -> dict[object, object]:
+        return {}
+
+    async def max_client_order_seq(self, _strategy_id: str) -> int:
+        return 0
+
+    async def counts(self) -> StoreCounts:
+        return StoreCounts(0, 0, 0, 0, 0, 0, 0, 0)
 
     def rows(self, table: str) -> list[tuple[object, ...]]:
         """Every row written to `table`, in commit order."""

@@ -1,0 +1,28 @@
+"""Strategies the system tests configure by file path (``strategies.py:Name``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from tradewind.actors import Strategy
+
+if TYPE_CHECKING:
+    from tradewind.actors import Bar, StrategyContext
+
+
+class Loser(Strategy):
+    """Buys 100 AAPL once and holds it while the price falls; every bar it also rests a
+    far-away limit buy ("bait") that never fills, so there is always an order to cancel."""
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        if bar.instrument != "AAPL":
+            return
+        entries = [o for o in ctx.open_orders("AAPL") if o.intent.tag == "entry"]
+        if ctx.position("AAPL").quantity == 0 and not entries:
+            ctx.buy("AAPL", 100, tag="entry")
+        ctx.buy("AAPL", 1, limit=Decimal("1.00"), tag="bait")
+
+
+class Watcher(Strategy):
+    """Trades nothing; it only receives bars (for the overload tests)."""
