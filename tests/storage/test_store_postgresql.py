@@ -156,6 +156,7 @@ class TestPool:
             assert scope.cancelled_caught
             stats = store.statistics()
             assert (stats.in_use, stats.waiting) == (0, 0)
+            assert stats.idle == stats.size  # the cancelled unit's connection was dropped
             await open_gate(conn)
             await commit(store, bar(3))
             assert [b.ts for b in await store.bars()] == [3]
