@@ -30,8 +30,9 @@ canonical line folded into a SHA-256 digest.
 #   supervisor restarts the actor, the batch is still in the keeper, and a persistent
 #   fault ends in the supervisor giving up -- loudly, not by dropping records.
 # * Time-based flushing needs something to happen when no message comes: a small ticker
-#   task owned by the instance sends itself a `_FlushDue` every `flush_interval` while a
-#   batch is pending (at most one queued at a time).
+#   task owned by the instance sends itself a `_FlushDue` once the pending batch is
+#   `flush_interval` old (or a retry is due), at most one queued at a time, and sleeps
+#   on an event while nothing is pending.
 # * A record that no table holds (`TradingStateChanged`, session events) still enters
 #   the event log; a record of unknown type is logged and counted, never a crash.
 
@@ -74,6 +75,8 @@ if TYPE_CHECKING:
 
 _NS_PER_SECOND = 1_000_000_000
 _MAX_MESSAGE_TEXT = 2_000
+#: The ticker never nudges more often than this (seconds), even when a flush is overdue.
+_MIN_TICK = 0.001
 #: Records that only enter the event log: the store has no table for them.
 _LOG_ONLY = frozenset(
     {TradingStateChanged, SessionChanged, FeedStale, FeedResumed, EndOfData, BarRejected}
@@ -131,6 +134,7 @@ class PersistenceKeeper:
     retry_at: float | None = None
     failures_in_row: int = 0
     tick_queued: bool = False
+    batch_begun: trio.Event = attrs.field(factory=trio.Event)
     last_accepted: object = None
     committed: int = 0
     commits: int = 0
@@ -304,7 +308,15 @@ class PersistenceActor(Actor):
         keeper = self._keeper
         ref = self.context.ref
         while True:
-            await trio.sleep(self._flush_interval)
+            if not keeper.pending or keeper.batch_started is None:
+                # Nothing to flush: sleep until a batch begins (no busy ticking while
+                # idle, which matters under an autojumping clock).
+                await keeper.batch_begun.wait()
+                continue
+            due = keeper.batch_started + self._flush_interval
+            if keeper.retry_at is not None:
+                due = max(keeper.retry_at, trio.current_time())
+            await trio.sleep_until(max(due, trio.current_time() + _MIN_TICK))
             if keeper.pending and not keeper.tick_queued:
                 try:
                     ref.send_nowait(_FlushDue())
@@ -350,6 +362,8 @@ class PersistenceActor(Actor):
         keeper = self._keeper
         if not keeper.pending:
             keeper.batch_started = trio.current_time()
+            keeper.batch_begun.set()
+            keeper.batch_begun = trio.Event()
         log = keeper.event_log
         pending = keeper.pending
         for record in records:
