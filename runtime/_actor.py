@@ -42,7 +42,16 @@ if TYPE_CHECKING:
     from tradewind.runtime._system import ActorSystem
 
 
+# send() is the hottest await in the runtime. trio.lowlevel.checkpoint_if_cancelled() does
+# exactly "if this task's cancel status is cancelled: checkpoint", but as a coroutine call
+# (plus a KeyboardInterrupt-pending test for the main task), which costs about as much as
+# the rest of send() together. send() reads the same flag inline and only awaits a real
+# checkpoint when it is set; on a trio whose internals differ it falls back to the public
+# call. A pending KeyboardInterrupt is then delivered at the next real checkpoint (every
+# actor yields once per batch), not by send() itself.
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_checkpoint = trio.lowlevel.checkpoint
+_current_task = trio.lowlevel.current_task
 
 
 class Actor:
@@ -141,10 +150,18 @@ class ActorRef:
             MailboxFull: full and the policy is ``REJECT`` (counted as rejected).
             MailboxClosed: the system has shut down.
 
-        Cancellation: a cancellation point; it is a schedule point only when it has to
-        wait for room. If cancelled, the message was not enqueued.
+        Cancellation: a cancellation point (if the caller is cancelled, it raises
+        ``Cancelled`` and enqueues nothing); it is a schedule point only when it has to
+        wait for room. Fairness comes from the consumers, which yield once per batch, and
+        from bounded mailboxes, which make a fast producer park.
         """
-        await _checkpoint_if_cancelled()
+        try:
+            cancelled = _current_task()._cancel_status.effectively_cancelled
+        except AttributeError:  # pragma: no cover - a trio without this internal flag
+            await _checkpoint_if_cancelled()
+        else:
+            if cancelled:
+                await _checkpoint()  # raises Cancelled; nothing was enqueued
         mailbox = self._mailbox
         queue = mailbox.queue
         if mailbox.fast and len(queue) < mailbox.capacity:
@@ -278,7 +295,6 @@ class ActorCell(Node):
         self.redelivered = 0
         self.dead_letters = 0
         self.in_hand: Any = _NOTHING
-        self.holding = False
         self.retry: Any = _NOTHING
         self.has_retry = False
         self.retry_attempts = 0
@@ -297,12 +313,12 @@ class ActorCell(Node):
             await self._loop(instance.handle)
             self._count_pending_exit()
         except Exception as exc:
-            if self.holding:
+            if self.in_hand is not _NOTHING:
                 self._keep_in_hand(exc)
             self._count_pending_exit()
             raise
         finally:
-            if self.holding:
+            if self.in_hand is not _NOTHING:
                 # Cancelled mid-handler: the message did nothing wrong; redeliver it.
                 self._keep_in_hand(None)
             await self._stop_instance(instance)
@@ -365,37 +381,42 @@ class ActorCell(Node):
             self.has_retry = False
             self.redelivered += 1
             self.in_hand = message
-            self.holding = True
             await self._deliver(handle, message, timeout)
-            self.holding = False
+            self.in_hand = _NOTHING
             self.retry_attempts = 0
             self.processed += 1
             in_flight.finished()
-        while not self.stop_requested:
+        plain = timeout is None
+        while not self._stop_pending():
             batch = len(queue)
             if not batch:
                 await mailbox.wait_nonempty()
                 continue
-            while batch:
-                batch -= 1
-                message = queue.popleft()
-                if mailbox.blocked:
-                    mailbox.release_senders()
-                if conflating:
-                    message = mailbox.taken_conflated(message)
-                self.in_hand = message
-                self.holding = True
-                if timeout is None and type(message) is not Ask:
-                    await handle(message)
-                else:
-                    await self._deliver(handle, message, timeout)
-                self.holding = False
-                self.processed += 1
-                in_flight.count -= 1
+            done = 0
+            try:
+                while batch:
+                    batch -= 1
+                    message = queue.popleft()
+                    if mailbox.blocked:
+                        mailbox.release_senders()
+                    if conflating:
+                        message = mailbox.taken_conflated(message)
+                    self.in_hand = message
+                    if plain and type(message) is not Ask:
+                        await handle(message)
+                    else:
+                        await self._deliver(handle, message, timeout)
+                    self.in_hand = _NOTHING
+                    done += 1
+                    if self.stop_requested:
+                        return
+            finally:
+                # Counted once per batch: the count only has to reach zero late, never
+                # early, and the handlers' own sends were counted as they happened.
+                self.processed += done
+                in_flight.count -= done
                 if not in_flight.count:
                     in_flight.finished(0)
-                if self._stop_pending():
-                    return
             if queue:
                 await trio.lowlevel.checkpoint()
 
@@ -426,7 +447,6 @@ class ActorCell(Node):
     def _keep_in_hand(self, error: Exception | None) -> None:
         message = self.in_hand
         self.in_hand = _NOTHING
-        self.holding = False
         if error is not None:
             self.retry_attempts += 1
             if self.retry_attempts > self.spec.max_redeliveries:

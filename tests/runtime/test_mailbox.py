@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
 import trio
 import trio.testing
 from tradewind.runtime import (
@@ -22,7 +23,16 @@ from tradewind.runtime import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from trio.testing import MockClock
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[list[Any]]:
+    """Capture the runtime's logs instead of rendering them (crash tracebacks are slow)."""
+    with structlog.testing.capture_logs() as logs:
+        yield logs
 
 
 class Gated(Actor):

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
+import structlog
 import trio
 from tradewind.runtime import Actor, ChildSpec, SupervisorSpec, open_actor_system
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from trio.testing import MockClock
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[list[Any]]:
+    """Capture the runtime's logs instead of rendering them (crash tracebacks are slow)."""
+    with structlog.testing.capture_logs() as logs:
+        yield logs
 
 
 class TestQuiesce:

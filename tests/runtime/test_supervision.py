@@ -22,7 +22,17 @@ from tradewind.runtime import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from trio.testing import MockClock
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[list[Any]]:
+    """Capture the runtime's logs instead of rendering them (crash tracebacks are slow)."""
+    with structlog.testing.capture_logs() as logs:
+        yield logs
+
 
 EXACT = Backoff(initial=1.0, multiplier=2.0, maximum=100.0, jitter=0.0)
 QUICK = Backoff(initial=0.01, multiplier=1.0, maximum=0.01, jitter=0.0)
