@@ -15,7 +15,12 @@ policy and backoff belong to the supervisor, not here.
 #   whole process group. A gateway started through a shell script or a launcher forks
 #   helpers of its own; signalling only the direct child would orphan them, still running.
 #   Its own session also keeps a terminal's Ctrl-C away from it: the runtime decides when
-#   it stops.
+#   it stops. Once the process has exited, for whatever reason, whatever is left in its
+#   group gets SIGKILL: helpers outliving the process they served are nobody's to
+#   supervise. That is only safe while the group id (the process's pid) cannot have been
+#   reused, i.e. before the process is reaped; so exit is watched through a pidfd of our
+#   own, which shows the exit without reaping, and the process is reaped only after its
+#   group was signalled. (Without pidfds -- not Linux -- stragglers are left alone.)
 # * The wait after SIGKILL is not bounded by a timer, on purpose. SIGKILL cannot be caught
 #   or ignored, so that wait lasts only as long as the kernel takes to tear the process
 #   down; reaping it is what guarantees no zombie. A timer there would be wrong twice:
@@ -97,6 +102,9 @@ async def run_process(
             executable does not exist); the ``OSError`` is chained.
         ValueError: ``argv`` is empty or ``shutdown_timeout`` is negative or not finite.
 
+    When the process has exited, anything still running in its process group (helpers
+    it started and left behind) is sent SIGKILL.
+
     Cancellation: when the calling scope is cancelled, the process group gets SIGTERM;
     if the process has not exited after ``shutdown_timeout`` seconds, the group gets
     SIGKILL. The process is reaped before ``trio.Cancelled`` propagates, all of this
@@ -126,23 +134,30 @@ async def run_process(
         log.error("process_start_failed", argv=list(argv), reason=reason)
         raise ProcessStartFailed(name, argv, reason) from exc
     # No checkpoint between here and the `try`: a cancellation must find the cleanup armed.
+    pidfd = _open_pidfd(proc.pid)
     relay_scope = trio.CancelScope(shield=True)
     relay_done = trio.Event()
+    exited = False
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_relay_output, proc, log, relay_scope, relay_done)
             log.info("process_started", pid=proc.pid, argv=list(argv))
             try:
-                await proc.wait()
+                await _wait_for_exit(proc, pidfd)
+                exited = True
             finally:
                 with trio.CancelScope(shield=True):
-                    if proc.returncode is None:
-                        await _stop(proc, shutdown_timeout, log)
+                    if not exited:
+                        await _stop(proc, pidfd, shutdown_timeout, log)
+                    await _reap(proc, pidfd)
                     with trio.move_on_after(_DRAIN_AFTER_EXIT):
                         await relay_done.wait()
                 relay_scope.cancel()
                 log.info("process_exited", pid=proc.pid, returncode=proc.returncode)
     finally:
+        if pidfd is not None:
+            trio.lowlevel.notify_closing(pidfd)
+            os.close(pidfd)
         with trio.CancelScope(shield=True):
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
@@ -151,18 +166,56 @@ async def run_process(
         raise ProcessExited(name, proc.returncode)
 
 
-async def _stop(proc: trio.Process, grace: float, log: FilteringBoundLogger) -> None:
-    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL it, reap it.
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd of our own for ``pid``, to see it exit without reaping it; None if unsupported."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:  # pragma: no cover - not Linux
+        return None
+    try:
+        fd: int = pidfd_open(pid)
+    except OSError:  # pragma: no cover - a kernel older than Linux 5.3
+        return None
+    return fd
 
-    Called shielded. Returns only once the process has been reaped.
+
+async def _wait_for_exit(proc: trio.Process, pidfd: int | None) -> None:
+    """Wait until the process exits; with a pidfd it is left unreaped (a zombie).
+
+    While the process is an unreaped zombie its pid, which is also its process group
+    id, cannot be reused, so the group can still be signalled safely.
+    """
+    if pidfd is None:  # pragma: no cover - not Linux
+        await proc.wait()
+    else:
+        await trio.lowlevel.wait_readable(pidfd)
+
+
+async def _stop(
+    proc: trio.Process, pidfd: int | None, grace: float, log: FilteringBoundLogger
+) -> None:
+    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL it.
+
+    Called shielded. Returns once the process has exited (it is reaped by ``_reap``).
     """
     log.info("process_stopping", pid=proc.pid, signal="SIGTERM", grace=grace)
     _signal_group(proc, signal.SIGTERM)
     with trio.move_on_after(grace):
-        await proc.wait()
+        await _wait_for_exit(proc, pidfd)
         return
     log.warning("process_killed", pid=proc.pid, signal="SIGKILL", waited=grace)
     _signal_group(proc, signal.SIGKILL)
+    await _wait_for_exit(proc, pidfd)
+
+
+async def _reap(proc: trio.Process, pidfd: int | None) -> None:
+    """Kill what is left of the exited process's group, then reap the process.
+
+    Helpers it started and left behind (in its group, holding its pipes) are nobody's
+    to supervise once it is gone. Only done while the process is still unreaped (we
+    hold a pidfd), when its group id cannot belong to anything else.
+    """
+    if pidfd is not None:
+        _signal_group(proc, signal.SIGKILL)
     await proc.wait()
 
 

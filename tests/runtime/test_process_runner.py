@@ -187,6 +187,18 @@ class TestExit:
         assert info.value.returncode == -9
 
 
+class TestLeftovers:
+    async def test_helpers_left_behind_at_exit_are_killed(self):
+        """A helper outliving its process (and holding its pipes) is killed at exit."""
+        recorder = LogRecorder()
+        await run_process(
+            "gateway", ["sh", "-c", "sleep 3600 & echo $!"], shutdown_timeout=5, log=recorder.log
+        )
+        helper_pid = int(recorder.output()[0][1])
+        with trio.fail_after(10):
+            await wait_until_gone(helper_pid)
+
+
 class TestStartFailure:
     async def test_missing_executable_raises_naming_argv(self):
         recorder = LogRecorder()
@@ -251,6 +263,24 @@ class TestCancellation:
         [exited] = recorder.named("process_exited")
         assert exited["returncode"] == -9
         assert_reaped(exited["pid"])
+        with trio.fail_after(10):
+            await wait_until_gone(helper_pid)
+
+    async def test_sigterm_ignoring_helper_of_a_compliant_process_is_killed(self):
+        recorder = LogRecorder()
+        helper = (
+            "import os, signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print(os.getpid(), flush=True)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(3600)\n"
+        )
+        leader = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {helper!r}])\n"
+        await run_cancelled(recorder, python(leader), shutdown_timeout=30)
+        helper_pid = int(recorder.output()[0][1])
+        [exited] = recorder.named("process_exited")
+        assert exited["returncode"] == -15
+        assert recorder.named("process_killed") == []
         with trio.fail_after(10):
             await wait_until_gone(helper_pid)
 
