@@ -31,15 +31,15 @@ policy and backoff belong to the supervisor, not here.
 #   runner: during the SIGTERM grace period the process is still logging how it shuts
 #   down, and those lines are the ones an operator most wants. Once the process has
 #   exited, its remaining output is read until EOF for at most `_DRAIN_AFTER_EXIT` (a
-#   descendant that inherited the pipes could hold them open indefinitely).
+#   descendant that left the process group, and so escaped the SIGKILL, could hold the
+#   pipes open indefinitely).
 # * Lines are split on b"\n" and decoded as UTF-8 with replacement: a process that writes
 #   invalid bytes gets U+FFFD in the log, not a crashed runner. A line longer than
 #   `_MAX_LINE` is logged in pieces, so a process that never writes a newline cannot grow
 #   the buffer without bound.
 # * Rejected: `trio.run_process`. Its cancellation path (SIGTERM, a fixed 5 s, SIGKILL) is
-#   not configurable per process in the way the supervisor needs without a custom
-#   `deliver_cancel`, it captures output instead of streaming it line by line, and it
-#   signals only the direct child.
+#   not configurable per process without a custom `deliver_cancel`, it does not relay
+#   output line by line as it is written, and it signals only the direct child.
 
 from __future__ import annotations
 
