@@ -20,6 +20,7 @@ Design notes
 
 from __future__ import annotations
 
+import random
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +89,7 @@ class Store:
     url: StoreUrl
     _backend: Backend
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
-    _rng: Any = attrs.field(init=False)
+    _rng: random.Random = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._rng = self.retry.new_rng()
@@ -334,6 +335,7 @@ async def open_store(
         InvalidStoreUrl: the URL is malformed or its scheme unknown.
         StoreUnavailable: the database cannot be reached or refuses the login.
         SchemaOutdated: ``migrate=False`` and migrations are missing.
+        ValueError: ``pool_size`` is below 1.
 
     Cancellation: closing is shielded and bounded; every connection is released also
     when the block is cancelled. PostgreSQL needs the trio-asyncio loop: the store
