@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -59,6 +59,16 @@ class RestartStrategy(enum.Enum):
     """All children: the others are stopped in reverse start order, then all start again."""
     REST_FOR_ONE = "rest_for_one"
     """The child that ended and every child started after it."""
+
+
+def _to_argv(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _to_children(
+    value: Iterable[ChildSpec | ProcessSpec | SupervisorSpec],
+) -> tuple[ChildSpec | ProcessSpec | SupervisorSpec, ...]:
+    return tuple(value)
 
 
 @attrs.frozen
@@ -121,7 +131,7 @@ class ProcessSpec:
     """
 
     name: str
-    argv: Sequence[str] = attrs.field(converter=tuple)
+    argv: tuple[str, ...] = attrs.field(converter=_to_argv)
     env: Mapping[str, str] | None = None
     cwd: str | None = None
     restart: Restart = Restart.PERMANENT
@@ -144,7 +154,9 @@ class SupervisorSpec:
     """
 
     name: str
-    children: Sequence[ChildSpec | ProcessSpec | SupervisorSpec] = attrs.field(converter=tuple)
+    children: tuple[ChildSpec | ProcessSpec | SupervisorSpec, ...] = attrs.field(
+        converter=_to_children
+    )
     strategy: RestartStrategy = RestartStrategy.ONE_FOR_ONE
     max_restarts: int = 5
     within: float = 10.0

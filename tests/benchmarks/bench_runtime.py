@@ -22,11 +22,14 @@ import asyncio
 import statistics
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 from tradewind.runtime import Actor, ChildSpec, MailboxSpec, SupervisorSpec, open_actor_system
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 N = 200_000
 CAPACITY = 1024
@@ -52,13 +55,17 @@ class Stage(Actor):
             self.sink.append(time.perf_counter_ns() - message)
 
 
+def stage_factory(target: str | None, sink: list[int] | None) -> Callable[[], Actor]:
+    return lambda: Stage(target, sink)
+
+
 def pipeline_spec(stages: int, sink: list[int] | None = None) -> SupervisorSpec:
     names = [f"s{i}" for i in range(1, stages + 1)]
     targets: list[str | None] = [*names[1:], None]
     return SupervisorSpec(
         "bench",
         [
-            ChildSpec(name, (lambda t=target: Stage(t, sink)), mailbox=MailboxSpec(CAPACITY))
+            ChildSpec(name, stage_factory(target, sink), mailbox=MailboxSpec(CAPACITY))
             for name, target in zip(names, targets, strict=True)
         ],
     )
@@ -95,7 +102,7 @@ async def trio_throughput(stages: int) -> float:
     for _ in range(REPEATS):
         channels = [trio.open_memory_channel[int](CAPACITY) for _ in range(stages)]
 
-        async def stage(index: int) -> None:
+        async def stage(index: int, channels: list[Any] = channels) -> None:
             receive = channels[index][1]
             send = channels[index + 1][0] if index + 1 < stages else None
             async for message in receive:
@@ -122,7 +129,7 @@ async def _asyncio_throughput(stages: int) -> float:
     for _ in range(REPEATS):
         queues: list[asyncio.Queue[int]] = [asyncio.Queue(CAPACITY) for _ in range(stages)]
 
-        async def stage(index: int) -> None:
+        async def stage(index: int, queues: list[asyncio.Queue[int]] = queues) -> None:
             receive = queues[index]
             send = queues[index + 1] if index + 1 < stages else None
             while True:
@@ -167,10 +174,10 @@ def report(results: dict[str, float]) -> str:
         unit = "" if name.startswith("latency") else " msg/s"
         lines.append(f"{name:34} {value:12,.0f}{unit}")
     pipe = f"{STAGES}-stage pipeline"
-    lines.append(
-        f"pipeline vs trio channels: {results[f'tradewind {pipe}'] / results[f'trio channels {pipe}']:.1f}x;"
-        f" vs asyncio queues: {results[f'tradewind {pipe}'] / results[f'asyncio.Queue {pipe}']:.2f}x"
-    )
+    ours = results[f"tradewind {pipe}"]
+    vs_trio = ours / results[f"trio channels {pipe}"]
+    vs_asyncio = ours / results[f"asyncio.Queue {pipe}"]
+    lines.append(f"pipeline vs trio channels: {vs_trio:.1f}x; vs asyncio queues: {vs_asyncio:.2f}x")
     return "\n".join(lines)
 
 

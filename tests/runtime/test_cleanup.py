@@ -141,10 +141,14 @@ class TestRelease:
         spec = SupervisorSpec(
             "root", [ChildSpec("a", ledger.factory("a")), ChildSpec("ki", Interrupted)]
         )
-        with pytest.raises(KeyboardInterrupt):
+
+        async def interrupt_from_a_handler() -> None:
             async with open_actor_system(spec, asyncio_loop=False) as system:
                 await system.ref("ki").send("now")
                 await trio.sleep_forever()
+
+        with pytest.raises(KeyboardInterrupt):
+            await interrupt_from_a_handler()
         assert ledger.open == set()
 
     async def test_a_normal_exit_stops_in_reverse_start_order(self, autojump_clock: MockClock):

@@ -73,7 +73,7 @@ class Consumer(Actor):
         self.cost = cost
 
     async def handle(self, message: Any) -> None:
-        seq, (source, n) = message
+        seq, _payload = message
         if self.context.path == "book/ledger" and seq % 7 == 0:
             raise RuntimeError(f"crash on {seq}")  # crashes every time: poison
         await trio.sleep(self.cost)

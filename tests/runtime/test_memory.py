@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+from functools import partial
 from typing import Any
 
 from tradewind.runtime import Actor, ChildSpec, MailboxSpec, SupervisorSpec, open_actor_system
@@ -35,7 +36,7 @@ class TestMemory:
         spec = SupervisorSpec(
             "root",
             [
-                ChildSpec(name, (lambda t=target: Forward(t)), mailbox=MailboxSpec(512))
+                ChildSpec(name, partial(Forward, target), mailbox=MailboxSpec(512))
                 for name, target in zip(names, [*names[1:], None], strict=True)
             ],
         )
@@ -48,7 +49,7 @@ class TestMemory:
             tracemalloc.start()
             try:
                 before, _ = tracemalloc.get_traced_memory()
-                for n in range(MESSAGES):
+                for _ in range(MESSAGES):
                     await head.send(1)
                 await system.quiesce()
                 gc.collect()

@@ -85,14 +85,14 @@ class TestValidation:
             ({"factory": 3}, "factory must be callable"),
             ({"restart": "always"}, "restart must be a Restart"),
             ({"mailbox": 5}, "mailbox must be a MailboxSpec"),
-            ({"mailbox": MailboxSpec(4, "drop")}, "mailbox overflow must be an Overflow"),
-            ({"mailbox": MailboxSpec(4, Overflow.CONFLATE, 7)}, "mailbox key must be callable"),
+            ({"mailbox": MailboxSpec(4, "drop")}, "mailbox overflow must be"),  # type: ignore[arg-type]
+            ({"mailbox": MailboxSpec(4, Overflow.CONFLATE, 7)}, "key must be callable"),  # type: ignore[arg-type]
             ({"shutdown_timeout": 0}, "shutdown_timeout must be a number > 0"),
         ],
     )
     async def test_malformed_child_fields_are_named(self, kwargs, fragment):
         fields = {"factory": Recorder, **kwargs}
-        spec = SupervisorSpec("root", [ChildSpec("x", **fields)])  # type: ignore[arg-type]
+        spec = SupervisorSpec("root", [ChildSpec("x", **fields)])
         with pytest.raises(InvalidSpec, match=f"x: {fragment}"):
             async with open_actor_system(spec, asyncio_loop=False):
                 pass  # pragma: no cover

@@ -389,10 +389,14 @@ class TestIntensity:
             within=60,
             backoff=QUICK,
         )
-        with pytest.raises(SupervisorFailed) as caught:
+
+        async def crash_loop() -> None:
             async with open_actor_system(spec, asyncio_loop=False) as system:
                 await system.ref("w").send("boom")
                 await trio.sleep_forever()  # ended by the root's failure
+
+        with pytest.raises(SupervisorFailed) as caught:
+            await crash_loop()
         assert caught.value.path == "root"
         assert isinstance(caught.value.__cause__, Boom)
         assert len([e for e in journal.lifecycle if e == ("start", "w")]) == 3
@@ -446,11 +450,10 @@ class TestIntensity:
         assert len(attempts) == 3
 
     async def test_a_factory_that_returns_a_non_actor_is_a_crash(self, autojump_clock: MockClock):
-        spec = SupervisorSpec(
-            "root",
-            [ChildSpec("bad", lambda: object())],
-            max_restarts=0,  # type: ignore[arg-type,return-value]
-        )
+        def not_an_actor() -> Any:
+            return object()
+
+        spec = SupervisorSpec("root", [ChildSpec("bad", not_an_actor)], max_restarts=0)
         with pytest.raises(SupervisorFailed) as caught:
             async with open_actor_system(spec, asyncio_loop=False):
                 pass  # pragma: no cover - the start already fails

@@ -8,7 +8,6 @@ import pytest
 import structlog
 import trio
 import trio.testing
-import tradewind.runtime as runtime
 from tradewind.runtime import (
     Actor,
     ActorNotFound,
@@ -18,6 +17,8 @@ from tradewind.runtime import (
     SupervisorSpec,
     open_actor_system,
 )
+
+from tradewind import runtime
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
