@@ -8,6 +8,7 @@ from tradewind.storage._errors import SchemaOutdated as SchemaOutdated
 from tradewind.storage._errors import StoreError as StoreError
 from tradewind.storage._errors import StoreUnavailable as StoreUnavailable
 from tradewind.storage._errors import TransactionFailed as TransactionFailed
+from tradewind.storage._errors import UnstorableValue as UnstorableValue
 from tradewind.storage._records import DeadLetter as DeadLetter
 from tradewind.storage._records import Denial as Denial
 from tradewind.storage._records import PoolStatistics as PoolStatistics

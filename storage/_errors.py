@@ -101,3 +101,11 @@ class RunNotFound(StoreError, LookupError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id!r} was never started")
         self.run_id = run_id
+
+
+class UnstorableValue(StoreError, ValueError):
+    """A value does not fit its column (e.g. a timestamp beyond 64 bits).
+
+    The caller's data is at fault, not the database: retrying the same unit fails the
+    same way. The whole unit of work was rolled back.
+    """

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import time
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import asyncpg
 import attrs
@@ -55,6 +55,7 @@ from tradewind.storage._errors import (
     RunNotFound,
     StoreError,
     StoreUnavailable,
+    UnstorableValue,
 )
 from tradewind.storage._migrations import MIGRATIONS_TABLE, Migration, missing_migrations
 from tradewind.storage._records import PoolStatistics
@@ -186,8 +187,11 @@ async def _migrate(
 # ---------------------------------------------------------------- trio side
 
 
-def _translate(exc: Exception, url: StoreUrl, conn: _Connection | None) -> Exception:
-    """The tradewind error for an asyncpg/OS exception; marks the connection broken."""
+def _translate(exc: Exception, url: StoreUrl, conn: _Connection | None) -> Exception | None:
+    """The tradewind error for an asyncpg/OS exception (None: not ours to translate).
+
+    Marks the connection broken when it may be unusable.
+    """
     if isinstance(exc, asyncpg.PostgresError):
         state = str(exc.sqlstate)
         if state in _RETRYABLE:
@@ -206,6 +210,11 @@ def _translate(exc: Exception, url: StoreUrl, conn: _Connection | None) -> Excep
                 f"PostgreSQL at {url.masked} {what}: SQLSTATE {state}: {url.scrub(str(exc))}"
             )
         return StoreError(f"PostgreSQL at {url.masked}: SQLSTATE {state}: {url.scrub(str(exc))}")
+    if isinstance(exc, OverflowError) or (
+        conn is not None and isinstance(exc, (ValueError, TypeError))
+    ):
+        # asyncpg could not encode a value for its column (e.g. an int beyond BIGINT)
+        return UnstorableValue(f"PostgreSQL at {url.masked}: a value cannot be stored: {exc}")
     if isinstance(exc, (ValueError, asyncpg.ClientConfigurationError)):
         # asyncpg refusing the DSN's parameters (e.g. an unknown sslmode)
         return InvalidStoreUrl(f"store URL {url.masked!r}: {url.scrub(str(exc))}")
@@ -224,6 +233,14 @@ def _translate(exc: Exception, url: StoreUrl, conn: _Connection | None) -> Excep
             f"PostgreSQL at {url.masked}: {type(exc).__name__}: {url.scrub(str(exc))}"
         )
     return exc
+
+
+def _reraise(exc: Exception, url: StoreUrl, conn: _Connection | None) -> NoReturn:
+    """Raise the tradewind error for ``exc`` (from it), or ``exc`` itself if not ours."""
+    translated = _translate(exc, url, conn)
+    if translated is None:
+        raise exc
+    raise translated from exc
 
 
 @attrs.define(eq=False)
@@ -314,8 +331,8 @@ class PostgresPool:
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
             )
-        except Exception as exc:
-            raise _translate(exc, self.url, None) from exc
+        except Exception as exc:  # noqa: BLE001 -- translated (or re-raised) by _reraise
+            _reraise(exc, self.url, None)
         conn = _Connection(raw)
         self._open.append(conn)
         return conn
@@ -371,16 +388,16 @@ class PostgresBackend:
                 await run_aio(_run_unit, conn, writes)
             except (StoreError, RetryableFailure):
                 raise
-            except Exception as exc:
-                raise _translate(exc, self.pool.url, conn) from exc
+            except Exception as exc:  # noqa: BLE001 -- translated (or re-raised) by _reraise
+                _reraise(exc, self.pool.url, conn)
 
     async def fetch(self, sql: str, args: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
         """Run one query through one bridged call."""
         async with self.pool.connection() as conn:
             try:
                 rows: Sequence[Sequence[Any]] = await run_aio(conn.raw.fetch, sql, *args)
-            except Exception as exc:
-                raise _translate(exc, self.pool.url, conn) from exc
+            except Exception as exc:  # noqa: BLE001 -- translated (or re-raised) by _reraise
+                _reraise(exc, self.pool.url, conn)
             return rows
 
     async def migrate(self, available: tuple[Migration, ...], *, apply: bool) -> list[str]:
@@ -388,8 +405,8 @@ class PostgresBackend:
         async with self.pool.connection() as conn:
             try:
                 return await run_aio(_migrate, conn.raw, available, apply=apply)
-            except Exception as exc:
-                raise _translate(exc, self.pool.url, conn) from exc
+            except Exception as exc:  # noqa: BLE001 -- translated (or re-raised) by _reraise
+                _reraise(exc, self.pool.url, conn)
 
     def statistics(self) -> PoolStatistics:
         """The pool's statistics."""

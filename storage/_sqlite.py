@@ -38,6 +38,7 @@ from tradewind.storage._errors import (
     RunNotFound,
     StoreError,
     StoreUnavailable,
+    UnstorableValue,
 )
 from tradewind.storage._migrations import MIGRATIONS_TABLE, Migration, missing_migrations
 from tradewind.storage._records import PoolStatistics
@@ -117,6 +118,9 @@ class SqliteBackend:
             return await trio.to_thread.run_sync(fn, limiter=self._limiter)
         except sqlite3.Error as exc:
             raise _translate(exc, self.url) from exc
+        except OverflowError as exc:  # an int beyond SQLite's 64-bit INTEGER
+            msg = f"SQLite database {self.url.masked}: a value cannot be stored: {exc}"
+            raise UnstorableValue(msg) from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

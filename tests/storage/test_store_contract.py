@@ -21,6 +21,7 @@ from tradewind.storage import (
     SchemaOutdated,
     Store,
     Transaction,
+    UnstorableValue,
     open_store,
 )
 
@@ -229,6 +230,18 @@ class TestIdempotence:
                 tx.write_dead_letters([letter])
         assert await store.denials() == [denial]
         assert await store.dead_letters() == [letter]
+
+
+class TestUnstorableValues:
+    @pytest.mark.parametrize("size", [1, 100], ids=["small-unit", "bulk-unit"])
+    async def test_a_timestamp_beyond_64_bits_fails_the_unit_as_the_callers_fault(
+        self, store, size
+    ):
+        rows = [bar(ts) for ts in range(size - 1)] + [bar(2**63)]
+        with pytest.raises(UnstorableValue, match="cannot be stored"):
+            await commit(store, lambda tx: tx.write_bars(rows))
+        await commit(store, lambda tx: tx.write_bars([bar(7)]))
+        assert [b.ts for b in await store.bars()] == [7]
 
 
 class TestRuns:

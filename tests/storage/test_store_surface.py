@@ -28,6 +28,7 @@ PUBLIC = {
     "SchemaOutdated",
     "InvalidStoreUrl",
     "RunNotFound",
+    "UnstorableValue",
 }
 
 
@@ -39,6 +40,7 @@ def test_every_storage_error_is_a_tradewind_error():
     errors = [getattr(storage, n) for n in PUBLIC if n.endswith(("Error", "Unavailable"))]
     errors += [storage.PoolExhausted, storage.TransactionFailed, storage.ConflictingWrite]
     errors += [storage.SchemaOutdated, storage.InvalidStoreUrl, storage.RunNotFound]
+    errors += [storage.UnstorableValue]
     assert all(issubclass(e, storage.StoreError) for e in errors)
     assert issubclass(storage.StoreError, TradewindError)
     assert issubclass(storage.PoolExhausted, TimeoutError)
