@@ -211,6 +211,35 @@ class Flush:
     """Commit everything queued so far; asked, answered after the commit."""
 
 
+# ----------------------------------------------------------------------------- store outage
+
+
+@attrs.frozen
+class StoreAvailabilityChanged:
+    """The persistence actor lost (``available=False``) or regained its store.
+
+    Sent to risk: while the store is unavailable no intent can be journaled, so trading
+    is HALTED with the reason ``STORE_UNAVAILABLE`` until the store is back.
+    """
+
+    available: bool
+    ts: int
+    reason: str = ""
+
+
+@attrs.frozen
+class NotDurable:
+    """The answer to `PersistDurably` when its records could not be committed now.
+
+    The store is unavailable: the records stay accepted (buffered or spilled) and are
+    written once the store is back, but they are not durable yet, so whatever waited on
+    them (an order on its way to the broker) must not go ahead.
+    """
+
+    reason: str
+    pending: int
+
+
 __all__ = [
     "Bar",
     "BarRejected",
@@ -222,12 +251,14 @@ __all__ = [
     "FeedStale",
     "Flush",
     "IntentDenied",
+    "NotDurable",
     "OrderEvent",
     "OrderUpdated",
     "Persist",
     "PersistDurably",
     "PlaceOrder",
     "SessionChanged",
+    "StoreAvailabilityChanged",
     "SubmitIntent",
     "SwapRiskLimits",
     "TradingStateChanged",
