@@ -146,6 +146,24 @@ def select_bars(*, instrument: bool, timeframe: bool, start: bool, end: bool, li
     return sql
 
 
+# PostgreSQL: a loose index scan. Walk the distinct (instrument, timeframe) pairs along the
+# primary key one index probe at a time, then take each series' newest bar with one more
+# probe: cost grows with the number of series, not with the number of stored bars.
+LAST_BARS_POSTGRESQL: Final = (
+    "WITH RECURSIVE series AS ("
+    " (SELECT instrument, timeframe FROM bars ORDER BY instrument, timeframe LIMIT 1)"
+    " UNION ALL"
+    " SELECT n.instrument, n.timeframe FROM series s, LATERAL"
+    " (SELECT b.instrument, b.timeframe FROM bars b"
+    "  WHERE (b.instrument, b.timeframe) > (s.instrument, s.timeframe)"
+    "  ORDER BY b.instrument, b.timeframe LIMIT 1) n"
+    ") "
+    "SELECT l.instrument, l.timeframe, l.ts, l.open, l.high, l.low, l.close, l.volume "
+    "FROM series s, LATERAL (SELECT * FROM bars b WHERE b.instrument = s.instrument"
+    " AND b.timeframe = s.timeframe ORDER BY b.ts DESC LIMIT 1) l "
+    "ORDER BY l.instrument, l.timeframe"
+)
+# SQLite (no LATERAL): a grouped max, which SQLite answers from the primary key index.
 LAST_BARS: Final = (
     "SELECT b.instrument, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume "
     "FROM bars b JOIN (SELECT instrument, timeframe, max(ts) AS ts FROM bars "

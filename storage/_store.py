@@ -211,7 +211,8 @@ class Store:
 
     async def last_bars(self) -> dict[tuple[str, str], Bar]:
         """The newest stored bar of every (instrument, timeframe)."""
-        rows = await self._fetch(_sql.LAST_BARS)
+        sql = _sql.LAST_BARS_POSTGRESQL if self.backend == POSTGRESQL else _sql.LAST_BARS
+        rows = await self._fetch(sql)
         bars = [bar_from_row(r) for r in rows]
         return {(b.instrument, b.timeframe): b for b in bars}
 

@@ -309,6 +309,9 @@ class TestColdStart:
             ("MSFT", "1m"): bar(4, instrument="MSFT"),
         }
 
+    async def test_an_empty_store_has_no_last_bars(self, store):
+        assert await store.last_bars() == {}
+
     async def test_bars_are_filtered_by_series_and_time(self, store):
         async with store.transaction() as tx:
             tx.write_bars([bar(ts) for ts in range(10)])
