@@ -84,3 +84,16 @@ class InvalidStrategy(DomainError):
     def __init__(self, problem: str) -> None:
         super().__init__(problem)
         self.problems = (problem,)
+
+
+class SpillJournalCorrupt(TradewindError, ValueError):
+    """A line of the spill journal cannot be decoded, and it is not the torn last line a
+    crash can leave (that one is reported and skipped). The file's fault: nothing is
+    skipped silently; ``path``, ``offset`` (the line's first byte) and ``reason`` say
+    where and why, so an operator can repair or set aside the file."""
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(f"{path}: the line at byte {offset} cannot be read back: {reason}")
+        self.path = path
+        self.offset = offset
+        self.reason = reason
