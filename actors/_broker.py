@@ -19,9 +19,16 @@ Pure: an interface and a type alias, no I/O.
 #   manager; the order actor then runs a small reader that forwards each event to its own
 #   mailbox. Events are idempotent (fills by execution id, the rest by the order's state
 #   machine), so an event seen both in a call's answer and on the stream is applied once.
-# * Reconciliation: `open_orders` and `fills_since` let the order actor compare its book
-#   with the venue after a reconnect or a cold start; events it missed are derived from the
-#   difference (a fill whose execution id it has not applied yet).
+# * Reconciliation: `open_orders`, `lookup_orders` and `fills_since` let the order actor
+#   compare its book with the venue after a reconnect or a cold start; the events it
+#   missed are derived from the difference by the pure `tradewind.actors._reconcile`
+#   (a fill whose execution id it has not applied yet, a cancel or expiry it never heard
+#   of, an order the venue does not know).
+# * `on_bar` is called for every bar, connected or not: a simulated venue's market goes
+#   on while our connection is down (it trades the bar and raises `BrokerDisconnected`;
+#   reconciliation later finds what happened), a live adapter simply raises.
+# * Subscriptions (market data from the venue) belong to one connection: the order actor
+#   remembers what it subscribed and calls `subscribe` again after every reconnect.
 # * `BrokerDisconnected` (in `tradewind.actors._errors`) is the one error of the calls: the
 #   request did not reach the venue. Anything the venue refuses is an event
 #   (`OrderRejected`, `OrderCancelRejected`), never an exception.
@@ -110,17 +117,40 @@ class Broker(Protocol):
         """
         ...
 
+    async def subscribe(self, instruments: Sequence[str]) -> None:
+        """Subscribe this connection to the venue's market data of `instruments`.
+
+        Subscriptions end with the connection; the caller re-issues them after a
+        reconnect.
+
+        Raises:
+            BrokerDisconnected: the connection is down.
+        """
+        ...
+
     async def on_bar(self, bar: Bar) -> Sequence[BrokerEvent]:
         """Market data reaches the broker: a simulated venue matches resting orders here;
         a live adapter may return events it has queued, or nothing.
 
+        Called for every bar, whether or not the connection is up.
+
         Raises:
-            BrokerDisconnected: the connection is down (the bar was not processed).
+            BrokerDisconnected: the connection is down: the events of the bar were not
+                delivered (a simulated venue still traded it; reconcile to learn them).
         """
         ...
 
     async def open_orders(self) -> Sequence[Order]:
         """The orders the venue considers working, by submission order (reconciliation).
+
+        Raises:
+            BrokerDisconnected: the connection is down.
+        """
+        ...
+
+    async def lookup_orders(self, client_order_ids: Sequence[str]) -> Sequence[Order]:
+        """The venue's copies of the named orders, working or finished, in the order
+        asked; ids the venue does not know are left out (reconciliation).
 
         Raises:
             BrokerDisconnected: the connection is down.

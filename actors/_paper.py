@@ -38,10 +38,20 @@ Pure: plain data in, order events out; no clock, no randomness, no I/O.
 #   ids ``f"PAPER-{n:08d}"`` (n = accepted submits): both follow from the data alone.
 # * Fault injection (tests): reject the Nth submit or every submit matching a predicate,
 #   hold acknowledgements back for a number of bars (fills may then overtake the ack, as
-#   the order state machine allows), and drop the connection at given bar times (each
-#   once; `connect` brings it back, working orders survive at the venue). An ack still
-#   held when the order is canceled, expires or is IOC-canceled is released first, so the
-#   receiver always sees a legal sequence.
+#   the order state machine allows), drop the connection at given bar times (each
+#   once; `connect` brings it back, working orders survive at the venue), and refuse a
+#   number of `connect` attempts after each injected drop (so a caller's reconnect
+#   backoff is exercised). An ack still held when the order is canceled, expires or is
+#   IOC-canceled is released first, so the receiver always sees a legal sequence.
+# * The market does not stop when our connection does: `on_bar` trades every bar whether
+#   or not the connection is up, and only its *news* is lost while it is down (the call
+#   raises `BrokerDisconnected` after matching). The venue keeps the truth (its order
+#   copies, its fills), so a reconnecting caller finds what happened through
+#   `open_orders`, `lookup_orders` and `fills_since`: reconciliation meets real fills,
+#   expiries and cancels. This is the one call that changes the engine and then raises;
+#   the bar is still recorded as seen, so a redelivered bar changes nothing.
+# * Subscriptions belong to a connection: `subscribe` records the instruments, a
+#   disconnect forgets them, so a test sees whether the caller restored them.
 # * `PaperBroker` is the `Broker` over the engine. Its async methods never block and
 #   are not checkpoints: the engine is pure, and a replay pays no scheduler round trip
 #   per bar for a simulated venue.
@@ -216,7 +226,10 @@ class PaperFaults:
         reject_reason: the reason the injected rejects carry.
         ack_delay_bars: hold each acknowledgement back for this many matching bars.
         disconnect_at: drop the connection when the first bar with ``ts >=`` each of
-            these times arrives (once per time; that bar is not processed).
+            these times arrives (once per time; the venue still trades that bar, its
+            news is lost).
+        failed_reconnects: after each injected drop, refuse this many `connect`
+            attempts (`BrokerDisconnected`) before one succeeds.
     """
 
     reject_submits: frozenset[int] = attrs.field(default=frozenset(), converter=_submit_numbers)
@@ -224,6 +237,7 @@ class PaperFaults:
     reject_reason: str = "rejected by fault injection"
     ack_delay_bars: int = attrs.field(default=0, validator=_non_negative_int)
     disconnect_at: tuple[int, ...] = attrs.field(default=(), converter=_times)
+    failed_reconnects: int = attrs.field(default=0, validator=_non_negative_int)
 
 
 @attrs.frozen
@@ -239,6 +253,9 @@ class PaperStatistics:
     working: int
     bars: int
     disconnects: int
+    connect_attempts: int
+    refused_connects: int
+    subscribes: int
 
 
 # ----------------------------------------------------------------------------- engine
@@ -279,17 +296,56 @@ class PaperExchange:
     _expired: int = attrs.field(default=0, init=False)
     _bars: int = attrs.field(default=0, init=False)
     _disconnects: int = attrs.field(default=0, init=False)
+    _connect_attempts: int = attrs.field(default=0, init=False)
+    _refused_connects: int = attrs.field(default=0, init=False)
+    _refusals_left: int = attrs.field(default=0, init=False)
+    _subscriptions: frozenset[str] = attrs.field(default=frozenset(), init=False)
+    _subscribes: int = attrs.field(default=0, init=False)
 
     # ------------------------------------------------------------------ connection
     def connect(self) -> None:
-        """Bring the connection up (working orders are still there)."""
+        """Bring the connection up (working orders are still there); no-op when up.
+
+        Raises:
+            BrokerDisconnected: an injected refusal (`PaperFaults.failed_reconnects`).
+        """
+        if self.connected:
+            return
+        self._connect_attempts += 1
+        if self._refusals_left:
+            self._refusals_left -= 1
+            self._refused_connects += 1
+            msg = (
+                f"paper broker: connection refused (fault injection, "
+                f"{self._refusals_left} more refusals)"
+            )
+            raise BrokerDisconnected(msg)
         self.connected = True
 
     def disconnect(self) -> None:
-        """Drop the connection; working orders stay at the venue and do not match."""
+        """Drop the connection and its subscriptions; working orders stay at the venue
+        (and keep trading against the bars)."""
         if self.connected:
             self._disconnects += 1
         self.connected = False
+        self._subscriptions = frozenset()
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        """The instruments subscribed on the current connection."""
+        return self._subscriptions
+
+    def subscribe(self, instruments: Iterable[str]) -> None:
+        """Subscribe the current connection to market data of `instruments` (added to
+        what it has).
+
+        Raises:
+            BrokerDisconnected: not connected.
+        """
+        wanted = frozenset(instruments)
+        self._require_connection(f"subscription to {sorted(wanted)}")
+        self._subscriptions |= wanted
+        self._subscribes += 1
 
     def _require_connection(self, what: str) -> None:
         if not self.connected:
@@ -388,6 +444,17 @@ class PaperExchange:
         self._require_connection("open orders request")
         return tuple(self._orders[coid] for coid in self._working)
 
+    def lookup_orders(self, client_order_ids: Iterable[str]) -> tuple[Order, ...]:
+        """The venue's copies of the named orders it knows, working or finished, in the
+        order asked; unknown ids are left out.
+
+        Raises:
+            BrokerDisconnected: not connected.
+        """
+        self._require_connection("order lookup")
+        orders = self._orders
+        return tuple(orders[coid] for coid in client_order_ids if coid in orders)
+
     def fills_since(self, ts: int) -> tuple[Fill, ...]:
         """Every fill with ``ts >= ts``, in execution order.
 
@@ -402,16 +469,27 @@ class PaperExchange:
         """Process one bar: held acks due, DAY expiries, then matching and IOC cancels.
 
         A bar of another timeframe than the configured one, or at or before the last bar
-        seen for its series, changes nothing and returns nothing.
+        seen for its series, changes nothing and returns nothing. The venue trades the bar
+        whether or not the connection is up; only the events are lost while it is down.
 
         Raises:
             BrokerDisconnected: not connected, or an injected disconnect fires at this
-                bar (which is then not processed).
+                bar; the bar was traded all the same (see the module notes).
         """
+        dropped = bool(self.faults.disconnect_at) and self._inject_disconnect(bar.ts)
+        events = self._trade(bar)
+        if dropped:
+            msg = f"paper broker: connection dropped at bar ts {bar.ts} (fault injection)"
+            raise BrokerDisconnected(msg)
         if not self.connected:
-            self._require_connection(f"bar {bar.instrument} {bar.ts}")
-        if self.faults.disconnect_at:
-            self._inject_disconnect(bar.ts)
+            msg = (
+                f"paper broker: not connected, the news of bar {bar.instrument} {bar.ts} "
+                f"not delivered ({len(events)} events)"
+            )
+            raise BrokerDisconnected(msg)
+        return events
+
+    def _trade(self, bar: Bar) -> tuple[BrokerEvent, ...]:
         timeframe = self.config.timeframe
         if timeframe is not None and bar.timeframe != timeframe:
             return ()
@@ -445,13 +523,18 @@ class PaperExchange:
                 self._end(coid, OrderCanceled(client_order_id=coid, ts=bar.ts), events)
         return tuple(events)
 
-    def _inject_disconnect(self, ts: int) -> None:
+    def _inject_disconnect(self, ts: int) -> bool:
+        """Drop the connection if a drop is due at `ts` (a drop due while the connection
+        is already down is spent quietly); True when this call dropped it."""
         due = [t for t in self.faults.disconnect_at if t not in self._dropped and ts >= t]
-        if due:
-            self._dropped.update(due)
-            self.disconnect()
-            msg = f"paper broker: connection dropped at bar ts {ts} (fault injection)"
-            raise BrokerDisconnected(msg)
+        if not due:
+            return False
+        self._dropped.update(due)
+        if not self.connected:
+            return False
+        self.disconnect()
+        self._refusals_left = self.faults.failed_reconnects
+        return True
 
     def _match(self, order: Order, bar: Bar, events: list[BrokerEvent]) -> None:
         intent = order.intent
@@ -532,6 +615,9 @@ class PaperExchange:
             working=len(self._working),
             bars=self._bars,
             disconnects=self._disconnects,
+            connect_attempts=self._connect_attempts,
+            refused_connects=self._refused_connects,
+            subscribes=self._subscribes,
         )
 
 
@@ -558,7 +644,7 @@ class PaperBroker:
         return self.exchange.connected
 
     async def connect(self) -> None:
-        """Bring the simulated connection up."""
+        """Bring the simulated connection up (see `PaperExchange.connect`)."""
         self.exchange.connect()
 
     async def disconnect(self) -> None:
@@ -577,9 +663,22 @@ class PaperBroker:
         """See `Broker.on_bar` and `PaperExchange.on_bar`."""
         return self.exchange.on_bar(bar)
 
+    async def subscribe(self, instruments: Sequence[str]) -> None:
+        """See `Broker.subscribe` and `PaperExchange.subscribe`."""
+        self.exchange.subscribe(instruments)
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        """The instruments subscribed on the current connection."""
+        return self.exchange.subscriptions
+
     async def open_orders(self) -> tuple[Order, ...]:
         """See `Broker.open_orders`."""
         return self.exchange.open_orders()
+
+    async def lookup_orders(self, client_order_ids: Sequence[str]) -> tuple[Order, ...]:
+        """See `Broker.lookup_orders`."""
+        return self.exchange.lookup_orders(client_order_ids)
 
     async def fills_since(self, ts: int) -> tuple[Fill, ...]:
         """See `Broker.fills_since`."""

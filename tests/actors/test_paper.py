@@ -389,7 +389,7 @@ class TestFaults:
         assert isinstance(ack, OrderAccepted)
         assert isinstance(canceled, OrderCanceled)
 
-    def test_an_injected_disconnect_drops_the_connection_once_and_skips_that_bar(self):
+    def test_an_injected_disconnect_drops_the_connection_once_and_loses_that_bars_news(self):
         engine = exchange(PaperFaults(disconnect_at=(T0 + 2 * MIN,)))
         engine.submit(submitted(intent(limit="90.00"), ts=T0))
         engine.on_bar(flat(T0 + MIN))
@@ -398,9 +398,92 @@ class TestFaults:
         assert not engine.connected
         assert engine.statistics().disconnects == 1
         engine.connect()
-        (event,) = engine.on_bar(flat(T0 + 3 * MIN, "89.00"))
-        assert isinstance(event, OrderFilled)
-        assert event.fill.ts == T0 + 3 * MIN
+        assert engine.on_bar(flat(T0 + 3 * MIN, "89.00")) == ()  # no second drop either
+        (fill,) = engine.fills_since(T0)
+        assert fill.ts == T0 + 2 * MIN
+        assert engine.lookup_orders(["s1-00000001"])[0].status is OrderStatus.FILLED
+
+    def test_the_market_trades_on_while_the_connection_is_down(self):
+        engine = exchange()
+        engine.submit(submitted(intent(limit="90.00", tif=TimeInForce.DAY), ts=T0))
+        engine.submit(submitted(intent(limit="80.00"), ts=T0 + 1, seq=2))
+        engine.disconnect()
+        with pytest.raises(BrokerDisconnected, match="not delivered"):
+            engine.on_bar(flat(T0 + MIN, "89.00"))
+        with pytest.raises(BrokerDisconnected):
+            engine.on_bar(flat(T0 + DAY, "95.00"))
+        engine.connect()
+        assert [f.client_order_id for f in engine.fills_since(T0)] == ["s1-00000001"]
+        assert engine.open_orders()[0].client_order_id == "s1-00000002"
+        assert engine.statistics().bars == 2
+
+    def test_a_drop_due_while_already_down_is_spent_quietly(self):
+        engine = exchange(PaperFaults(disconnect_at=(T0 + MIN,)))
+        engine.disconnect()
+        with pytest.raises(BrokerDisconnected, match="not delivered"):
+            engine.on_bar(flat(T0 + MIN))
+        engine.connect()
+        assert engine.on_bar(flat(T0 + 2 * MIN)) == ()
+        assert engine.statistics().disconnects == 1
+
+    def test_reconnects_are_refused_the_given_number_of_times_after_a_drop(self):
+        engine = exchange(PaperFaults(disconnect_at=(T0 + MIN,), failed_reconnects=2))
+        engine.connect()  # the first connection is never refused
+        with pytest.raises(BrokerDisconnected):
+            engine.on_bar(flat(T0 + MIN))
+        for left in (1, 0):
+            with pytest.raises(BrokerDisconnected, match=f"{left} more refusals"):
+                engine.connect()
+        engine.connect()
+        assert engine.connected
+        stats = engine.statistics()
+        assert (stats.connect_attempts, stats.refused_connects) == (4, 2)
+
+    def test_a_connect_while_up_is_not_an_attempt(self):
+        engine = exchange()
+        engine.connect()
+        assert engine.statistics().connect_attempts == 1
+
+
+class TestSubscriptionsAndLookups:
+    def test_subscriptions_belong_to_the_connection(self):
+        engine = exchange()
+        engine.subscribe(["AAPL"])
+        engine.subscribe(["ES"])
+        assert engine.subscriptions == {"AAPL", "ES"}
+        engine.disconnect()
+        assert engine.subscriptions == frozenset()
+        assert engine.statistics().subscribes == 2
+
+    def test_a_subscription_needs_the_connection(self):
+        engine = exchange()
+        engine.disconnect()
+        with pytest.raises(BrokerDisconnected, match="subscription"):
+            engine.subscribe(["AAPL"])
+
+    def test_a_lookup_returns_known_orders_in_the_order_asked(self):
+        engine = exchange()
+        engine.submit(submitted(intent(limit="90.00"), ts=T0))
+        engine.submit(submitted(intent(limit="91.00"), ts=T0 + 1, seq=2))
+        engine.cancel("s1-00000001", T0 + 2)
+        found = engine.lookup_orders(["s1-00000002", "s1-00000009", "s1-00000001"])
+        assert [(o.client_order_id, o.status) for o in found] == [
+            ("s1-00000002", OrderStatus.ACCEPTED),
+            ("s1-00000001", OrderStatus.CANCELED),
+        ]
+
+    def test_a_lookup_needs_the_connection(self):
+        engine = exchange()
+        engine.disconnect()
+        with pytest.raises(BrokerDisconnected, match="lookup"):
+            engine.lookup_orders(["s1-00000001"])
+
+    async def test_the_async_broker_passes_subscriptions_and_lookups_through(self):
+        broker = PaperBroker(PaperConfig(AAPL))
+        await broker.connect()
+        await broker.subscribe(["AAPL"])
+        assert broker.subscriptions == {"AAPL"}
+        assert await broker.lookup_orders(["s1-00000001"]) == ()
 
 
 class TestBars:
