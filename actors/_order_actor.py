@@ -10,7 +10,10 @@ sequence and the applied execution ids.
 # * Placing an order, in this order and no other: assign the client order id; journal the
 #   INITIALIZED order with `PersistDurably` (an ask, answered after commit); apply
 #   OrderSubmitted; `broker.submit`; apply what the broker answered. An order therefore
-#   reaches the broker only after its intent is durable.
+#   reaches the broker only after its intent is durable. When it cannot be made durable
+#   (persistence answers `NotDurable` during a store outage, or nothing within
+#   `journal_timeout`), the order is recorded as DENIED with the reason
+#   ``store unavailable`` and never reaches the broker (risk halts trading meanwhile).
 # * Decide, then act, then commit: a handler computes the change to the book (a
 #   `BookChange` over the committed book, pure), performs the effects (persist, tell
 #   risk, forward the bar), and only then commits the change to the book. Steps that must
@@ -63,6 +66,7 @@ from tradewind.actors._messages import (
     BrokerConnectionChanged,
     CancelAllOrders,
     CancelOrder,
+    NotDurable,
     OrderUpdated,
     Persist,
     PersistDurably,
@@ -80,7 +84,7 @@ from tradewind.actors._orders import (
     OrderStatus,
     OrderSubmitted,
 )
-from tradewind.runtime import Actor
+from tradewind.runtime import Actor, AskTimeout
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -92,6 +96,7 @@ if TYPE_CHECKING:
 PERSISTENCE_PATH: Final = "persistence"
 RISK_PATH: Final = "trading/risk"
 DISCONNECTED_REASON: Final = "broker disconnected"
+STORE_UNAVAILABLE_REASON: Final = "store unavailable"
 # The key under which a bar's broker answer is kept in `Pending.answers`.
 _BAR_ANSWER: Final = ""
 
@@ -464,9 +469,9 @@ class OrderActor(Actor):
             self._finish(change)
             return denied
         if not pending.journaled:
-            await self._persistence.ask(
-                PersistDurably((initialized,)), timeout=self._journal_timeout
-            )
+            refused = await self._journal(initialized)
+            if refused is not None:
+                return await self._deny_unjournaled(change, initialized, message.ts, refused)
             pending.journaled = True
         submitted = change.record(
             initialized.apply(OrderSubmitted(client_order_id=client_order_id, ts=message.ts))
@@ -487,6 +492,39 @@ class OrderActor(Actor):
         self._finish(change)
         final = change.current(client_order_id)
         return submitted if final is None else final
+
+    async def _journal(self, order: Order) -> str | None:
+        """Make the INITIALIZED record durable; None once it is, else why it is not.
+
+        The store may be unavailable: persistence answers `NotDurable` (or cannot answer
+        within `journal_timeout`); the order must then not reach the broker.
+        """
+        try:
+            answer = await self._persistence.ask(
+                PersistDurably((order,)), timeout=self._journal_timeout
+            )
+        except AskTimeout:
+            return f"{STORE_UNAVAILABLE_REASON}: no journal answer in {self._journal_timeout}s"
+        if isinstance(answer, NotDurable):
+            return f"{STORE_UNAVAILABLE_REASON}: {answer.reason}"
+        return None
+
+    async def _deny_unjournaled(
+        self, change: BookChange, initialized: Order, ts: int, reason: str
+    ) -> Order:
+        # The intent could not be journaled: the order never reaches the broker. DENIED
+        # is the exit of INITIALIZED that says so; its record is persisted (buffered)
+        # like any update, after the INITIALIZED one (one FIFO mailbox).
+        self.context.log.warning(
+            "order_not_journaled", client_order_id=initialized.client_order_id, reason=reason
+        )
+        denied = initialized.apply(
+            OrderDenied(client_order_id=initialized.client_order_id, ts=ts, reason=reason)
+        )
+        change.record(denied)
+        await self._publish(change)
+        self._finish(change)
+        return denied
 
     async def _on_cancel(self, message: CancelOrder) -> Order | None:
         """Cancel one order; reply with its snapshot, or None if it is not working here."""
