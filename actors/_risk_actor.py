@@ -28,9 +28,17 @@ Design notes
   trading calendar's zone (UTC without a calendar), read from the event time of the
   message, never from the wall clock, so replays are deterministic.
 * The trading state is derived, not set: HALTED while the kill switch is tripped (it stays
-  tripped until a new day, if `RiskSettings.resume_next_day`), otherwise the stale-feed
-  state while the feed is stale, otherwise ACTIVE. A change is announced once with
-  `TradingStateChanged` to the strategy and to persistence.
+  tripped until a new day, if `RiskSettings.resume_next_day`), otherwise the more severe
+  of the broker-down state (while the order actor reports the broker connection down)
+  and the stale-feed state (while the feed is stale), otherwise ACTIVE. A change is
+  announced once with `TradingStateChanged` to the strategy and to persistence.
+* Broker disconnection: every intent is denied with `BROKER_DISCONNECTED` while the
+  connection is down, never queued. The gate therefore checks intents against the state
+  *without* the broker's part (a HALTED that only means "broker down" would otherwise
+  be reported as TRADING_HALTED), and the broker flag gives the reason. The order actor
+  reports the connection up again only after it has reconciled the orders and fills,
+  and their updates reach risk first (one FIFO mailbox), so trading resumes on a
+  reconciled book, and stays HALTED if those fills tripped the kill switch.
 """
 
 from __future__ import annotations
@@ -117,6 +125,19 @@ def _stale_state(
         raise InvalidLimits(msg)
 
 
+def _restricted_state(
+    _instance: object, attribute: attrs.Attribute[TradingState], value: object
+) -> None:
+    if value not in {TradingState.REDUCING, TradingState.HALTED}:
+        msg = f"{attribute.name}: must be TradingState.REDUCING or HALTED, got {value!r}"
+        raise InvalidLimits(msg)
+
+
+# How severe a trading state is: the more severe of two reasons wins.
+_SEVERITY: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+BROKER_DOWN_REASON: Final = "the broker connection is down"
+
+
 @attrs.frozen
 class RiskSettings:
     """How the risk actor behaves, beside the limits.
@@ -130,6 +151,10 @@ class RiskSettings:
             uses the strategy id of the last intent risk saw (``"risk"`` if none).
         resume_next_day: whether a tripped kill switch is reset when a new trading day
             starts (default False: HALTED stays until the process is restarted).
+        broker_down_state: the trading state while the broker connection is down:
+            HALTED (the default) or REDUCING. Either way every intent is denied with
+            `BROKER_DISCONNECTED` until the order actor has reconnected and reconciled;
+            the state tells the strategy what to expect.
     """
 
     stale_feed_state: TradingState = attrs.field(
@@ -138,6 +163,9 @@ class RiskSettings:
     flatten_on_kill: bool | None = None
     flatten_strategy_id: str | None = None
     resume_next_day: bool = False
+    broker_down_state: TradingState = attrs.field(
+        default=TradingState.HALTED, validator=_restricted_state
+    )
 
 
 @attrs.frozen
@@ -225,6 +253,7 @@ class RiskBook:
     outbox: deque[Effect] = attrs.field(init=False, factory=deque)
     committed: object = attrs.field(init=False, default=None)
     broker_connected: bool = attrs.field(init=False, default=True)
+    broker_reason: str = attrs.field(init=False, default="")
     killed: bool = attrs.field(init=False, default=False)
     kill_reason: str = attrs.field(init=False, default="")
     feed_stale: bool = attrs.field(init=False, default=False)
@@ -315,7 +344,7 @@ class RiskBook:
         self._counts["intents"] += 1
         decision = check_order(
             self.limits,
-            self.state,
+            self._gate_state(),
             self.portfolio,
             self.open_orders,
             intent,
@@ -389,9 +418,11 @@ class RiskBook:
         return self._restate(message.ts)
 
     def on_broker_connection(self, message: BrokerConnectionChanged) -> list[Effect]:
-        """Remember whether the broker is reachable (intents are denied while it is not)."""
+        """The broker went down (intents are denied, the state moves to the configured
+        broker-down state) or is back and reconciled (the state is derived again)."""
         self.broker_connected = message.connected
-        return []
+        self.broker_reason = message.reason
+        return self._restate(message.ts)
 
     def on_swap(self, message: SwapRiskLimits, ts: int) -> list[Effect]:
         """Replace the limits; a tighter loss limit may trip the kill switch at once.
@@ -449,14 +480,32 @@ class RiskBook:
         self.kill_reason = ""
         return self._restate(ts)
 
-    def _restate(self, ts: int) -> list[Effect]:
+    def _derive_state(self, *, with_broker: bool) -> tuple[TradingState, str]:
         if self.killed:
-            state, reason = TradingState.HALTED, self.kill_reason
-        elif self.feed_stale and self.settings.stale_feed_state is not TradingState.ACTIVE:
-            state, reason = self.settings.stale_feed_state, "the market data feed is stale"
-        else:
-            state, reason = TradingState.ACTIVE, ""
+            return TradingState.HALTED, self.kill_reason
+        state, reason = TradingState.ACTIVE, ""
+        if with_broker and not self.broker_connected:
+            state = self.settings.broker_down_state
+            reason = f"{BROKER_DOWN_REASON}: {self.broker_reason}"
+            reason = reason.removesuffix(": ")
+        stale = self.settings.stale_feed_state
+        if self.feed_stale and _SEVERITY[stale] > _SEVERITY[state]:
+            state, reason = stale, "the market data feed is stale"
+        return state, reason
+
+    def _gate_state(self) -> TradingState:
+        """The state intents are checked against: without the broker's part, whose
+        denials carry their own reason (`BROKER_DISCONNECTED`)."""
+        if self.broker_connected:
+            return self.state
+        return self._derive_state(with_broker=False)[0]
+
+    def _restate(self, ts: int) -> list[Effect]:
+        state, reason = self._derive_state(with_broker=True)
+        if state is self.state and reason == self.reason:
+            return []
         if state is self.state:
+            self.reason = reason
             return []
         self.state, self.reason = state, reason
         change = TradingStateChanged(state=state, reason=reason or "trading resumed", ts=ts)

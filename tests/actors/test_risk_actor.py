@@ -239,6 +239,90 @@ class TestDenials:
             assert denied.reason is DenyReason.BROKER_DISCONNECTED
 
 
+class TestBrokerConnection:
+    async def test_a_lost_connection_halts_trading_and_says_why(
+        self, autojump_clock: object
+    ) -> None:
+        async with tiny() as t:
+            await t.send(BrokerConnectionChanged(connected=False, ts=T0, reason="socket closed"))
+            (changed,) = t.of(t.strategy, TradingStateChanged)
+            assert changed.state is TradingState.HALTED
+            assert changed.reason == "the broker connection is down: socket closed"
+            assert t.of(t.persistence, Persist)[0].records == (changed,)
+
+    async def test_the_broker_down_state_is_configurable(self, autojump_clock: object) -> None:
+        settings = RiskSettings(broker_down_state=TradingState.REDUCING)
+        async with tiny(RiskBook(limits(), [AAPL], settings)) as t:
+            await t.send(BrokerConnectionChanged(connected=False, ts=T0))
+            (changed,) = t.of(t.strategy, TradingStateChanged)
+            assert changed.state is TradingState.REDUCING
+            assert changed.reason == "the broker connection is down"
+
+    def test_the_broker_down_state_is_never_active(self) -> None:
+        with pytest.raises(InvalidLimits, match="broker_down_state"):
+            RiskSettings(broker_down_state=TradingState.ACTIVE)
+
+    async def test_every_intent_while_down_is_denied_as_disconnected_even_when_halted(
+        self, autojump_clock: object
+    ) -> None:
+        async with tiny() as t:
+            await t.send(
+                bar(T0, "100"),
+                BrokerConnectionChanged(connected=False, ts=T0),
+                SubmitIntent(intent(side=Side.SELL), T0),
+            )
+            (denied,) = t.of(t.strategy, IntentDenied)
+            assert denied.reason is DenyReason.BROKER_DISCONNECTED
+            assert denied.detail == "the broker connection is down"
+            assert t.of(t.orders, PlaceOrder) == []
+
+    async def test_trading_resumes_when_the_broker_is_back(self, autojump_clock: object) -> None:
+        async with tiny() as t:
+            await t.send(
+                bar(T0, "100"),
+                BrokerConnectionChanged(connected=False, ts=T0),
+                BrokerConnectionChanged(connected=True, ts=T0 + MINUTE, reason="reconciled"),
+                SubmitIntent(intent(), T0 + MINUTE),
+            )
+            states = [m.state for m in t.of(t.strategy, TradingStateChanged)]
+            assert states == [TradingState.HALTED, TradingState.ACTIVE]
+            assert t.of(t.orders, PlaceOrder) == [PlaceOrder(intent(), T0 + MINUTE)]
+
+    async def test_a_kill_switch_tripped_by_reconciled_fills_stays_halted(
+        self, autojump_clock: object
+    ) -> None:
+        async with tiny() as t:
+            wanted = intent(quantity=100)
+            await t.send(bar(T0, "100"), SubmitIntent(wanted, T0))
+            order = submitted(wanted, 1, T0)
+            await t.send(update(order, T0), BrokerConnectionChanged(connected=False, ts=T0))
+            # the reconciliation's fill (a loss beyond the limit) arrives before "connected"
+            await t.send(
+                update(filled(order, "120", T0 + MINUTE), T0 + MINUTE),
+                BrokerConnectionChanged(connected=True, ts=T0 + MINUTE),
+            )
+            assert t.book.state is TradingState.HALTED
+            assert t.book.reason.startswith("kill switch")
+
+    async def test_a_stale_feed_that_halts_outranks_a_reducing_broker_state(
+        self, autojump_clock: object
+    ) -> None:
+        settings = RiskSettings(
+            broker_down_state=TradingState.REDUCING, stale_feed_state=TradingState.HALTED
+        )
+        async with tiny(RiskBook(limits(), [AAPL], settings)) as t:
+            await t.send(
+                bar(T0, "100"),
+                BrokerConnectionChanged(connected=False, ts=T0),
+                FeedStale(ts=T0, silent_ns=MINUTE),
+                SubmitIntent(intent(), T0),
+            )
+            assert t.book.state is TradingState.HALTED
+            assert t.book.reason == "the market data feed is stale"
+            (denied,) = t.of(t.strategy, IntentDenied)
+            assert denied.reason is DenyReason.TRADING_HALTED
+
+
 class TestKillSwitch:
     async def _lose(self, t: Tiny, close: str) -> None:
         wanted = intent(quantity=100)
