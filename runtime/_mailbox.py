@@ -244,16 +244,6 @@ class Mailbox:
             trio.lowlevel.reschedule(task)
 
     # ------------------------------------------------------------------ consumer
-    def take(self) -> Message:
-        """Remove and return the oldest message (the mailbox must not be empty)."""
-        item = self.queue.popleft()
-        if self.blocked:
-            self._senders.unpark()
-        if type(item) is _Slot:
-            del self._index[item.key]
-            return item.message
-        return item
-
     def taken_conflated(self, item: Message) -> Message:
         """Finish taking ``item`` popped from the queue of a ``CONFLATE`` mailbox."""
         del self._index[item.key]

@@ -431,6 +431,32 @@ class TestIntensity:
         assert restarts == {"a": 0, "inner/w": 2, "c": 1}
         assert handled_by(journal, "w") == ["boom1", "boom2", "ok"]
 
+    async def test_a_restarted_supervisor_revives_its_retired_children(
+        self, autojump_clock: MockClock
+    ):
+        journal = Journal()
+        journal.crash_once.update({"temp-boom", "worker-boom"})
+        inner = SupervisorSpec(
+            "inner",
+            [
+                ChildSpec("temp", journal.factory("temp"), restart=Restart.TEMPORARY),
+                ChildSpec("worker", journal.factory("worker")),
+            ],
+            max_restarts=0,
+            backoff=QUICK,
+        )
+        spec = SupervisorSpec("root", [inner], backoff=QUICK)
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            temp = system.ref("inner/temp")
+            await temp.send("temp-boom")  # temporary: retired, its message dead-lettered
+            await system.quiesce()
+            assert not temp.statistics().running
+            await system.ref("inner/worker").send("worker-boom")  # inner gives up
+            await system.quiesce()
+            # root restarted inner, which starts every child afresh, temp included
+            assert await temp.ask("back?") == ("temp", "back?")
+        assert [d.message for d in system.dead_letters] == ["temp-boom"]
+
     async def test_a_crash_in_on_start_counts_as_a_crash(self, autojump_clock: MockClock):
         attempts: list[int] = []
 
