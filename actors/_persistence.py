@@ -2,9 +2,17 @@
 
 Producers send `Persist(records)` (batched: flushed when the batch reaches `batch_size`,
 or `flush_interval` seconds after it began, and completely on stop), `PersistDurably`
-(flushed now, answered after the commit) and `Flush` (answered after the commit). The
-actor also keeps the run's event log: every record accepted, in acceptance order, as a
-canonical line folded into a SHA-256 digest.
+(flushed now, answered after the commit, or with `NotDurable` when the store stays
+unavailable) and `Flush` (answered after the commit). The actor also keeps the run's event
+log: every record accepted, in acceptance order, as a canonical line folded into a SHA-256
+digest.
+
+When the store is unavailable the actor tells risk (`StoreAvailabilityChanged`), keeps
+what it accepts in a bounded buffer and retries; when the buffer is full it either stops
+taking messages (backpressure: a replay slows down, nothing is dropped) or, with
+``spill=True``, writes the buffer to a local spill journal (`SpillJournal`) and goes on.
+The journal is replayed into the store first once it is back, then removed; a journal
+left by a crashed run is replayed at start.
 """
 
 # Design notes
@@ -35,10 +43,39 @@ canonical line folded into a SHA-256 digest.
 #   on an event while nothing is pending.
 # * A record that no table holds (`TradingStateChanged`, session events) still enters
 #   the event log; a record of unknown type is logged and counted, never a crash.
+#
+# Database outage
+# ---------------
+# * Availability is learned from flushes: the first `StoreUnavailable` marks the store
+#   unavailable, the next commit marks it available again. Each change is announced to
+#   risk (`StoreAvailabilityChanged`, with the event time of the newest accepted record)
+#   by a small notifier task, never from the handler: risk may itself be waiting for
+#   room in this mailbox, and a handler waiting for risk's would deadlock the two. The
+#   notifier sends the state in force, so a quick down-up-down is announced as what it
+#   ended in; it resumes after a restart (what was announced is in the keeper).
+# * With ``spill=True``, once the buffer holds `max_pending` records while the store is
+#   unavailable, the whole buffer is appended to the journal (one write, one fsync) and
+#   the buffer starts over; nothing ever waits for the store. Spilling the whole buffer,
+#   not just the record that overflowed, keeps one simple order rule: everything in the
+#   journal is older than everything in the buffer, so a flush always writes the journal
+#   first. It also makes the fsyncs few (one per `max_pending` records) and puts the
+#   oldest accepted records on disk first.
+# * Recovery: each flush attempt replays one unit of `batch_size` journal records, in
+#   order, and only when the journal is empty the buffer; the ticker keeps nudging while
+#   the journal has records, and every message handled in between is accepted into the
+#   buffer (or spilled again), so producers are not held up by a long replay. A unit
+#   committed twice (a failure after the commit) changes nothing: writes are idempotent
+#   on their natural keys. The file is removed after its last record was committed.
+# * `PersistDurably` is the order actor's journal write before the broker: during an
+#   outage it waits at most `durable_timeout` for the store, then answers `NotDurable`
+#   (the records stay accepted and are written later); the order is then denied, never
+#   sent. `Flush` and the stop still wait for the commit; at stop, when the store is
+#   unavailable and a journal is configured, the buffer is spilled instead of being lost.
 
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -53,21 +90,25 @@ from tradewind.actors._messages import (
     FeedStale,
     Flush,
     IntentDenied,
+    NotDurable,
     OrderUpdated,
     Persist,
     PersistDurably,
     SessionChanged,
+    StoreAvailabilityChanged,
     TradingStateChanged,
 )
 from tradewind.actors._orders import Fill, Order
+from tradewind.actors._spill import SPILL_TYPES, SpillJournal, SpillStatistics
 from tradewind.actors._values import Instrument
 from tradewind.runtime._actor import Actor
-from tradewind.runtime._errors import MailboxFull
+from tradewind.runtime._errors import ActorNotFound, MailboxFull
 from tradewind.runtime._records import DeadLetter as RuntimeDeadLetter
 from tradewind.storage._errors import StoreUnavailable
 from tradewind.storage._records import DeadLetter, Denial, RunRecord
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Sequence
     from contextlib import AbstractAsyncContextManager
 
@@ -81,6 +122,9 @@ _MIN_TICK = 0.001
 _LOG_ONLY = frozenset(
     {TradingStateChanged, SessionChanged, FeedStale, FeedResumed, EndOfData, BarRejected}
 )
+_SPILLABLE = frozenset(SPILL_TYPES)
+#: The path of the actor told about the store's availability, in the assembled tree.
+RISK_PATH = "trading/risk"
 
 
 class UnitOfWorkStore(Protocol):
@@ -102,12 +146,17 @@ class PersistenceStatistics:
 
     Attributes:
         accepted: records taken into a batch.
-        committed: records in committed units of work.
-        pending: records accepted but not yet committed.
+        committed: records in committed units of work (replayed journal records
+            included; records of a type the journal cannot hold count once dropped).
+        pending: records accepted and held in memory, not yet committed.
         commits: units of work committed.
         store_failures: flushes that failed with `StoreUnavailable` (and were retried).
         unstorable: records of a type no table holds and the log cannot name (logged).
         event_log_digest: the hex SHA-256 of the event log so far.
+        store_available: False from a flush's `StoreUnavailable` until the next commit.
+        spilled: records in the spill journal, not yet replayed into the store.
+        not_durable: `PersistDurably` asks answered with `NotDurable`.
+        spill: the spill journal's counts, or None without a journal.
     """
 
     accepted: int
@@ -117,6 +166,10 @@ class PersistenceStatistics:
     store_failures: int
     unstorable: int
     event_log_digest: str
+    store_available: bool = True
+    spilled: int = 0
+    not_durable: int = 0
+    spill: SpillStatistics | None = None
 
 
 @attrs.define
@@ -124,8 +177,10 @@ class PersistenceKeeper:
     """The persistence actor's state that outlives its instances.
 
     Attributes:
-        pending: records accepted and not yet committed, in acceptance order.
+        pending: records accepted and not yet committed (nor spilled), in acceptance order.
         event_log: the run's event log (digest and count).
+        journal: the spill journal, made by the first instance when a path is configured.
+        store_available: what the last flush said about the store.
     """
 
     pending: list[object] = attrs.field(factory=list)
@@ -142,9 +197,17 @@ class PersistenceKeeper:
     unstorable: int = 0
     denial_ids: dict[str, int] = attrs.field(factory=dict)
     dead_letter_seqs: dict[tuple[str, int], int] = attrs.field(factory=dict)
+    journal: SpillJournal | None = None
+    store_available: bool = True
+    unavailable_reason: str = ""
+    announced_available: bool = True
+    availability_changed: trio.Event = attrs.field(factory=trio.Event)
+    last_ts: int = 0
+    not_durable: int = 0
 
     def statistics(self) -> PersistenceStatistics:
         """A frozen snapshot of the counts and the event-log digest."""
+        journal = self.journal
         return PersistenceStatistics(
             accepted=self.event_log.count,
             committed=self.committed,
@@ -153,12 +216,37 @@ class PersistenceKeeper:
             store_failures=self.store_failures,
             unstorable=self.unstorable,
             event_log_digest=self.event_log.digest(),
+            store_available=self.store_available,
+            spilled=journal.records if journal is not None else 0,
+            not_durable=self.not_durable,
+            spill=journal.statistics() if journal is not None else None,
         )
 
     @property
     def digest(self) -> str:
         """The hex SHA-256 of the event log so far."""
         return self.event_log.digest()
+
+    @property
+    def has_work(self) -> bool:
+        """Whether anything accepted is still to be committed (buffered or spilled)."""
+        return bool(self.pending) or (self.journal is not None and self.journal.records > 0)
+
+    def wake_ticker(self) -> None:
+        """Wake the flush ticker (a batch began, or a journal needs replaying)."""
+        self.batch_begun.set()
+        self.batch_begun = trio.Event()
+
+    def set_available(self, available: bool, reason: str = "") -> bool:
+        """Record what a flush said about the store; True if that changed (the notifier
+        is woken to tell risk)."""
+        if available is self.store_available:
+            return False
+        self.store_available = available
+        self.unavailable_reason = "" if available else reason
+        self.availability_changed.set()
+        self.availability_changed = trio.Event()
+        return True
 
 
 # ----------------------------------------------------------------------------- mapping
@@ -241,17 +329,32 @@ class PersistenceActor(Actor):
     Args:
         keeper: the state that survives restarts (the unflushed batch, the event log).
         store: an open store.
-        batch_size: a batch is flushed once it holds this many records.
+        batch_size: a batch is flushed once it holds this many records; also the size
+            of each unit a spill journal is replayed in.
         flush_interval: seconds (trio time) a batch may wait before it is flushed.
-        max_pending: while the store is unavailable, records accepted before the actor
-            stops taking messages (at least `batch_size`).
+        max_pending: while the store is unavailable, records held in memory before the
+            actor stops taking messages, or, with `spill`, writes them to the journal
+            (at least `batch_size`).
         retry_initial, retry_max: the backoff after a `StoreUnavailable`, in seconds,
             doubling from the first to the cap.
+        spill: spill a full buffer to the journal during an outage instead of making
+            producers wait (for a live feed that cannot slow down); needs `spill_path`.
+        spill_path: the spill journal file. A journal found there at start (left by a
+            crashed run) is replayed before anything else, also without `spill`.
+        durable_timeout: seconds a `PersistDurably` may wait for an unavailable store
+            before it is answered with `NotDurable`.
+        risk: the path of the actor told about the store's availability (None: nobody;
+            an absent actor is skipped with a log line).
 
-    Messages: `Persist` (no reply), `PersistDurably` and `Flush` (reply: the number of
-    records committed so far, after the commit). Records: `Bar`, `OrderUpdated`,
-    `IntentDenied`, runtime and storage `DeadLetter`, `RunRecord`, `Instrument`,
-    `Fill`, `Order`, `Denial`; anything else goes to the event log only.
+    Messages: `Persist` (no reply), `PersistDurably` (reply: the number of records
+    committed so far, after the commit; or `NotDurable`), `Flush` (reply: the number of
+    records committed so far, after the commit of everything accepted before it, the
+    spill journal included). Records: `Bar`, `OrderUpdated`, `IntentDenied`, runtime and
+    storage `DeadLetter`, `RunRecord`, `Instrument`, `Fill`, `Order`, `Denial`; anything
+    else goes to the event log only.
+
+    Raises:
+        ValueError: a bad setting, or `spill` without `spill_path`.
     """
 
     def __init__(
@@ -264,12 +367,22 @@ class PersistenceActor(Actor):
         max_pending: int = 100_000,
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
+        spill: bool = False,
+        spill_path: str | os.PathLike[str] | None = None,
+        durable_timeout: float = 2.0,
+        risk: str | None = RISK_PATH,
     ) -> None:
         if batch_size < 1:
             msg = f"batch_size: must be >= 1, got {batch_size}"
             raise ValueError(msg)
         if not flush_interval > 0:
             msg = f"flush_interval: must be > 0, got {flush_interval}"
+            raise ValueError(msg)
+        if spill and spill_path is None:
+            msg = "spill: needs a spill_path"
+            raise ValueError(msg)
+        if not durable_timeout >= 0:
+            msg = f"durable_timeout: must be >= 0, got {durable_timeout}"
             raise ValueError(msg)
         self._keeper = keeper
         self._store = store
@@ -278,65 +391,124 @@ class PersistenceActor(Actor):
         self._max_pending = max(max_pending, batch_size)
         self._retry_initial = retry_initial
         self._retry_max = retry_max
+        self._spill = spill
+        self._spill_path = spill_path
+        self._durable_timeout = durable_timeout
+        self._risk_path = risk
         self._ticker: OwnedTask | None = None
+        self._notifier: OwnedTask | None = None
 
     async def on_start(self) -> None:
-        """Start the flush ticker."""
-        self._keeper.tick_queued = False
-        self._ticker = OwnedTask(
-            f"{self.context.path}:ticker",
-            self._tick,
-            report_to(self.context),
-        )
+        """Take over a spill journal left by a crashed run (once per keeper), then start
+        the flush ticker and the availability notifier.
+
+        Raises:
+            OSError: the journal file cannot be read or truncated.
+        """
+        keeper = self._keeper
+        keeper.tick_queued = False
+        if keeper.journal is None and self._spill_path is not None:
+            journal = SpillJournal(self._spill_path)
+            recovery = await journal.recover()
+            keeper.journal = journal
+            for torn in recovery.torn:
+                self.context.log.error(
+                    "spill_journal_torn_line",
+                    path=str(journal.path),
+                    offset=torn.offset,
+                    length=torn.length,
+                    reason=torn.reason,
+                    preview=repr(torn.preview),
+                )
+            if recovery.records:
+                self.context.log.warning(
+                    "spill_journal_found", path=str(journal.path), records=recovery.records
+                )
+        report = report_to(self.context)
+        self._ticker = OwnedTask(f"{self.context.path}:ticker", self._tick, report)
         self._ticker.start()
+        if self._risk_path is not None:
+            self._notifier = OwnedTask(f"{self.context.path}:notifier", self._announce, report)
+            self._notifier.start()
 
     async def on_stop(self) -> None:
-        """Stop the ticker and flush everything (retrying while the store is away, for as
-        long as the shutdown timeout allows)."""
-        if self._ticker is not None:
-            await self._ticker.stop()
-        if self._keeper.pending:
+        """Stop the tasks and flush everything (retrying while the store is away, for as
+        long as the shutdown timeout allows; with a journal, the buffer of an unavailable
+        store is spilled instead)."""
+        for task in (self._ticker, self._notifier):
+            if task is not None:
+                await task.stop()
+        keeper = self._keeper
+        if keeper.pending and keeper.journal is not None and not keeper.store_available:
+            await self._spill_pending()
+        if keeper.has_work:
             try:
-                await self._flush_until_committed()
+                await self._flush_within(math.inf)
             finally:
-                if self._keeper.pending:
+                if keeper.has_work:
                     self.context.log.error(
-                        "persistence_unflushed_at_stop", records=len(self._keeper.pending)
+                        "persistence_unflushed_at_stop",
+                        records=len(keeper.pending),
+                        spilled=keeper.journal.records if keeper.journal is not None else 0,
                     )
 
     async def _tick(self) -> None:
         keeper = self._keeper
         ref = self.context.ref
         while True:
-            if not keeper.pending or keeper.batch_started is None:
+            if not keeper.has_work:
                 # Nothing to flush: sleep until a batch begins (no busy ticking while
                 # idle, which matters under an autojumping clock).
                 await keeper.batch_begun.wait()
                 continue
-            due = keeper.batch_started + self._flush_interval
+            now = trio.current_time()
             if keeper.retry_at is not None:
-                due = max(keeper.retry_at, trio.current_time())
-            await trio.sleep_until(max(due, trio.current_time() + _MIN_TICK))
-            if keeper.pending and not keeper.tick_queued:
+                due = max(keeper.retry_at, now)
+            elif keeper.journal is not None and keeper.journal.records:
+                due = now  # replaying: one unit per nudge
+            elif keeper.batch_started is not None:
+                due = keeper.batch_started + self._flush_interval
+            else:  # pragma: no cover -- pending records always have a batch start
+                due = now + self._flush_interval
+            await trio.sleep_until(max(due, now + _MIN_TICK))
+            if keeper.has_work and not keeper.tick_queued:
                 try:
                     ref.send_nowait(_FlushDue())
                 except MailboxFull:
                     continue  # messages are queued: the handler looks at the batch anyway
                 keeper.tick_queued = True
 
+    async def _announce(self) -> None:
+        keeper = self._keeper
+        while True:
+            available = keeper.store_available
+            if available is keeper.announced_available:
+                await keeper.availability_changed.wait()
+                continue
+            reason = "the store is back" if available else keeper.unavailable_reason
+            change = StoreAvailabilityChanged(available=available, ts=keeper.last_ts, reason=reason)
+            try:
+                ref = self.context.system.ref(self._risk_path)  # type: ignore[arg-type]
+            except ActorNotFound:
+                self.context.log.warning("store_availability_not_announced", path=self._risk_path)
+            else:
+                await ref.send(change)
+            keeper.announced_available = available
+
     # ------------------------------------------------------------------ handling
 
-    async def handle(self, message: object) -> int | None:
+    async def handle(self, message: object) -> int | NotDurable | None:
         """Accept records; flush by size, by time, or on demand."""
         if type(message) is Persist or type(message) is PersistDurably:
             self._accept_once(message)
             if type(message) is Persist:
                 await self._after_accept()
                 return None
-            await self._flush_until_committed()
-            return self._keeper.committed
+            if await self._flush_within(self._durable_timeout):
+                return self._keeper.committed
+            return self._not_durable()
         if type(message) is Flush:
-            await self._flush_until_committed()
+            await self._flush_within(math.inf)
             return self._keeper.committed
         if type(message) is _FlushDue:
             self._keeper.tick_queued = False
@@ -347,6 +519,14 @@ class PersistenceActor(Actor):
         kind = type(message)
         self.context.log.warning("unexpected_message", message_type=kind.__name__)
         return None
+
+    def _not_durable(self) -> NotDurable:
+        keeper = self._keeper
+        keeper.not_durable += 1
+        reason = keeper.unavailable_reason or "the store is unavailable"
+        pending = len(keeper.pending) + (keeper.journal.records if keeper.journal else 0)
+        self.context.log.warning("persist_durably_not_durable", reason=reason, pending=pending)
+        return NotDurable(reason=reason, pending=pending)
 
     def _accept_once(self, message: Persist | PersistDurably) -> None:
         # A message redelivered after a crash in its flush was already accepted: it is
@@ -360,10 +540,11 @@ class PersistenceActor(Actor):
 
     def _accept(self, records: Sequence[object]) -> None:
         keeper = self._keeper
+        if not records:
+            return
         if not keeper.pending:
             keeper.batch_started = trio.current_time()
-            keeper.batch_begun.set()
-            keeper.batch_begun = trio.Event()
+            keeper.wake_ticker()
         log = keeper.event_log
         pending = keeper.pending
         for record in records:
@@ -380,37 +561,96 @@ class PersistenceActor(Actor):
             else:
                 log.add(record)
                 pending.append(record)
+        ts = getattr(records[-1], "ts", None)
+        if type(ts) is int and ts > keeper.last_ts:
+            keeper.last_ts = ts
 
     async def _after_accept(self) -> None:
         keeper = self._keeper
-        if not keeper.pending:
+        if not keeper.has_work:
             return
+        journal = keeper.journal
         now = trio.current_time()
+        if keeper.retry_at is None and journal is not None and journal.records:
+            await self._try_flush()  # replay one unit of the journal
+        replaying = journal is not None and journal.records > 0
+        if len(keeper.pending) >= self._max_pending and (keeper.retry_at is not None or replaying):
+            if self._spill:
+                await self._spill_pending()
+            else:
+                await self._flush_within(math.inf)  # backpressure: take nothing until stored
+            return
         if keeper.retry_at is not None:
-            if len(keeper.pending) >= self._max_pending:
-                await self._flush_until_committed()
-            elif now >= keeper.retry_at:
+            if now >= keeper.retry_at:
                 await self._try_flush()
+            return
+        if replaying:
             return
         started = keeper.batch_started if keeper.batch_started is not None else now
         if len(keeper.pending) >= self._batch_size or now - started >= self._flush_interval:
             await self._try_flush()
 
-    async def _flush_until_committed(self) -> None:
-        while self._keeper.pending:
-            if not await self._try_flush():
-                retry_at = self._keeper.retry_at
-                assert retry_at is not None  # noqa: S101 -- set by a failed flush
+    async def _spill_pending(self) -> None:
+        keeper = self._keeper
+        journal = keeper.journal
+        assert journal is not None  # noqa: S101 -- spill and stop check it first
+        batch = list(keeper.pending)
+        records = [record for record in batch if type(record) in _SPILLABLE]
+        if len(records) < len(batch):
+            for record in batch:
+                if type(record) not in _SPILLABLE:
+                    self._unstorable(type(record))
+            keeper.committed += len(batch) - len(records)  # settled: nothing to keep
+        # Nothing leaves the buffer until the journal has it on disk.
+        await journal.append(records)
+        del keeper.pending[: len(batch)]
+        keeper.batch_started = trio.current_time() if keeper.pending else None
+        self.context.log.warning(
+            "records_spilled", records=len(records), journal=journal.records, path=str(journal.path)
+        )
+
+    async def _flush_within(self, timeout: float) -> bool:  # noqa: ASYNC109 -- a budget for retries, not for one call
+        """Flush everything (journal first, then the buffer), retrying with backoff while
+        the store is unavailable, for at most `timeout` seconds. True once all committed."""
+        keeper = self._keeper
+        deadline = trio.current_time() + timeout
+        while keeper.has_work:
+            retry_at = keeper.retry_at
+            if retry_at is not None and retry_at > trio.current_time():
+                if retry_at > deadline:
+                    return False
                 await trio.sleep_until(retry_at)
+            await self._try_flush()
+        return True
 
     async def _try_flush(self) -> bool:
-        """Flush the whole batch once. Returns False if the store was unavailable (a retry
+        """Commit one unit: the next `batch_size` records of the spill journal while it
+        has any, else the whole batch. Returns False if the store was unavailable (a retry
         is then scheduled), True once committed."""
         keeper = self._keeper
+        journal = keeper.journal
+        if journal is not None and journal.records:
+            replay = await journal.read(self._batch_size)
+            if not await self._commit(replay.records):
+                return False
+            journal.mark_replayed(replay)
+            if not journal.records:
+                await journal.remove()
+                self.context.log.info("spill_journal_replayed", path=str(journal.path))
+            return True
         batch = keeper.pending  # only this handler appends to it, and it is busy here
         if not batch:
             return True
-        unit = self._unit(batch)
+        count = len(batch)
+        if not await self._commit(batch):
+            return False
+        del keeper.pending[:count]
+        keeper.batch_started = trio.current_time() if keeper.pending else None
+        return True
+
+    async def _commit(self, records: Sequence[object]) -> bool:
+        keeper = self._keeper
+        unit = self._unit(records)
         try:
             async with self._store.transaction() as tx:
                 unit.write(tx)
@@ -419,18 +659,23 @@ class PersistenceActor(Actor):
             keeper.failures_in_row += 1
             delay = min(self._retry_max, self._retry_initial * 2 ** (keeper.failures_in_row - 1))
             keeper.retry_at = trio.current_time() + delay
+            if keeper.set_available(False, str(exc)):
+                self.context.log.error("store_unavailable", error=str(exc))
             self.context.log.warning(
-                "store_unavailable", error=str(exc), pending=len(batch), retry_in=delay
+                "store_flush_failed", error=str(exc), records=len(records), retry_in=delay
             )
             return False
-        count = len(batch)
-        del keeper.pending[:count]
-        keeper.committed += count
+        keeper.committed += len(records)
         keeper.commits += 1
         keeper.retry_at = None
         keeper.failures_in_row = 0
-        keeper.batch_started = trio.current_time() if keeper.pending else None
+        if keeper.set_available(True):
+            self.context.log.warning("store_available_again", pending=len(keeper.pending))
         return True
+
+    def _unstorable(self, kind: type) -> None:
+        self._keeper.unstorable += 1
+        self.context.log.warning("record_not_storable", record_type=kind.__name__)
 
     def _unit(self, records: Sequence[object]) -> _Unit:
         unit = _Unit()
@@ -454,8 +699,7 @@ class PersistenceActor(Actor):
                 order: Order = record  # type: ignore[assignment]
                 unit.orders[order.client_order_id] = order
             elif kind not in _LOG_ONLY:
-                self._keeper.unstorable += 1
-                self.context.log.warning("record_not_storable", record_type=kind.__name__)
+                self._unstorable(kind)
         return unit
 
     def _denial(self, denied: IntentDenied) -> Denial:

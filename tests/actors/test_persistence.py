@@ -28,6 +28,7 @@ from tradewind.actors._eventlog import EventLog, canonical
 from tradewind.actors._messages import (
     Flush,
     IntentDenied,
+    NotDurable,
     OrderUpdated,
     Persist,
     PersistDurably,
@@ -245,13 +246,32 @@ class TestStoreUnavailable:
         self, store: Store, autojump_clock: trio.testing.MockClock
     ) -> None:
         flaky = FlakyStore(store, failures=5)
-        async with persistence(flaky, retry_initial=0.5, retry_max=2.0) as (system, keeper):
+        options = {"retry_initial": 0.5, "retry_max": 2.0, "durable_timeout": 60.0}
+        async with persistence(flaky, **options) as (system, keeper):  # type: ignore[arg-type]
             start = trio.current_time()
             await system.ref("persistence").ask(PersistDurably(bars(1)), timeout=60)
             waited = trio.current_time() - start
         assert await store.bars() == list(bars(1))
         assert waited == pytest.approx(0.5 + 1.0 + 2.0 + 2.0 + 2.0)
         assert keeper.statistics().store_failures == 5
+
+    async def test_persist_durably_answers_not_durable_once_its_wait_is_spent(
+        self, store: Store, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        flaky = FlakyStore(store, down=True)
+        options = {"retry_initial": 0.5, "retry_max": 2.0, "durable_timeout": 1.0}
+        async with persistence(flaky, **options) as (system, keeper):  # type: ignore[arg-type]
+            ref = system.ref("persistence")
+            start = trio.current_time()
+            answer = await ref.ask(PersistDurably(bars(1)), timeout=60)
+            waited = trio.current_time() - start
+            stats = keeper.statistics()
+            flaky.down = False
+            assert await ref.ask(Flush()) == 1
+        assert answer == NotDurable(reason="the database went away", pending=1)
+        assert waited == pytest.approx(0.5)  # tried, waited 0.5 s, tried; the next is too late
+        assert (stats.not_durable, stats.store_available, stats.pending) == (1, False, 1)
+        assert await store.bars() == list(bars(1))  # kept, and written once the store is back
 
 
 class TestMapping:
