@@ -9,7 +9,8 @@ Shapes, all measured in the same process and run:
 * one hop: a producer sends N messages to one consumer;
 * pipeline: a producer sends N messages through 4 stages; each stage forwards to the next;
 * latency: the pipeline fed at a steady 10,000 messages/second; per-message latency from
-  the producer's send to the last stage's handler, p50 and p99.
+  the producer's send to the last stage's handler, p50 and p99, for tradewind and, as the
+  floor set by trio's scheduler, for raw channels.
 
 tradewind actors run with supervision, statistics and quiescence tracking all switched
 on (they cannot be switched off); completion is awaited with ``system.quiesce()``.
@@ -123,6 +124,34 @@ async def trio_throughput(stages: int) -> float:
     return best
 
 
+async def trio_latency() -> list[int]:
+    """The same steady feed through raw channels: the floor set by trio's scheduler."""
+    sink: list[int] = []
+    channels = [trio.open_memory_channel[int](CAPACITY) for _ in range(STAGES)]
+
+    async def stage(index: int) -> None:
+        receive = channels[index][1]
+        send = channels[index + 1][0] if index + 1 < STAGES else None
+        async for message in receive:
+            if send is not None:
+                await send.send(message)
+            else:
+                sink.append(time.perf_counter_ns() - message)
+        if send is not None:
+            await send.aclose()
+
+    async with trio.open_nursery() as nursery:
+        for index in range(STAGES):
+            nursery.start_soon(stage, index)
+        head = channels[0][0]
+        start = trio.current_time()
+        for n in range(int(RATE * LATENCY_SECONDS)):
+            await trio.sleep_until(start + n / RATE)
+            await head.send(time.perf_counter_ns())
+        await head.aclose()
+    return sink
+
+
 # ---------------------------------------------------------------------- asyncio
 async def _asyncio_throughput(stages: int) -> float:
     best = 0.0
@@ -162,9 +191,10 @@ def run_all() -> dict[str, float]:
         results[f"asyncio.Queue {label}"] = asyncio_throughput(stages)
         results[f"trio channels {label}"] = trio.run(trio_throughput, stages)
         results[f"tradewind {label}"] = trio.run(tradewind_throughput, stages)
-    latencies = sorted(trio.run(tradewind_latency))
-    results["latency p50 us"] = statistics.median(latencies) / 1000
-    results["latency p99 us"] = latencies[int(len(latencies) * 0.99)] / 1000
+    for label, measure in (("tradewind", tradewind_latency), ("trio channels", trio_latency)):
+        latencies = sorted(trio.run(measure))
+        results[f"latency p50 us, {label}"] = statistics.median(latencies) / 1000
+        results[f"latency p99 us, {label}"] = latencies[int(len(latencies) * 0.99)] / 1000
     return results
 
 
@@ -172,7 +202,7 @@ def report(results: dict[str, float]) -> str:
     lines = [f"python {sys.version.split()[0]}, trio {trio.__version__}, N={N}, best of {REPEATS}"]
     for name, value in results.items():
         unit = "" if name.startswith("latency") else " msg/s"
-        lines.append(f"{name:34} {value:12,.0f}{unit}")
+        lines.append(f"{name:36} {value:12,.0f}{unit}")
     pipe = f"{STAGES}-stage pipeline"
     ours = results[f"tradewind {pipe}"]
     vs_trio = ours / results[f"trio channels {pipe}"]
