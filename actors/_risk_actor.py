@@ -39,6 +39,12 @@ Design notes
   reports the connection up again only after it has reconciled the orders and fills,
   and their updates reach risk first (one FIFO mailbox), so trading resumes on a
   reconciled book, and stays HALTED if those fills tripped the kill switch.
+* Store outage: while persistence reports the store unavailable
+  (`StoreAvailabilityChanged`), no intent can be journaled, so trading is HALTED with
+  the reason ``STORE_UNAVAILABLE`` and intents are denied with `STORE_UNAVAILABLE`
+  (checked, like the broker's part, against the state without it). When the store is
+  back the state is derived again: whatever else holds (a tripped kill switch, a stale
+  feed, a broker down) still holds.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ from tradewind.actors._messages import (
     Persist,
     PlaceOrder,
     SessionChanged,
+    StoreAvailabilityChanged,
     SubmitIntent,
     SwapRiskLimits,
     TradingStateChanged,
@@ -136,6 +143,7 @@ def _restricted_state(
 # How severe a trading state is: the more severe of two reasons wins.
 _SEVERITY: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 BROKER_DOWN_REASON: Final = "the broker connection is down"
+STORE_UNAVAILABLE_REASON: Final = "STORE_UNAVAILABLE"
 
 
 @attrs.frozen
@@ -254,6 +262,8 @@ class RiskBook:
     committed: object = attrs.field(init=False, default=None)
     broker_connected: bool = attrs.field(init=False, default=True)
     broker_reason: str = attrs.field(init=False, default="")
+    store_available: bool = attrs.field(init=False, default=True)
+    store_reason: str = attrs.field(init=False, default="")
     killed: bool = attrs.field(init=False, default=False)
     kill_reason: str = attrs.field(init=False, default="")
     feed_stale: bool = attrs.field(init=False, default=False)
@@ -355,6 +365,7 @@ class RiskBook:
             fx=self.fx,
             day_pnl=self.day_pnl(),
             broker_connected=self.broker_connected,
+            store_available=self.store_available,
         )
         if not isinstance(decision, Deny):
             effects.append(self._place(intent, ts))
@@ -424,6 +435,13 @@ class RiskBook:
         self.broker_reason = message.reason
         return self._restate(message.ts)
 
+    def on_store_availability(self, message: StoreAvailabilityChanged) -> list[Effect]:
+        """The store went away (HALTED, reason ``STORE_UNAVAILABLE``: no intent can be
+        journaled) or is back (the state is derived again: a kill switch still halts)."""
+        self.store_available = message.available
+        self.store_reason = message.reason
+        return self._restate(message.ts)
+
     def on_swap(self, message: SwapRiskLimits, ts: int) -> list[Effect]:
         """Replace the limits; a tighter loss limit may trip the kill switch at once.
 
@@ -483,6 +501,9 @@ class RiskBook:
     def _derive_state(self, *, with_broker: bool) -> tuple[TradingState, str]:
         if self.killed:
             return TradingState.HALTED, self.kill_reason
+        if with_broker and not self.store_available:
+            reason = f"{STORE_UNAVAILABLE_REASON}: {self.store_reason}".removesuffix(": ")
+            return TradingState.HALTED, reason
         state, reason = TradingState.ACTIVE, ""
         if with_broker and not self.broker_connected:
             state = self.settings.broker_down_state
@@ -495,8 +516,8 @@ class RiskBook:
 
     def _gate_state(self) -> TradingState:
         """The state intents are checked against: without the broker's part, whose
-        denials carry their own reason (`BROKER_DISCONNECTED`)."""
-        if self.broker_connected:
+        denials carry their own reason (`BROKER_DISCONNECTED`, `STORE_UNAVAILABLE`)."""
+        if self.broker_connected and self.store_available:
             return self.state
         return self._derive_state(with_broker=False)[0]
 
@@ -619,6 +640,8 @@ class RiskActor(Actor):
                 return book.on_feed_stale(message)
             case FeedResumed():
                 return book.on_feed_resumed(message)
+            case StoreAvailabilityChanged():
+                return book.on_store_availability(message)
             case BrokerConnectionChanged():
                 return book.on_broker_connection(message)
             case SwapRiskLimits():
