@@ -136,3 +136,15 @@ from tradewind.actors._sources import SyntheticBarSource as SyntheticBarSource
 from tradewind.actors._sources import write_bars_csv as write_bars_csv
 from tradewind.actors._synthetic import synthetic_bars as synthetic_bars
 from tradewind.actors._synthetic import timeframe_ns as timeframe_ns
+
+# isort: split
+# --- database outage: the spill journal ---
+from tradewind.actors._errors import SpillJournalCorrupt as SpillJournalCorrupt
+from tradewind.actors._spill import SPILL_TYPES as SPILL_TYPES
+from tradewind.actors._spill import SpillBatch as SpillBatch
+from tradewind.actors._spill import SpillJournal as SpillJournal
+from tradewind.actors._spill import SpillRecovery as SpillRecovery
+from tradewind.actors._spill import SpillStatistics as SpillStatistics
+from tradewind.actors._spill import TornLine as TornLine
+from tradewind.actors._spill import decode_record as decode_record
+from tradewind.actors._spill import encode_record as encode_record
