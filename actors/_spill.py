@@ -100,9 +100,14 @@ _PREVIEW: Final = 80
 _converter = cattrs.Converter()
 _converter.register_unstructure_hook(Decimal, str)
 _converter.register_structure_hook(Decimal, lambda value, _type: Decimal(value))
-_converter.register_unstructure_hook_func(
-    lambda kind: kind is frozenset or typing.get_origin(kind) is frozenset, sorted
-)
+
+
+def _is_frozenset(kind: object) -> bool:
+    return kind is frozenset or typing.get_origin(kind) is frozenset
+
+
+# A set of execution ids is written sorted: the same set is always the same line.
+_converter.register_unstructure_hook_func(_is_frozenset, sorted)
 
 
 def _unstructure_event(event: OrderEvent) -> dict[str, Any]:
