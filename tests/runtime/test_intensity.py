@@ -69,8 +69,9 @@ class TestBackoffDelay:
         policy = Backoff(initial=1, multiplier=10, maximum=30, jitter=0)
         assert backoff_delay(policy, 5, random.Random(1)) == 30
 
-    def test_huge_attempt_counts_do_not_overflow(self):
-        policy = Backoff(initial=1, multiplier=10, maximum=30, jitter=0)
+    @pytest.mark.parametrize("multiplier", [10, 10.0])
+    def test_huge_attempt_counts_do_not_overflow(self, multiplier):
+        policy = Backoff(initial=1, multiplier=multiplier, maximum=30, jitter=0)
         assert backoff_delay(policy, 10_000, random.Random(1)) == 30
 
     def test_no_backoff_is_always_zero(self):
