@@ -19,6 +19,11 @@ Design notes
   across restarts.
 * Handler timeouts use a ``move_on_after`` scope per call only when a timeout is set;
   the common no-timeout path creates no cancel scope per message.
+* Quiescence bookkeeping is per batch: the handled messages are taken off the in-flight
+  count when the batch ends (or is cut short by a crash). That can only make the count
+  reach zero later, never earlier, since a handler's own sends are counted as they happen.
+  An exit the supervisor has yet to handle (crash or normal stop) is counted before
+  ``on_stop`` awaits, so ``quiesce()`` also waits for restarts.
 * ``on_stop`` always runs once ``on_start`` was entered, shielded and bounded by the
   child's ``shutdown_timeout``, so cleanup happens on crash, restart, cancellation and
   KeyboardInterrupt alike, and never hangs.
