@@ -400,6 +400,7 @@ class TradingSystem:
     expected_items: int | None
     started: float
     result: RunSummary | None = None
+    winding_down: bool = False
     _final_stats: SystemStatistics | None = None
 
     @property
@@ -751,7 +752,10 @@ async def open_trading_system(
         holder: list[TradingSystem] = []
 
         def on_dead_letter(letter: DeadLetter) -> None:
-            if not holder:
+            # Persistence's own dead letters, and any once the tree is winding down, are
+            # written directly at the end: sending them to a stopped persistence actor
+            # would only dead-letter them again.
+            if not holder or holder[0].winding_down or letter.path == "persistence":
                 late_letters.append(letter)
                 return
             try:
@@ -801,16 +805,18 @@ async def open_trading_system(
 async def _wind_down(handle: TradingSystem, settings: Settings, *, failed: bool) -> Outcome:
     """Stop the feed, wait (bounded) for in-flight work, flush. Returns the outcome.
 
-    After a failure in the block nothing is waited for but the flush of what persistence
-    already holds.
+    After a failure in the block nothing is waited for.
     """
     completed = handle.finished and not handle.source.stopped
     handle.stop_feed()
-    with trio.move_on_after(settings.supervision.shutdown_timeout):
-        if not failed:
+    if not failed:
+        # After a failure the tree is already stopping, and persistence flushes in its
+        # own orderly stop; only a healthy run waits for its in-flight work.
+        with trio.move_on_after(settings.supervision.shutdown_timeout):
             await handle.wait_finished()
-        await handle.system.ref("persistence").ask(Flush())
+            await handle.system.ref("persistence").ask(Flush())
     handle._final_stats = handle.system.statistics()
+    handle.winding_down = True
     if failed:
         return "failed"
     return "completed" if completed else "stopped"

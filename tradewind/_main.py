@@ -24,6 +24,7 @@ up (`SupervisorFailed`); 130 a second SIGINT/SIGTERM ended the process at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -113,6 +114,7 @@ def run_config(
             level=settings.logging.level,
             stream=stream,
         )
+        stack.callback(_release_logging, stream)
         show = progress if progress is not None else (settings.replay and sys.stderr.isatty())
         try:
             summary = trio.run(_run, settings, str(path), show)
@@ -129,6 +131,21 @@ def run_config(
             raise
     console.print(summary_table(summary))
     return EXIT_OK
+
+
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    """A logger writing to whatever ``sys.stderr`` is when a line is logged."""
+    return structlog.PrintLogger(sys.stderr)
+
+
+def _release_logging(stream: TextIO) -> None:
+    """Stop logging to `stream` (about to be closed), e.g. when embedded or tested: later
+    lines go to the current stderr."""
+    structlog.configure(logger_factory=_stderr_logger, cache_logger_on_first_use=False)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "stream", None) is stream:
+            root.removeHandler(handler)
 
 
 async def _run(settings: Settings, path: str, show_progress: bool) -> RunSummary:

@@ -26,3 +26,11 @@ class Loser(Strategy):
 
 class Watcher(Strategy):
     """Trades nothing; it only receives bars (for the overload tests)."""
+
+
+class Crasher(Strategy):
+    """Raises on every bar: its supervisor gives up once the restart intensity is spent."""
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        msg = f"crasher fails on {bar.instrument}"
+        raise RuntimeError(msg)
