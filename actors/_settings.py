@@ -103,6 +103,30 @@ def _store_url(_instance: object, _attribute: attrs.Attribute[Any], value: Secre
         raise ValueError(str(exc)) from None
 
 
+def _unique_symbols(
+    _instance: object, _attribute: attrs.Attribute[Any], value: tuple[InstrumentSection, ...]
+) -> None:
+    symbols = [i.symbol for i in value]
+    twice = sorted({s for s in symbols if symbols.count(s) > 1})
+    if twice:
+        msg = f"symbols must be unique, repeated: {', '.join(twice)}"
+        raise ValueError(msg)
+
+
+#: Names taken by the trading actors at the root of the tree.
+_RESERVED = frozenset({"persistence", "trading", "feed"})
+
+
+def _process_names(
+    _instance: object, _attribute: attrs.Attribute[Any], value: tuple[ProcessSection, ...]
+) -> None:
+    names = [p.name for p in value]
+    clash = sorted({n for n in names if names.count(n) > 1 or n in _RESERVED})
+    if clash:
+        msg = f"names must be unique and not one of {sorted(_RESERVED)}, got {clash}"
+        raise ValueError(msg)
+
+
 # ----------------------------------------------------------------------------- sections
 
 
@@ -434,7 +458,7 @@ class Settings:
         persistence, logging: the sections.
     """
 
-    instruments: tuple[InstrumentSection, ...] = attrs.field(validator=non_empty)
+    instruments: tuple[InstrumentSection, ...] = attrs.field(validator=[non_empty, _unique_symbols])
     data: DataSection
     strategy: StrategySection
     risk: RiskSection
@@ -444,21 +468,9 @@ class Settings:
     calendar: CalendarSection | None = None
     broker: BrokerSection = attrs.field(factory=BrokerSection)
     supervision: SupervisionSection = attrs.field(factory=SupervisionSection)
-    processes: tuple[ProcessSection, ...] = ()
+    processes: tuple[ProcessSection, ...] = attrs.field(default=(), validator=_process_names)
     persistence: PersistenceSection = attrs.field(factory=PersistenceSection)
     logging: LoggingSection = attrs.field(factory=LoggingSection)
-
-    def __attrs_post_init__(self) -> None:
-        symbols = [i.symbol for i in self.instruments]
-        twice = sorted({s for s in symbols if symbols.count(s) > 1})
-        if twice:
-            msg = f"instruments: symbols must be unique, repeated: {', '.join(twice)}"
-            raise ValueError(msg)
-        names = [p.name for p in self.processes]
-        clash = sorted({n for n in names if names.count(n) > 1 or n in _RESERVED})
-        if clash:
-            msg = f"processes: names must be unique and not {sorted(_RESERVED)}: {clash}"
-            raise ValueError(msg)
 
     @property
     def replay(self) -> bool:
@@ -468,9 +480,6 @@ class Settings:
     def instrument_map(self) -> dict[str, Instrument]:
         """The domain instruments by symbol, in configuration order."""
         return {i.symbol: i.instrument() for i in self.instruments}
-
-
-_RESERVED = frozenset({"persistence", "trading", "feed"})
 
 
 # ----------------------------------------------------------------------------- loading

@@ -1,0 +1,214 @@
+"""The run configuration: defaults, exact decimals, paths relative to the file, every problem
+at once with its path and environment variable, and the checks beyond the schema."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tradewind.actors._settings import (
+    DEFAULT_STORE_URL,
+    config_hash,
+    load_settings,
+    settings_document,
+)
+from tradewind.runtime import ConfigError, Secret
+
+from tests.system.conftest import EXAMPLES, INSTRUMENTS, RISK, SMA, synthetic, write_config
+
+
+def problems_of(path: Path, env: dict[str, str] | None = None) -> tuple[str, ...]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env=env or {})
+    return caught.value.problems
+
+
+class TestLoading:
+    def test_a_minimal_file_gets_the_documented_defaults(self, tmp_path):
+        path = tmp_path / "t.toml"
+        path.write_text(f"{INSTRUMENTS}\n{synthetic()}\n[strategy]\npath = '{SMA}'\n{RISK}")
+        settings = load_settings(path, env={})
+        assert settings.mode == "replay"
+        assert settings.replay
+        assert settings.store.url.reveal() == f"sqlite:///{tmp_path.resolve() / 'tradewind.db'}"
+        assert DEFAULT_STORE_URL.endswith("tradewind.db")
+        assert settings.strategy.id == "main"
+        assert settings.calendar is None
+        assert settings.broker.kind == "paper"
+        assert settings.persistence.batch_size == 2000
+        assert settings.logging.format == "auto"
+
+    def test_paths_are_relative_to_the_file(self, tmp_path):
+        (tmp_path / "sub").mkdir()
+        (tmp_path / "sub" / "bars.csv").write_text("ts,instrument,open,high,low,close,volume\n")
+        (tmp_path / "sub" / "s.py").write_text(
+            "from tradewind.actors import Strategy\nclass S(Strategy):\n    pass\n"
+        )
+        path = write_config(
+            tmp_path,
+            data="[data]\npath = 'sub/bars.csv'\n",
+            strategy="sub/s.py:S",
+            params="{}",
+            store="sqlite:///sub/x.db",
+            extra="[logging]\nfile = 'sub/run.log'\n",
+        )
+        settings = load_settings(path, env={})
+        base = tmp_path.resolve()
+        assert settings.data.path == base / "sub" / "bars.csv"
+        assert settings.strategy.path == f"{base / 'sub' / 's.py'}:S"
+        assert settings.store.url.reveal() == f"sqlite:///{base / 'sub' / 'x.db'}"
+        assert settings.logging.file == base / "sub" / "run.log"
+
+    def test_module_strategies_and_memory_stores_are_left_alone(self, tmp_path):
+        path = write_config(
+            tmp_path, strategy="tradewind.actors:Strategy", params="{}", store="sqlite://:memory:"
+        )
+        settings = load_settings(path, env={})
+        assert settings.strategy.path == "tradewind.actors:Strategy"
+        assert settings.store.url.reveal() == "sqlite://:memory:"
+
+    def test_the_environment_overrides_the_file(self, tmp_path):
+        path = write_config(tmp_path)
+        settings = load_settings(path, env={"TRADEWIND_RISK__MAX_POSITION": "7.5"})
+        assert settings.risk.max_position == Decimal("7.5")
+        assert settings.risk.limits().max_position == Decimal("7.5")
+
+    @given(st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(1000), places=4))
+    def test_decimals_arrive_exactly_as_written(self, tick):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            text = INSTRUMENTS.replace("tick_size = 0.01\n", f"tick_size = {tick}\n", 1)
+            path = Path(folder) / "t.toml"
+            path.write_text(f"{text}\n{synthetic()}\n[strategy]\npath = '{SMA}'\n{RISK}")
+            settings = load_settings(path, env={})
+        assert settings.instruments[0].tick_size == tick
+        assert str(settings.instruments[0].tick_size) == str(tick)
+
+    def test_the_bundled_examples_load(self):
+        for name in ("sma_crossover.toml", "mean_reversion.toml"):
+            settings = load_settings(EXAMPLES / name, env={})
+            assert settings.data.path is not None
+            assert settings.data.path.is_file()
+
+    def test_domain_objects_are_built_from_the_sections(self, tmp_path):
+        path = write_config(
+            tmp_path,
+            extra=(
+                "[broker]\nlatency = 0.25\nmax_volume_fraction = 0.5\n"
+                "[calendar]\ntimezone = 'America/New_York'\n"
+                "sessions = { mon-fri = '09:30-16:00' }\nholidays = ['2026-12-25']\n"
+            ),
+        )
+        settings = load_settings(path, env={})
+        assert settings.broker.latency_ns == 250_000_000
+        assert settings.calendar is not None
+        assert settings.calendar.calendar().timezone == "America/New_York"
+        assert list(settings.instrument_map()) == ["AAPL", "MSFT"]
+        assert settings.risk.settings().resume_next_day is False
+
+
+class TestProblems:
+    def test_every_problem_is_reported_at_once_with_its_path_and_variable(self, tmp_path):
+        path = write_config(
+            tmp_path,
+            mode="backtest",
+            risk="[risk]\nmax_position = -5\nmax_positon = 1\n",
+            data="[data]\nsource = 'csv'\n",
+        )
+        problems = problems_of(path)
+        assert "mode (TRADEWIND_MODE): expected one of 'replay', 'paper', got 'backtest'" in (
+            problems
+        )
+        assert "risk.max_position (TRADEWIND_RISK__MAX_POSITION): must be >= 0, got -5" in problems
+        assert any(p.startswith("risk.max_positon (TRADEWIND_RISK__MAX_POSITON)") for p in problems)
+        assert any("risk.daily_loss_limit" in p and "required" in p for p in problems)
+        assert "data (TRADEWIND_DATA): path: required when source = 'csv'" in problems
+
+    def test_a_bad_store_url_is_reported_without_its_password(self, tmp_path):
+        problems = problems_of(write_config(tmp_path, store="mysql://u:s3cret@h/db"))
+        assert len(problems) == 1
+        assert problems[0].startswith("store.url (TRADEWIND_STORE__URL): store URL")
+        assert "s3cret" not in problems[0]
+
+    def test_inconsistent_sections_are_refused(self, tmp_path):
+        extra = (
+            "[supervision]\nbackoff_initial = 5\nbackoff_max = 1\n"
+            "[calendar]\ntimezone = 'Mars/Olympus'\nsessions = { mon = '09:00-10:00' }\n"
+            "[[processes]]\nname = 'feed'\nargv = ['true']\n"
+            "[[processes]]\nname = 'a/b'\nargv = ['true']\n"
+        )
+        problems = problems_of(write_config(tmp_path, extra=extra))
+        text = "\n".join(problems)
+        assert (
+            "supervision (TRADEWIND_SUPERVISION): backoff_max: must be >= backoff_initial" in text
+        )
+        assert "calendar (TRADEWIND_CALENDAR): timezone" in text
+        assert "processes" in text
+        assert "name: must not contain '/'" in text
+
+    @pytest.mark.parametrize(
+        ("instruments", "expected"),
+        [
+            (
+                "[[instruments]]\nsymbol = 'AAPL'\ntick_size = 0.01\n" * 2,
+                "instruments (TRADEWIND_INSTRUMENTS): symbols must be unique, repeated: AAPL",
+            ),
+            (
+                (
+                    "[[instruments]]\nsymbol = 'X'\ntick_size = 0.01\nmin_quantity = 5\n"
+                    "max_quantity = 1\n"
+                ),
+                "instruments[0]: max_quantity: must be >= min_quantity (5), got 1",
+            ),
+        ],
+    )
+    def test_repeated_or_invalid_instruments_are_refused(self, tmp_path, instruments, expected):
+        path = tmp_path / "t.toml"
+        path.write_text(f"{instruments}{synthetic()}\n[strategy]\npath = '{SMA}'\n{RISK}")
+        assert expected in "\n".join(problems_of(path))
+
+    def test_limits_that_risk_would_refuse_are_config_problems(self, tmp_path):
+        risk = RISK.replace("max_orders_per_second = 1000", "max_orders_per_second = 1000\n") + (
+            "price_band = 0\n"
+        )
+        text = "\n".join(problems_of(write_config(tmp_path, risk=risk)))
+        assert "risk.price_band (TRADEWIND_RISK__PRICE_BAND): must be > 0, got 0" in text
+
+    def test_a_missing_data_file_and_a_broken_strategy_are_reported_together(self, tmp_path):
+        path = write_config(
+            tmp_path,
+            data="[data]\npath = 'nowhere.csv'\n",
+            strategy="nowhere.py:Nothing",
+            params="{}",
+        )
+        problems = problems_of(path)
+        assert problems[0].startswith("data.path (TRADEWIND_DATA__PATH): no such file")
+        assert problems[1].startswith("strategy.path (TRADEWIND_STRATEGY__PATH): strategy")
+        assert "not found" in problems[1]
+
+    def test_check_false_skips_the_file_system_and_the_strategy(self, tmp_path):
+        path = write_config(tmp_path, strategy="nowhere.py:Nothing", params="{}")
+        assert load_settings(path, env={}, check=False).strategy.path.endswith(":Nothing")
+
+
+class TestDisplay:
+    def test_the_document_masks_only_the_password_and_drops_unset_values(self, tmp_path):
+        path = write_config(tmp_path, store="postgresql://trader:hunter2@db/tw")
+        settings = load_settings(path, env={})
+        document = settings_document(settings)
+        assert document["store"]["url"] == "postgresql://trader:***@db/tw"
+        assert "calendar" not in document
+        assert document["risk"]["daily_loss_limit"] == "1000000"
+        assert "hunter2" not in repr(document)
+        assert isinstance(settings.store.url, Secret)
+
+    def test_the_hash_follows_the_settings(self, tmp_path):
+        one = load_settings(write_config(tmp_path), env={})
+        two = load_settings(write_config(tmp_path, data=synthetic(seed=99)), env={})
+        assert config_hash(one) == config_hash(load_settings(write_config(tmp_path), env={}))
+        assert config_hash(one) != config_hash(two)
+        assert len(config_hash(one)) == 16

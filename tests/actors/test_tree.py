@@ -1,0 +1,157 @@
+"""The tree builder's own pieces: the stoppable source, cold start in paper mode, the
+summary's JSON form, crash-plan counting, dead letters and the summary renderings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import trio
+from tradewind.actors import Bar
+from tradewind.actors._sources import SourceBar, SyntheticBarSource
+from tradewind.actors._tree import (
+    CrashPlan,
+    RunSummary,
+    StoppableSource,
+    open_trading_system,
+)
+from tradewind.actors._values import Instrument
+from tradewind.storage import open_store
+
+from tests.system.conftest import MemoryStore, settings_for, synthetic
+from tradewind._summary import summary_rows, summary_table, summary_text
+
+AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
+
+
+class TestStoppableSource:
+    async def test_stop_cancels_the_wait_for_the_next_item(self, autojump_clock):
+        slow = SyntheticBarSource([AAPL], seed=1, start_ts=0, count=100, interval=60.0)
+        source = StoppableSource(slow)
+        assert (source.name, source.describe()) == (slow.name, slow.describe())
+        taken = []
+        async with trio.open_nursery() as nursery:
+
+            async def take():
+                async for item in source.items():
+                    taken.append(item)
+
+            nursery.start_soon(take)
+            await trio.sleep(90)  # virtual: the first two bars, then waiting for the third
+            source.stop()
+        assert source.stopped
+        assert len(taken) == 2
+        assert all(isinstance(item, SourceBar) for item in taken)
+        assert trio.current_time() < 120
+
+    async def test_a_source_stopped_before_it_starts_yields_nothing(self):
+        source = StoppableSource(SyntheticBarSource([AAPL], seed=1, start_ts=0, count=5))
+        source.stop()
+        assert [item async for item in source.items()] == []
+
+
+class TestPaperColdStart:
+    async def test_a_second_paper_run_resumes_after_the_stored_bars_and_keeps_positions(
+        self, tmp_path
+    ):
+        url = f"sqlite:///{tmp_path / 'paper.db'}"
+        first_settings = settings_for(
+            tmp_path, mode="paper", store=url, data=synthetic(count=80, interval=0.005)
+        )
+        async with open_store(url) as store:
+            async with open_trading_system(first_settings, store=store) as first:
+                await first.wait_finished()
+            positions = dict(first.portfolio.positions)
+            assert first.result.fills > 0
+            more = settings_for(
+                tmp_path, mode="paper", store=url, data=synthetic(count=120, interval=0.005)
+            )
+            async with open_trading_system(more, store=store) as second:
+                await second.wait_finished()
+        feed = second.feed.statistics()
+        assert feed.resumed == first.feed.statistics().accepted  # the first 80 steps
+        assert feed.accepted == 2 * 40  # the 40 new steps, two instruments
+        # the second run started from the stored positions and kept numbering orders
+        assert second.strategy.portfolio.positions.keys() >= positions.keys()
+        first_ids = set(first.orders.finished)
+        assert not first_ids & set(second.orders.finished)
+
+
+class TestSummary:
+    async def test_a_summary_round_trips_through_json_and_renders(self):
+        settings = settings_for_tmp()
+        async with open_trading_system(settings, store=MemoryStore()) as system:  # type: ignore[arg-type]
+            await system.wait_finished()
+            running = system.summary()
+        final = system.result
+        assert running.outcome == "running"
+        assert final.outcome == "completed"
+        assert RunSummary.from_json(final.to_json()) == final
+        labels = [label for label, _ in summary_rows(final)]
+        assert labels[:3] == ["run", "mode", "outcome"]
+        assert "position AAPL" in labels
+        text = summary_text(final)
+        assert f"event log digest: {final.event_log_digest}" in text
+        assert summary_table(final).row_count == len(labels)
+
+
+def settings_for_tmp():
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp())
+    return settings_for(folder)
+
+
+class TestCrashPlanCounting:
+    async def test_an_empty_plan_counts_every_actors_messages_and_crashes_none(self):
+        plan = CrashPlan()
+        async with open_trading_system(
+            settings_for_tmp(),
+            store=MemoryStore(),  # type: ignore[arg-type]
+            crash_plan=plan,
+        ) as system:
+            await system.wait_finished()
+        assert plan.fired == set()
+        stats = system.result
+        assert stats.restarts == {}
+        assert plan.counts["feed"] >= stats.bars_in
+        assert plan.counts["trading/strategy"] >= stats.bars_accepted
+
+
+class TestDeadLetters:
+    async def test_a_message_nobody_handles_is_stored_as_a_dead_letter(self, tmp_path):
+        class Poison:
+            """A message the order actor crashes on, every time."""
+
+        def poisoned(path, factory):
+            if path != "trading/orders":
+                return factory
+
+            def build():
+                actor = factory()
+                handle = actor.handle
+
+                async def crash_on_poison(message):
+                    if isinstance(message, Poison):
+                        raise RuntimeError("poison")
+                    return await handle(message)
+
+                actor.handle = crash_on_poison
+                return actor
+
+            return build
+
+        store = MemoryStore()
+        async with open_trading_system(
+            settings_for(tmp_path),
+            store=store,  # type: ignore[arg-type]
+            wrap_actor=poisoned,
+        ) as system:
+            await system.system.ref("trading/orders").send(Poison())
+            await system.wait_finished()
+        assert system.result.dead_letters == 1
+        letters = store.rows("dead_letters")
+        assert len(letters) == 1
+        assert letters[0][0] == "trading/orders"
+        assert "Poison" in letters[0][3]
+        assert isinstance(Bar, type)

@@ -1,0 +1,123 @@
+"""`tradewind run` in-process: exit codes, progress, signals and the risk reload."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+from decimal import Decimal
+
+import pytest
+from rich.console import Console
+from tradewind.actors._tree import open_trading_system
+
+from tests.system.conftest import RISK, MemoryStore, settings_for, write_config
+from tradewind import _main
+from tradewind._main import (
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    reload_risk,
+    run_config,
+)
+
+
+def run(config, tmp_path, **kwargs):
+    out = io.StringIO()
+    code = run_config(
+        config,
+        log_file=tmp_path / "run.log",
+        log_format="json",
+        out=Console(file=out, width=200),
+        **kwargs,
+    )
+    log = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()]
+    return code, out.getvalue(), log
+
+
+class TestExitCodes:
+    def test_a_finished_replay_exits_0_and_prints_the_summary(self, tmp_path):
+        code, out, log = run(write_config(tmp_path), tmp_path, progress=True)
+        assert code == EXIT_OK
+        assert "completed" in out
+        assert "event log digest" in out
+        events = [r["event"] for r in log]
+        assert events[0] != "run_finished"
+        assert "run_started" in events
+        assert "progress" in events
+        assert events[-1] == "run_finished"
+
+    def test_a_config_problem_exits_2_before_anything_starts(self, tmp_path, capsys):
+        code = run_config(write_config(tmp_path, mode="backtest"))
+        assert code == EXIT_CONFIG
+        assert "mode (TRADEWIND_MODE)" in capsys.readouterr().err
+
+    def test_an_unreachable_store_exits_1(self, tmp_path):
+        url = f"sqlite:///{tmp_path / 'no-such-folder' / 'x.db'}"
+        code, out, log = run(write_config(tmp_path, store=url), tmp_path)
+        assert code == EXIT_ERROR
+        assert out == ""
+        assert log[-1]["event"] == "run_failed"
+
+
+class FakeSystem:
+    def __init__(self):
+        self.stops = 0
+        self.swapped = []
+
+    def stop_feed(self):
+        self.stops += 1
+
+    async def swap_risk_limits(self, limits):
+        self.swapped.append(limits)
+        return limits
+
+
+async def signals(*numbers):
+    for number in numbers:
+        yield number
+
+
+class TestSignals:
+    async def test_sighup_reloads_and_a_first_sigterm_stops_the_feed(self, tmp_path):
+        system = FakeSystem()
+        config = write_config(tmp_path)
+        await _main._handle_signals(signals(signal.SIGHUP, signal.SIGTERM), system, str(config))
+        assert system.stops == 1
+        assert [limits.max_position for limits in system.swapped] == [Decimal(1000)]
+
+    async def test_a_second_signal_exits_at_once_with_130(self, tmp_path, monkeypatch):
+        def exit_now(code):
+            raise SystemExit(code)
+
+        monkeypatch.setattr(_main.os, "_exit", exit_now)
+        system = FakeSystem()
+        with pytest.raises(SystemExit) as exited:
+            await _main._handle_signals(signals(signal.SIGINT, signal.SIGTERM), system, "x")
+        assert exited.value.code == EXIT_INTERRUPTED
+        assert system.stops == 1
+
+
+class TestReloadRisk:
+    async def test_valid_limits_are_swapped_into_the_running_risk_actor(self, tmp_path):
+        (tmp_path / "running").mkdir()
+        settings = settings_for(tmp_path / "running")
+        config = write_config(tmp_path, risk=_risk_with(max_position=3))
+        async with open_trading_system(settings, store=MemoryStore()) as system:  # type: ignore[arg-type]
+            assert await reload_risk(system, str(config))
+            assert system.risk.limits.max_position == 3
+            system.stop_feed()
+
+    async def test_an_invalid_file_is_refused_and_the_old_limits_stay(self, tmp_path):
+        (tmp_path / "running").mkdir()
+        settings = settings_for(tmp_path / "running")
+        config = write_config(tmp_path, risk=_risk_with(max_position=-1))
+        async with open_trading_system(settings, store=MemoryStore()) as system:  # type: ignore[arg-type]
+            assert not await reload_risk(system, str(config))
+            assert system.risk.limits.max_position == 1000
+            system.stop_feed()
+
+
+def _risk_with(*, max_position):
+    return RISK.replace("max_position = 1000", f"max_position = {max_position}")
