@@ -32,8 +32,7 @@ class TestStoppableSource:
         async with trio.open_nursery() as nursery:
 
             async def take():
-                async for item in source.items():
-                    taken.append(item)
+                taken.extend([item async for item in source.items()])
 
             nursery.start_soon(take)
             await trio.sleep(90)  # virtual: the first two bars, then waiting for the third
