@@ -35,15 +35,33 @@ sequence and the applied execution ids.
 #   submitted: it is recorded as DENIED with the reason ``broker disconnected`` (the one
 #   exit of INITIALIZED that says "never reached the broker"), and risk and persistence
 #   hear of it like any other update. A cancel is answered with a local cancel reject.
-#   Bars still reach risk and the strategy; they just do not match at the broker. A
-#   broker call that raises `BrokerDisconnected` marks the connection down and tells risk
-#   (`BrokerConnectionChanged`); a `BrokerConnectionChanged(connected=True)` message asks
-#   the actor to reconnect. Reconnection with backoff is a later step: it will be a
-#   supervised timer sending that message. After a reconnect the actor reconciles the
-#   fills the venue reports since the connection was lost (`fills_since`; duplicates
-#   are recognised by execution id); reconciling `open_orders` (cancels and expiries
-#   missed while down) is a later step. The session belongs to the actor: `on_stop`
-#   disconnects and `on_start` connects again, so a restart reconnects (even after an
+#   Bars still reach risk and the strategy, and still go to the broker: a simulated
+#   venue keeps trading them (its news is lost until the reconciliation), a live one
+#   raises. A broker call that raises `BrokerDisconnected` marks the connection down and
+#   tells risk (`BrokerConnectionChanged(False)`: risk denies every intent and moves
+#   trading to its broker-down state).
+# * Reconnection: a timer owned by the instance (a trio system task, since actors have no
+#   nursery) sleeps for the backoff delay on trio time (virtual under MockClock) and
+#   then sends the actor a `_Reconnect` message; the handler does the work, one message
+#   at a time like everything else, so nothing races the book. The delay of attempt n
+#   is the runtime's `backoff_delay` (exponential, capped, jitter drawn from the book's
+#   seeded RNG, so a run is reproducible and the sequence continues across restarts).
+#   A failed attempt schedules the next; `on_stop` cancels the timer and waits for it. A
+#   restarted instance during an outage schedules the next attempt at once (the backoff
+#   goes on). Rejected: a loop in a handler (it would hold the mailbox and every bar),
+#   and sleeping in a handler (handler timeouts, and the same).
+# * A reconnect is: connect, re-subscribe (subscriptions end with a connection), read
+#   the venue's view (`open_orders`, `fills_since` the loss, `lookup_orders` of our
+#   working orders it no longer lists) and reconcile with the pure
+#   `tradewind.actors._reconcile`; the resulting updates go to persistence and risk
+#   first, and only then `BrokerConnectionChanged(True)`: risk resumes trading on a
+#   reconciled book (one FIFO mailbox). Any `BrokerDisconnected` on the way counts as a
+#   failed attempt. A book restored at a cold start with open orders reconciles the same
+#   way on the first connect (its `down_since` is the oldest open order's creation).
+# * An operator's disconnect (`BrokerConnectionChanged(False)` sent to the actor) stays
+#   down: no timer, until `BrokerConnectionChanged(True)`, which reconnects at once (and
+#   falls back to the timer if that fails). The session belongs to the actor: `on_stop`
+#   disconnects and `on_start` connects again, so a restart reconnects (except after an
 #   operator's disconnect).
 # * Events from the broker that the book cannot apply (an unknown order, an illegal
 #   transition, a broken fill) are logged and counted, never raised: a crash would only
@@ -55,10 +73,12 @@ sequence and the applied execution ids.
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+import trio
 from tradewind.actors._broker import BrokerEvent
 from tradewind.actors._errors import BrokerDisconnected, IllegalTransition, InvalidOrder
 from tradewind.actors._marketdata import Bar
@@ -84,18 +104,22 @@ from tradewind.actors._orders import (
     OrderStatus,
     OrderSubmitted,
 )
-from tradewind.runtime import Actor, AskTimeout
+from tradewind.actors._reconcile import BrokerView, reconcile
+from tradewind.runtime import Actor, AskTimeout, Backoff
+from tradewind.runtime._intensity import backoff_delay
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from tradewind.actors._broker import Broker
     from tradewind.actors._orders import OrderEvent
-    from tradewind.runtime import ActorRef
+    from tradewind.runtime import ActorContext, ActorRef
 
 PERSISTENCE_PATH: Final = "persistence"
 RISK_PATH: Final = "trading/risk"
 DISCONNECTED_REASON: Final = "broker disconnected"
+#: The default reconnect backoff: 1 s, doubling, at most 30 s, +-10 % jitter.
+RECONNECT_BACKOFF: Final = Backoff(initial=1.0, multiplier=2.0, maximum=30.0, jitter=0.1)
 STORE_UNAVAILABLE_REASON: Final = "store unavailable"
 # The key under which a bar's broker answer is kept in `Pending.answers`.
 _BAR_ANSWER: Final = ""
@@ -138,6 +162,10 @@ class OrderBookStatistics:
     skipped_events: int
     redelivered: int
     connected: bool
+    disconnects: int
+    reconnect_attempts: int
+    reconnects: int
+    reconciled_events: int
 
 
 @attrs.define
@@ -149,6 +177,13 @@ class OrderBook:
     Args:
         finished_capacity: how many finished orders are kept for late news (a fill that
             raced a cancel); the oldest are forgotten first.
+        rng: the seeded source of the reconnect backoff's jitter.
+
+    Connection state: `connected` (as the actor last knew it), `down_since` (the event
+    time from which the venue's fills are reconciled; set while an outage or a cold
+    start's reconciliation is outstanding), `reconnect_attempt` (attempts in this
+    outage), `operator_down` (an operator disconnected: no automatic reconnect) and
+    `subscriptions` (re-issued on every connect).
     """
 
     finished_capacity: int = 10_000
@@ -162,6 +197,11 @@ class OrderBook:
     pending: Pending | None = None
     last_ts: int = 0
     counts: dict[str, int] = attrs.field(factory=dict)
+    # S311: jitter for reconnect delays, not a secret.
+    rng: random.Random = attrs.field(factory=lambda: random.Random(0))  # noqa: S311
+    reconnect_attempt: int = 0
+    operator_down: bool = False
+    subscriptions: set[str] = attrs.field(factory=set)
 
     @classmethod
     def restore(
@@ -173,6 +213,9 @@ class OrderBook:
             open_orders: the working orders from the store (`Store.open_orders`).
             last_seqs: the highest stored client order sequence per strategy id
                 (`Store.max_client_order_seq`); ids of `open_orders` are observed too.
+
+        With open orders the book is marked for reconciliation: the order actor's first
+        connect compares them with the broker (from the oldest one's creation time).
         """
         book = cls()
         for strategy_id, seq in (last_seqs or {}).items():
@@ -182,6 +225,8 @@ class OrderBook:
             book.execution_ids |= order.execution_ids
             book._ids_for(order.intent.strategy_id).observe(order.client_order_id)
             book.last_ts = max(book.last_ts, order.updated_ts)
+            since = book.down_since
+            book.down_since = order.created_ts if since is None else min(since, order.created_ts)
         return book
 
     def _ids_for(self, strategy_id: str) -> ClientOrderIds:
@@ -244,6 +289,10 @@ class OrderBook:
             skipped_events=count("skipped", 0),
             redelivered=count("redelivered", 0),
             connected=self.connected,
+            disconnects=count("disconnects", 0),
+            reconnect_attempts=count("reconnect_attempts", 0),
+            reconnects=count("reconnects", 0),
+            reconciled_events=count("reconciled_events", 0),
         )
 
 
@@ -316,7 +365,8 @@ class OrderActor(Actor):
     """Owns the broker connection and drives every order through its state machine.
 
     Handles `Bar` (match at the broker, tell risk the updates, then forward the bar),
-    `PlaceOrder`, `CancelOrder`, `CancelAllOrders` and `BrokerConnectionChanged`.
+    `PlaceOrder`, `CancelOrder`, `CancelAllOrders`, `BrokerConnectionChanged` (an
+    operator's disconnect or reconnect) and its own reconnect timer's messages.
 
     Args:
         book: the state keeper shared by every instance.
@@ -325,11 +375,16 @@ class OrderActor(Actor):
         persistence: the path of the persistence actor.
         risk: the path of the risk actor.
         journal_timeout: seconds to wait for the durable journal write of an intent.
+        reconnect_backoff: the delays between reconnect attempts (attempt n waits
+            ``backoff_delay(reconnect_backoff, n, book.rng)`` seconds of trio time).
+        subscriptions: instruments whose market data the broker session subscribes to
+            (added to `OrderBook.subscriptions`; re-issued after every reconnect).
 
     Cancellation and crashes: a handler cancelled or crashing mid-way has its message
     redelivered by the runtime to the next instance, which resumes from
     `OrderBook.pending`: the id, the journal write and every broker call already done are
-    not repeated (see the module notes).
+    not repeated (see the module notes). The reconnect timer belongs to the instance and
+    is cancelled by `on_stop`.
     """
 
     def __init__(
@@ -340,25 +395,46 @@ class OrderActor(Actor):
         persistence: str = PERSISTENCE_PATH,
         risk: str = RISK_PATH,
         journal_timeout: float = 30.0,
+        reconnect_backoff: Backoff = RECONNECT_BACKOFF,
+        subscriptions: Iterable[str] = (),
     ) -> None:
         self.book = book
         self.broker = broker
         self._persistence_path = persistence
         self._risk_path = risk
         self._journal_timeout = journal_timeout
+        self._backoff = reconnect_backoff
+        self._subscriptions = frozenset(subscriptions)
         self._persistence: ActorRef
         self._risk: ActorRef
+        self._timer: ReconnectTimer | None = None
 
     async def on_start(self) -> None:
-        """Resolve the peers and connect the broker (a failure marks it down, not a crash)."""
+        """Resolve the peers and open the broker session.
+
+        A broker that cannot be reached marks the connection down and starts the
+        reconnect timer (not a crash). A book with a reconciliation outstanding (a cold
+        start with open orders) reconciles before the first message is handled. During
+        an outage (a restart while down) the next reconnect attempt is scheduled.
+        """
         system = self.context.system
         self._persistence = system.ref(self._persistence_path)
         self._risk = system.ref(self._risk_path)
-        if not self.broker.connected:
-            await self._connect(self.book.last_ts)
+        self._timer = ReconnectTimer(self.context)
+        book = self.book
+        book.subscriptions |= self._subscriptions
+        if book.operator_down:
+            return
+        if not book.connected:
+            self._schedule_reconnect()
+        elif not self.broker.connected or book.down_since is not None:
+            await self._open_session(book.last_ts)
 
     async def on_stop(self) -> None:
-        """Close the broker session (working orders stay at the venue)."""
+        """Stop the reconnect timer and close the broker session (working orders stay at
+        the venue)."""
+        if self._timer is not None:
+            await self._timer.stop()
         await self.broker.disconnect()
 
     async def handle(self, message: Any) -> Any:  # noqa: ANN401 -- the runtime's Message
@@ -374,6 +450,9 @@ class OrderActor(Actor):
             return await self._on_cancel_all(message)
         if isinstance(message, BrokerConnectionChanged):
             return await self._on_connection(message)
+        if isinstance(message, _Reconnect):
+            await self._on_reconnect(message)
+            return None
         self.context.log.warning("unexpected_message", message_type=type(message).__name__)
         return None
 
@@ -400,22 +479,108 @@ class OrderActor(Actor):
         for update in change.updates:
             await self._risk.send(update)
 
-    async def _set_connected(self, connected: bool, ts: int, reason: str) -> None:
-        if self.book.connected is connected:
+    # ------------------------------------------------------------------ connection
+    async def _lost(self, ts: int, reason: str) -> None:
+        """The connection went down at event time `ts`: tell risk, then (unless an
+        operator took it down) schedule the first reconnect attempt."""
+        book = self.book
+        if not book.connected:
             return
-        self.context.log.warning("broker_connection_changed", connected=connected, reason=reason)
-        await self._risk.send(BrokerConnectionChanged(connected=connected, ts=ts, reason=reason))
-        self.book.connected = connected
-        if not connected:
-            self.book.down_since = ts
+        self.context.log.warning("broker_connection_lost", reason=reason, ts=ts)
+        await self._risk.send(BrokerConnectionChanged(connected=False, ts=ts, reason=reason))
+        book.connected = False
+        since = book.down_since
+        book.down_since = ts if since is None else min(since, ts)
+        book.reconnect_attempt = 0
+        book.tally("disconnects")
+        if not book.operator_down:
+            self._schedule_reconnect()
 
-    async def _connect(self, ts: int) -> None:
+    def _schedule_reconnect(self) -> None:
+        book = self.book
+        book.reconnect_attempt += 1
+        delay = backoff_delay(self._backoff, book.reconnect_attempt, book.rng)
+        self.context.log.info(
+            "broker_reconnect_scheduled", attempt=book.reconnect_attempt, delay=delay
+        )
+        assert self._timer is not None  # noqa: S101 -- made in on_start, before any message
+        self._timer.start(delay, _Reconnect(book.reconnect_attempt))
+
+    async def _open_session(self, ts: int) -> None:
+        """Connect, re-subscribe, reconcile if an outage (or a cold start) left anything
+        to reconcile, and only then report the connection up.
+
+        A `BrokerDisconnected` on the way is a failed attempt: the next is scheduled.
+        """
+        book = self.book
+        broker = self.broker
+        book.tally("reconnect_attempts")
         try:
-            await self.broker.connect()
+            await broker.connect()
+            if book.subscriptions:
+                await broker.subscribe(sorted(book.subscriptions))
+            if book.down_since is not None:
+                await self._reconcile(book.down_since, ts)
         except BrokerDisconnected as exc:
-            await self._set_connected(False, ts, f"{DISCONNECTED_REASON}: {exc}")
-        else:
-            await self._set_connected(True, ts, "connected")
+            reason = f"{DISCONNECTED_REASON}: {exc}"
+            self.context.log.warning(
+                "broker_connect_failed", attempt=book.reconnect_attempt, reason=reason
+            )
+            if book.connected:
+                await self._lost(ts, reason)
+            elif not book.operator_down:
+                self._schedule_reconnect()
+            return
+        book.down_since = None
+        if book.connected:
+            return
+        attempts = book.reconnect_attempt
+        reason = f"reconnected and reconciled (attempt {attempts})"
+        self.context.log.warning("broker_connection_restored", attempts=attempts)
+        await self._risk.send(BrokerConnectionChanged(connected=True, ts=ts, reason=reason))
+        book.connected = True
+        book.reconnect_attempt = 0
+        book.tally("reconnects")
+
+    async def _reconcile(self, since: int, ts: int) -> None:
+        """Bring the book in line with the broker (see `tradewind.actors._reconcile`).
+
+        Raises:
+            BrokerDisconnected: the connection dropped while the venue was read; nothing
+                was changed or sent.
+        """
+        book = self.book
+        broker = self.broker
+        open_orders = tuple(await broker.open_orders())
+        fills = tuple(await broker.fills_since(since))
+        listed = {order.client_order_id for order in open_orders}
+        unlisted = [coid for coid in book.working if coid not in listed]
+        finished = tuple(await broker.lookup_orders(unlisted)) if unlisted else ()
+        ours = dict(book.working)
+        for fill in fills:  # a finished order may still get a late fill
+            late = book.finished.get(fill.client_order_id)
+            if late is not None:
+                ours.setdefault(fill.client_order_id, late)
+        result = reconcile(ours.values(), BrokerView(open_orders, fills, finished), ts=ts)
+        change = book.change()
+        change.apply_all(result.events)
+        await self._publish(change)
+        self._finish(change)
+        book.tally("reconciled_events", len(result.events))
+        log = self.context.log
+        for line in result.discrepancies:
+            log.warning("reconciliation_discrepancy", detail=line)
+        for order in result.orphans:
+            log.warning("reconciliation_orphan", client_order_id=order.client_order_id)
+        for fill in result.unknown_fills:
+            log.warning("reconciliation_unknown_fill", execution_id=fill.execution_id)
+        log.info(
+            "reconciled",
+            since=since,
+            fills=len(result.fills),
+            events=len(result.events),
+            open_at_broker=len(open_orders),
+        )
 
     # ------------------------------------------------------------------ handlers
     async def _on_bar(self, bar: Bar) -> None:
@@ -429,11 +594,13 @@ class OrderActor(Actor):
         if pending is not None and pending.message is bar:
             book.tally("redelivered")
             events = pending.answers.get(_BAR_ANSWER)
-        if events is None and book.connected:
+        if events is None:
+            # Every bar goes to the broker, connected or not: a simulated venue trades it
+            # all the same (its news comes back with the reconciliation).
             try:
                 events = await self.broker.on_bar(bar)
             except BrokerDisconnected as exc:
-                await self._set_connected(False, bar.ts, f"{DISCONNECTED_REASON}: {exc}")
+                await self._lost(bar.ts, f"{DISCONNECTED_REASON}: {exc}")
             else:
                 if events:
                     book.pending = Pending(bar, answers={_BAR_ANSWER: tuple(events)})
@@ -485,7 +652,7 @@ class OrderActor(Actor):
                 events = (
                     OrderRejected(client_order_id=client_order_id, ts=message.ts, reason=reason),
                 )
-                await self._set_connected(False, message.ts, reason)
+                await self._lost(message.ts, reason)
             pending.answers[client_order_id] = events
         change.apply_all(events)
         await self._publish(change)
@@ -574,42 +741,108 @@ class OrderActor(Actor):
             try:
                 return tuple(await self.broker.cancel(client_order_id, ts))
             except BrokerDisconnected as exc:
-                await self._set_connected(False, ts, f"{DISCONNECTED_REASON}: {exc}")
+                await self._lost(ts, f"{DISCONNECTED_REASON}: {exc}")
         return (
             OrderCancelRejected(client_order_id=client_order_id, ts=ts, reason=DISCONNECTED_REASON),
         )
 
     async def _on_connection(self, message: BrokerConnectionChanged) -> bool:
-        """Reconnect (``connected=True``) or disconnect the broker; reply with the state.
-
-        After a reconnect, the fills the venue reports since the connection was lost are
-        applied (those already applied are recognised by execution id and skipped).
-        """
+        """An operator disconnects (``connected=False``: stays down, no automatic
+        reconnect) or reconnects (``connected=True``: at once, then by the timer if that
+        fails) the broker; reply with whether the connection is up."""
         book = self.book
         book.last_ts = max(book.last_ts, message.ts)
+        timer = self._timer
         if not message.connected:
+            book.operator_down = True
+            if timer is not None:
+                timer.cancel()
             await self.broker.disconnect()
-            await self._set_connected(False, message.ts, message.reason or "disconnected")
+            await self._lost(message.ts, message.reason or "disconnected by the operator")
             return book.connected
-        await self._connect(message.ts)
-        since = book.down_since
-        if book.connected and since is not None:
-            await self._reconcile(since, message.ts)
+        book.operator_down = False
+        if book.connected and self.broker.connected:
+            return True
+        if timer is not None:
+            timer.cancel()
+        await self._open_session(message.ts)
         return book.connected
 
-    async def _reconcile(self, since: int, ts: int) -> None:
-        try:
-            fills = await self.broker.fills_since(since)
-        except BrokerDisconnected as exc:
-            await self._set_connected(False, ts, f"{DISCONNECTED_REASON}: {exc}")
+    async def _on_reconnect(self, message: _Reconnect) -> None:
+        """The reconnect timer fired: try again, unless it is stale (the connection came
+        back, an operator took it down, or a newer attempt was scheduled)."""
+        book = self.book
+        if book.connected or book.operator_down or message.attempt != book.reconnect_attempt:
+            self.context.log.debug("broker_reconnect_skipped", attempt=message.attempt)
             return
-        change = self.book.change()
-        for fill in fills:
-            change.apply(OrderFilled(client_order_id=fill.client_order_id, ts=fill.ts, fill=fill))
-        await self._publish(change)
-        self._finish(change)
-        self.book.down_since = None
-        self.context.log.info("reconciled", since=since, fills=len(fills), new=len(change.updates))
+        await self._open_session(book.last_ts)
+
+
+@attrs.frozen
+class _Reconnect:
+    """The reconnect timer's message to its actor: time for attempt `attempt`."""
+
+    attempt: int
+
+
+class ReconnectTimer:
+    """The order actor's reconnect timer: one pending delivery of a message to the
+    actor's own mailbox after a delay on trio time.
+
+    Runs as a trio system task (actors have no nursery of their own) under its own
+    cancel scope. Starting it again replaces the pending delivery.
+
+    Args:
+        context: the owning actor's context (its ref and logger).
+
+    Cancellation: `cancel` drops the pending delivery at once; `stop` also waits until
+    the task has ended (the owner's `on_stop`).
+    """
+
+    def __init__(self, context: ActorContext) -> None:
+        self._ref = context.ref
+        self._log = context.log
+        self._scope: trio.CancelScope | None = None
+        self._done: trio.Event | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether a delivery is waiting."""
+        return self._done is not None and not self._done.is_set()
+
+    def start(self, delay: float, message: object) -> None:
+        """Deliver `message` to the actor after `delay` seconds (replacing any pending
+        delivery)."""
+        self.cancel()
+        scope = trio.CancelScope()
+        done = trio.Event()
+        self._scope, self._done = scope, done
+        trio.lowlevel.spawn_system_task(
+            self._run, delay, message, scope, done, name=f"{self._ref.path}.reconnect"
+        )
+
+    async def _run(
+        self, delay: float, message: object, scope: trio.CancelScope, done: trio.Event
+    ) -> None:
+        try:
+            with scope:
+                await trio.sleep(delay)
+                await self._ref.send(message)
+        except Exception as exc:  # noqa: BLE001 -- a system task must not raise; a closed mailbox at shutdown is expected
+            self._log.warning("reconnect_timer_failed", error=repr(exc))
+        finally:
+            done.set()
+
+    def cancel(self) -> None:
+        """Drop the pending delivery, if any."""
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def stop(self) -> None:
+        """Drop the pending delivery and wait until the task has ended."""
+        self.cancel()
+        if self._done is not None:
+            await self._done.wait()
 
 
 # Statuses from which a cancel may be requested (PENDING_CANCEL already has one).
