@@ -1,0 +1,467 @@
+"""The spill journal: its line format, fsync'd appends, torn lines, replay into a store."""
+
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+from tradewind.actors import (
+    Bar,
+    IllegalTransition,
+    Instrument,
+    InvalidOrder,
+    Order,
+    OrderSubmitted,
+    SpillJournal,
+    SpillJournalCorrupt,
+    TradingState,
+    decode_record,
+    encode_record,
+)
+from tradewind.actors import _spill as spill_module
+from tradewind.actors._calendar import TransitionKind
+from tradewind.actors._messages import (
+    BarRejected,
+    EndOfData,
+    FeedResumed,
+    FeedStale,
+    Flush,
+    OrderUpdated,
+    Persist,
+    SessionChanged,
+    TradingStateChanged,
+)
+from tradewind.actors._persistence import PersistenceActor, PersistenceKeeper
+from tradewind.runtime import (
+    ActorSystem,
+    ChildSpec,
+    MailboxSpec,
+    MessageDropped,
+    SupervisorSpec,
+    open_actor_system,
+)
+from tradewind.storage import DeadLetter, Denial, RunRecord, Store, open_store
+from tradewind.storage._uow import Transaction
+
+from tests.strategies import bars, fills_for, instruments, new_orders, order_events_for
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+
+AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
+T0 = 1_767_571_200 * 10**9
+MINUTE = 60 * 10**9
+
+
+def bar(n: int) -> Bar:
+    price = Decimal(100) + Decimal(n) / 100
+    return Bar("AAPL", "1m", T0 + n * MINUTE, price, price, price, price, n)
+
+
+def some_bars(count: int, start: int = 0) -> list[Bar]:
+    return [bar(n) for n in range(start, start + count)]
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+@st.composite
+def order_updates(draw: st.DrawFn) -> OrderUpdated:
+    """An order after a few events (legal ones applied), with its last update."""
+    order = draw(new_orders())
+    for _ in range(draw(st.integers(1, 4))):
+        try:
+            order = order.apply(draw(order_events_for(order)))
+        except (IllegalTransition, InvalidOrder):
+            continue
+    if order.last_event is None:
+        order = order.apply(_submitted(order))
+    assert order.last_event is not None
+    return OrderUpdated(order=order, event=order.last_event, ts=order.updated_ts)
+
+
+def _submitted(order: Order) -> OrderSubmitted:
+    return OrderSubmitted(client_order_id=order.client_order_id, ts=order.created_ts)
+
+
+texts = st.text(max_size=30)
+ints = st.integers(0, 10**18)
+records = st.one_of(
+    bars(),
+    order_updates(),
+    new_orders(),
+    new_orders().flatmap(fills_for),
+    instruments(),
+    st.builds(Denial, texts, texts, texts, ints, texts),
+    st.builds(DeadLetter, texts, ints, texts, texts, texts, st.integers(0, 9), st.integers(0, 9)),
+    st.builds(RunRecord, texts, texts, ints, st.none() | ints, st.none() | texts),
+    st.builds(TradingStateChanged, st.sampled_from(TradingState), texts, ints),
+    st.builds(SessionChanged, st.sampled_from(TransitionKind), ints),
+    st.builds(FeedStale, ints, ints),
+    st.builds(FeedResumed, ints),
+    st.builds(EndOfData, ints),
+    st.builds(BarRejected, ints, texts, texts),
+)
+
+
+class TestLineFormat:
+    @settings(max_examples=300, deadline=None)
+    @given(record=records)
+    def test_any_record_comes_back_identical_from_its_line(self, record: object) -> None:
+        line = encode_record(record)
+        back = decode_record(line)
+        assert back == record
+        assert type(back) is type(record)
+        assert encode_record(back) == line  # same text: decimals keep their exponent
+        assert "\n" not in line
+        assert line.isascii()
+
+    def test_decimals_are_exact_strings_with_their_exponent(self) -> None:
+        line = encode_record(Bar("AAPL", "1m", 5, "1.10", "1.20", "1.00", "1.10", "0"))
+        assert '"open":"1.10"' in line
+        assert '"low":"1.00"' in line
+        back = decode_record(line)
+        assert isinstance(back, Bar)
+        assert back.open.as_tuple().exponent == -2
+
+    def test_a_record_without_a_line_form_is_refused(self) -> None:
+        with pytest.raises(TypeError, match="cannot hold a object"):
+            encode_record(object())
+
+    @pytest.mark.parametrize(
+        ("line", "cause"),
+        [
+            ('{"type":"Bar"', "JSONDecodeError"),
+            ('{"type":"Nope","record":{}}', "KeyError"),
+            ('{"type":"Bar","record":{"instrument":"AAPL"}}', "While structuring Bar"),
+            ("[]", "TypeError"),
+        ],
+    )
+    def test_a_line_that_is_not_a_record_is_refused_with_its_cause(
+        self, line: str, cause: str
+    ) -> None:
+        with pytest.raises(ValueError, match="not a spill journal line") as caught:
+            decode_record(line)
+        assert cause in str(caught.value)
+
+
+# ----------------------------------------------------------------------------- the file
+
+
+@pytest.fixture
+def journal_path(tmp_path: Path) -> Path:
+    return tmp_path / "spill.jsonl"
+
+
+def size_of(path: Path) -> int:
+    return path.stat().st_size
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    with path.open("ab") as handle:
+        handle.write(data)
+
+
+def lines_of(path: Path) -> list[object]:
+    return [decode_record(line) for line in path.read_bytes().splitlines()]
+
+
+@attrs.define
+class FsyncSpy:
+    """Wraps `os.fsync`: records the size of each regular file when it is fsync'd."""
+
+    real: Any
+    sizes: list[int] = attrs.field(factory=list)
+    fail: bool = False
+
+    def __call__(self, fd: int) -> None:
+        stat = os.fstat(fd)
+        if not os.path.isdir(f"/proc/self/fd/{fd}"):
+            if self.fail:
+                msg = "disk on fire"
+                raise OSError(msg)
+            self.sizes.append(stat.st_size)
+        self.real(fd)
+
+
+@pytest.fixture
+def fsync_spy(monkeypatch: pytest.MonkeyPatch) -> FsyncSpy:
+    spy = FsyncSpy(os.fsync)
+    monkeypatch.setattr(spill_module.os, "fsync", spy)
+    return spy
+
+
+class TestAppend:
+    async def test_each_append_is_one_line_per_record_fsyncd_as_a_whole(
+        self, journal_path: Path, fsync_spy: FsyncSpy
+    ) -> None:
+        journal = SpillJournal(journal_path)
+        await journal.append(some_bars(3))
+        first = size_of(journal_path)
+        await journal.append(some_bars(2, start=3))
+        assert lines_of(journal_path) == some_bars(5)
+        assert fsync_spy.sizes == [first, size_of(journal_path)]
+        stats = journal.statistics()
+        assert (stats.records, stats.appended, stats.appends) == (5, 5, 2)
+        assert stats.size == size_of(journal_path)
+
+    async def test_an_empty_append_creates_no_file(self, journal_path: Path) -> None:
+        journal = SpillJournal(journal_path)
+        await journal.append([])
+        assert not exists(journal_path)
+        assert journal.records == 0
+
+    async def test_a_failed_append_leaves_the_journal_as_it_was(
+        self, journal_path: Path, fsync_spy: FsyncSpy
+    ) -> None:
+        journal = SpillJournal(journal_path)
+        await journal.append(some_bars(2))
+        fsync_spy.fail = True
+        with pytest.raises(OSError, match="disk on fire"):
+            await journal.append(some_bars(2, start=2))
+        assert journal.records == 2
+        fsync_spy.fail = False
+        await journal.append(some_bars(1, start=9))
+        # the lines of the failed append were written, never counted, and overwritten
+        assert lines_of(journal_path) == [*some_bars(2), bar(9)]
+
+    async def test_a_record_without_a_line_form_writes_nothing(self, journal_path: Path) -> None:
+        journal = SpillJournal(journal_path)
+        with pytest.raises(TypeError):
+            await journal.append([bar(1), object()])
+        assert not exists(journal_path)
+        assert journal.records == 0
+
+
+class TestRecover:
+    async def test_no_file_means_nothing_to_replay(self, journal_path: Path) -> None:
+        journal = SpillJournal(journal_path)
+        recovery = await journal.recover()
+        assert (recovery.records, recovery.torn, journal.records) == (0, (), 0)
+
+    async def test_a_sound_journal_is_taken_over_whole(self, journal_path: Path) -> None:
+        await SpillJournal(journal_path).append(some_bars(4))
+        journal = SpillJournal(journal_path)
+        recovery = await journal.recover()
+        assert (recovery.records, recovery.torn) == (4, ())
+        assert journal.statistics().recovered == 4
+        assert (await journal.read(10)).records == tuple(some_bars(4))
+
+    async def test_a_torn_last_line_is_reported_and_cut_off(self, journal_path: Path) -> None:
+        await SpillJournal(journal_path).append(some_bars(3))
+        good = size_of(journal_path)
+        torn = encode_record(bar(3)).encode()[:25]
+        append_bytes(journal_path, torn)
+        journal = SpillJournal(journal_path)
+        recovery = await journal.recover()
+        assert recovery.records == 3
+        [line] = recovery.torn
+        assert (line.offset, line.length, line.preview) == (good, len(torn), torn)
+        assert "torn write" in line.reason
+        assert size_of(journal_path) == good
+        assert lines_of(journal_path) == some_bars(3)
+        assert journal.statistics().torn_lines == 1
+
+    async def test_an_undecodable_last_line_is_reported_and_cut_off(
+        self, journal_path: Path
+    ) -> None:
+        await SpillJournal(journal_path).append(some_bars(2))
+        good = size_of(journal_path)
+        append_bytes(journal_path, b"\x00\x00\x00\n")
+        journal = SpillJournal(journal_path)
+        recovery = await journal.recover()
+        [line] = recovery.torn
+        assert (line.offset, line.length) == (good, 4)
+        assert "not a spill journal line" in line.reason
+        assert recovery.records == 2
+        assert lines_of(journal_path) == some_bars(2)
+
+    async def test_a_journal_of_nothing_but_a_torn_line_is_removed(
+        self, journal_path: Path
+    ) -> None:
+        append_bytes(journal_path, b'{"record":{"clo')
+        journal = SpillJournal(journal_path)
+        recovery = await journal.recover()
+        assert recovery.records == 0
+        assert len(recovery.torn) == 1
+        assert not exists(journal_path)
+
+    async def test_a_corrupt_line_before_the_last_is_raised_never_skipped(
+        self, journal_path: Path
+    ) -> None:
+        journal = SpillJournal(journal_path)
+        await journal.append([bar(0)])
+        bad_at = size_of(journal_path)
+        append_bytes(journal_path, b"garbage\n")
+        append_bytes(journal_path, f"{encode_record(bar(2))}\n".encode())
+        recovered = SpillJournal(journal_path)
+        assert (await recovered.recover()).torn == ()
+        with pytest.raises(SpillJournalCorrupt) as caught:
+            await recovered.read(10)
+        assert caught.value.offset == bad_at
+        assert caught.value.path == str(journal_path)
+
+
+class TestReplay:
+    async def test_reads_go_in_order_and_advance_only_when_marked(self, journal_path: Path) -> None:
+        journal = SpillJournal(journal_path)
+        await journal.append(some_bars(3))
+        await journal.append(some_bars(2, start=3))
+        first = await journal.read(2)
+        assert first.records == tuple(some_bars(2))
+        assert (await journal.read(2)).records == first.records  # not marked: read again
+        journal.mark_replayed(first)
+        journal.mark_replayed(first)  # marking the same batch twice moves nothing
+        second = await journal.read(10)
+        assert second.records == tuple(some_bars(3, start=2))
+        journal.mark_replayed(second)
+        assert journal.records == 0
+        assert (await journal.read(10)).records == ()
+        await journal.remove()
+        assert not exists(journal_path)
+        stats = journal.statistics()
+        assert (stats.replayed, stats.size, stats.records) == (5, 0, 0)
+
+    async def test_appends_after_a_removal_start_a_new_file(self, journal_path: Path) -> None:
+        journal = SpillJournal(journal_path)
+        await journal.append(some_bars(2))
+        journal.mark_replayed(await journal.read(5))
+        await journal.remove()
+        await journal.append([bar(7)])
+        assert lines_of(journal_path) == [bar(7)]
+        assert (await journal.read(5)).records == (bar(7),)
+
+
+# ----------------------------------------------------------------------------- into a store
+
+
+@attrs.define
+class BarRecorder:
+    """A unit of work that notes the bars written through it, then passes them on."""
+
+    tx: Transaction
+    written: list[int]
+
+    def write_bars(self, items: Any) -> None:
+        items = list(items)
+        self.written.extend(b.ts for b in items)
+        self.tx.write_bars(items)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tx, name)
+
+
+@attrs.define
+class RecordingStore:
+    """A real store whose units of work are recorded (the bars of each, in order)."""
+
+    store: Store
+    units: list[list[int]] = attrs.field(factory=list)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        written: list[int] = []
+        async with self.store.transaction() as tx:
+            yield BarRecorder(tx, written)
+        self.units.append(written)
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[Store]:
+    async with open_store("sqlite://:memory:") as opened:
+        async with opened.transaction() as tx:
+            tx.upsert_instruments([AAPL])
+        yield opened
+
+
+@asynccontextmanager
+async def persistence(
+    store: object, keeper: PersistenceKeeper, **options: object
+) -> AsyncIterator[ActorSystem]:
+    spec = SupervisorSpec(
+        "test",
+        (  # type: ignore[arg-type]  # the children converter hides the element type
+            ChildSpec(
+                "persistence",
+                lambda: PersistenceActor(keeper, store, risk=None, **options),  # type: ignore[arg-type]
+                mailbox=MailboxSpec(64),
+            ),
+        ),
+    )
+    async with open_actor_system(spec, asyncio_loop=False) as system:
+        yield system
+
+
+def ts_of(n: int) -> int:
+    return T0 + n * MINUTE
+
+
+class TestReplayIntoTheStore:
+    async def test_a_journal_left_by_a_crash_is_replayed_first_then_removed(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        await SpillJournal(journal_path).append(some_bars(5))
+        append_bytes(journal_path, b'{"record":{"close":"1')  # the crash tore the last append
+        recording = RecordingStore(store)
+        keeper = PersistenceKeeper()
+        with capture_logs() as logs:
+            async with persistence(
+                recording, keeper, spill_path=journal_path, batch_size=2
+            ) as system:
+                ref = system.ref("persistence")
+                await ref.send(Persist((bar(5), bar(6))))
+                assert await ref.ask(Flush()) == 7
+        assert await store.bars() == some_bars(7)
+        units = [unit for unit in recording.units if unit]
+        assert units[:3] == [[ts_of(0), ts_of(1)], [ts_of(2), ts_of(3)], [ts_of(4)]]
+        assert not exists(journal_path)
+        torn = [e for e in logs if e["event"] == "spill_journal_torn_line"]
+        assert len(torn) == 1
+        assert torn[0]["log_level"] == "error"
+        assert torn[0]["length"] == len(b'{"record":{"close":"1')
+        assert any(e["event"] == "spill_journal_found" and e["records"] == 5 for e in logs)
+        spill = keeper.statistics().spill
+        assert spill is not None
+        assert (spill.recovered, spill.replayed, spill.torn_lines) == (5, 5, 1)
+
+    async def test_replaying_a_journal_again_changes_nothing(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        contents = some_bars(6)
+        for _ in range(2):  # the second time, every record is already stored
+            await SpillJournal(journal_path).append(contents)
+            keeper = PersistenceKeeper()
+            async with persistence(store, keeper, spill_path=journal_path, batch_size=4) as system:
+                assert await system.ref("persistence").ask(Flush()) == 6
+            assert not exists(journal_path)
+        assert await store.bars() == contents
+        counts = await store.counts()
+        assert counts.bars == 6
+
+    async def test_a_corrupt_journal_line_is_never_skipped(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        await SpillJournal(journal_path).append([bar(0)])
+        append_bytes(journal_path, b"garbage\n" + f"{encode_record(bar(2))}\n".encode())
+        keeper = PersistenceKeeper()
+        async with persistence(store, keeper, spill_path=journal_path) as system:
+            ref = system.ref("persistence")
+            with pytest.raises(MessageDropped) as caught:
+                await ref.ask(Flush())
+            assert ref.statistics().crashes >= 1
+        assert isinstance(caught.value.__cause__, SpillJournalCorrupt)
+        assert exists(journal_path)  # kept for the operator
+        assert await store.bars() == []  # the unit with the bad line was never committed
