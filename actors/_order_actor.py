@@ -805,11 +805,6 @@ class ReconnectTimer:
         self._scope: trio.CancelScope | None = None
         self._done: trio.Event | None = None
 
-    @property
-    def pending(self) -> bool:
-        """Whether a delivery is waiting."""
-        return self._done is not None and not self._done.is_set()
-
     def start(self, delay: float, message: object) -> None:
         """Deliver `message` to the actor after `delay` seconds (replacing any pending
         delivery)."""

@@ -174,10 +174,9 @@ async def tiny(
     ]
     root: list[AnySpec] = [
         ChildSpec("persistence", lambda: Recorder(persistence)),
-        # mypy reads the children's `converter=tuple` as Iterable[_T_co]: a false alarm.
-        SupervisorSpec("trading", trading, strategy=RestartStrategy.REST_FOR_ONE),  # type: ignore[arg-type]
+        SupervisorSpec("trading", trading, strategy=RestartStrategy.REST_FOR_ONE),
     ]
-    spec = SupervisorSpec("root", root)  # type: ignore[arg-type]
+    spec = SupervisorSpec("root", root)
     async with open_actor_system(spec, asyncio_loop=False) as system:
         yield Tiny(system, book, orders, strategy, persistence)
 
