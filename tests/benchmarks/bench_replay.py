@@ -99,7 +99,7 @@ class NullStore:
         await trio.lowlevel.checkpoint()
 
 
-def settings(bars: int, mode: str = "replay") -> Any:  # noqa: ANN401 -- Settings from a file
+def settings(bars: int, mode: str = "replay") -> Any:
     folder = Path(tempfile.mkdtemp())
     path = folder / "bench.toml"
     text = CONFIG.format(steps=bars // 2, sma=SMA).replace('mode = "replay"', f'mode = "{mode}"')
