@@ -457,14 +457,22 @@ class TestReconciliation:
                 stranger = stranger.apply(
                     OrderSubmitted(client_order_id=stranger.client_order_id, ts=T0)
                 )
+                resting = Order.create(
+                    "s9-00000002", attrs.evolve(intent(limit="50.00"), strategy_id="s9"), T0
+                )
+                resting = resting.apply(
+                    OrderSubmitted(client_order_id=resting.client_order_id, ts=T0)
+                )
                 t.broker.exchange.connect()
                 t.broker.exchange.submit(stranger)
+                t.broker.exchange.submit(resting)
                 ref = t.system.ref("trading/orders")
                 await ref.ask(BrokerConnectionChanged(connected=False, ts=T0))
                 await t.bar(flat(T0 + MIN, "99.00"))  # fills the stranger at the venue
                 await ref.ask(BrokerConnectionChanged(connected=True, ts=T0 + 2 * MIN))
         events = [log["event"] for log in logs]
         assert "reconciliation_unknown_fill" in events
+        assert "reconciliation_orphan" in events
         assert "reconciliation_discrepancy" not in events
         assert events.count("reconciled") == 2
 
