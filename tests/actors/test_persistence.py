@@ -95,7 +95,7 @@ async def persistence(
     keeper = keeper if keeper is not None else PersistenceKeeper()
     spec = SupervisorSpec(
         "test",
-        (  # type: ignore[arg-type]  # the children converter hides the element type
+        (
             ChildSpec(
                 "persistence",
                 lambda: PersistenceActor(keeper, store, **options),  # type: ignore[arg-type]

@@ -175,7 +175,7 @@ async def rig(
             tx.upsert_instruments([AAPL])
         spec = SupervisorSpec(
             "test",
-            (  # type: ignore[arg-type]  # the children converter hides the element type
+            (
                 ChildSpec("risk", lambda: RiskStandIn(announcements), mailbox=MailboxSpec(16)),
                 ChildSpec(
                     "persistence",

@@ -25,7 +25,6 @@ from tradewind.actors import (
     decode_record,
     encode_record,
 )
-from tradewind.actors import _spill as spill_module
 from tradewind.actors._calendar import TransitionKind
 from tradewind.actors._messages import (
     BarRejected,
@@ -200,7 +199,7 @@ class FsyncSpy:
 @pytest.fixture
 def fsync_spy(monkeypatch: pytest.MonkeyPatch) -> FsyncSpy:
     spy = FsyncSpy(os.fsync)
-    monkeypatch.setattr(spill_module.os, "fsync", spy)
+    monkeypatch.setattr(os, "fsync", spy)
     return spy
 
 
@@ -393,7 +392,7 @@ async def persistence(
 ) -> AsyncIterator[ActorSystem]:
     spec = SupervisorSpec(
         "test",
-        (  # type: ignore[arg-type]  # the children converter hides the element type
+        (
             ChildSpec(
                 "persistence",
                 lambda: PersistenceActor(keeper, store, risk=None, **options),  # type: ignore[arg-type]
