@@ -26,8 +26,9 @@ sequence and the applied execution ids.
 #   natural keys, the portfolio on execution ids, order snapshots by journal seq).
 # * Known gap: a `PlaceOrder` dead-lettered (its redeliveries spent) after its journal
 #   write leaves an INITIALIZED order in the store that never reached the broker; its
-#   pending record is simply replaced by the next message. A cold start sees it as open
-#   until the `open_orders` reconciliation (a later step) settles it.
+#   pending record is simply replaced by the next message. A cold start that restores it
+#   (`OrderBook.restore`) reconciles it on the first connect: unknown to the broker, it
+#   becomes REJECTED "unknown to the broker after reconnect/restart".
 # * Idempotence beyond redelivery: a fill whose execution id the book already applied is
 #   ignored, and the broker itself answers a repeated submit of a client order id with
 #   its first answer (see `Broker.submit`).
