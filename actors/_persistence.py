@@ -69,8 +69,11 @@ left by a crashed run is replayed at start.
 # * `PersistDurably` is the order actor's journal write before the broker: during an
 #   outage it waits at most `durable_timeout` for the store, then answers `NotDurable`
 #   (the records stay accepted and are written later); the order is then denied, never
-#   sent. `Flush` and the stop still wait for the commit; at stop, when the store is
-#   unavailable and a journal is configured, the buffer is spilled instead of being lost.
+#   sent. `Flush` and the stop still wait for the commit; but at stop, when the store is
+#   unavailable and a journal is configured, the buffer is spilled and the stop does not
+#   wait: the next start replays the journal.
+# * Records of a type no table holds and the journal cannot name are counted (and
+#   logged) once, when accepted; a flush passes them by, a spill drops them.
 
 from __future__ import annotations
 
@@ -123,6 +126,7 @@ _LOG_ONLY = frozenset(
     {TradingStateChanged, SessionChanged, FeedStale, FeedResumed, EndOfData, BarRejected}
 )
 _SPILLABLE = frozenset(SPILL_TYPES)
+_STORABLE = frozenset({Bar, OrderUpdated, Denial, DeadLetter, RunRecord, Instrument, Fill, Order})
 #: The path of the actor told about the store's availability, in the assembled tree.
 RISK_PATH = "trading/risk"
 
@@ -433,14 +437,21 @@ class PersistenceActor(Actor):
 
     async def on_stop(self) -> None:
         """Stop the tasks and flush everything (retrying while the store is away, for as
-        long as the shutdown timeout allows; with a journal, the buffer of an unavailable
-        store is spilled instead)."""
+        long as the shutdown timeout allows). With a journal and an unavailable store the
+        buffer is spilled instead, without waiting: the next start replays it."""
         for task in (self._ticker, self._notifier):
             if task is not None:
                 await task.stop()
         keeper = self._keeper
-        if keeper.pending and keeper.journal is not None and not keeper.store_available:
-            await self._spill_pending()
+        journal = keeper.journal
+        if journal is not None and not keeper.store_available:
+            # The journal keeps it all for the next start; no wait for the store.
+            if keeper.pending:
+                await self._spill_pending()
+            self.context.log.warning(
+                "spill_journal_kept_at_stop", path=str(journal.path), records=journal.records
+            )
+            return
         if keeper.has_work:
             try:
                 await self._flush_within(math.inf)
@@ -561,6 +572,8 @@ class PersistenceActor(Actor):
             else:
                 log.add(record)
                 pending.append(record)
+                if kind not in _STORABLE and kind not in _LOG_ONLY:
+                    self._unstorable(kind)  # counted once; flushes pass it by
         ts = getattr(records[-1], "ts", None)
         if type(ts) is int and ts > keeper.last_ts:
             keeper.last_ts = ts
@@ -596,14 +609,11 @@ class PersistenceActor(Actor):
         assert journal is not None  # noqa: S101 -- spill and stop check it first
         batch = list(keeper.pending)
         records = [record for record in batch if type(record) in _SPILLABLE]
-        if len(records) < len(batch):
-            for record in batch:
-                if type(record) not in _SPILLABLE:
-                    self._unstorable(type(record))
-            keeper.committed += len(batch) - len(records)  # settled: nothing to keep
         # Nothing leaves the buffer until the journal has it on disk.
         await journal.append(records)
         del keeper.pending[: len(batch)]
+        # Records of a type nothing stores were counted when accepted: settled.
+        keeper.committed += len(batch) - len(records)
         keeper.batch_started = trio.current_time() if keeper.pending else None
         self.context.log.warning(
             "records_spilled", records=len(records), journal=journal.records, path=str(journal.path)
@@ -698,8 +708,6 @@ class PersistenceActor(Actor):
             elif kind is Order:
                 order: Order = record  # type: ignore[assignment]
                 unit.orders[order.client_order_id] = order
-            elif kind not in _LOG_ONLY:
-                self._unstorable(kind)
         return unit
 
     def _denial(self, denied: IntentDenied) -> Denial:

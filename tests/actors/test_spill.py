@@ -46,7 +46,7 @@ from tradewind.runtime import (
     SupervisorSpec,
     open_actor_system,
 )
-from tradewind.storage import DeadLetter, Denial, RunRecord, Store, open_store
+from tradewind.storage import DeadLetter, Denial, RunRecord, Store, StoreUnavailable, open_store
 from tradewind.storage._uow import Transaction
 
 from tests.strategies import bars, fills_for, instruments, new_orders, order_events_for
@@ -464,3 +464,43 @@ class TestReplayIntoTheStore:
         assert isinstance(caught.value.__cause__, SpillJournalCorrupt)
         assert exists(journal_path)  # kept for the operator
         assert await store.bars() == []  # the unit with the bad line was never committed
+
+
+@attrs.define
+class DownStore:
+    """A real store that fails every unit of work with StoreUnavailable while `down`."""
+
+    store: Store
+    down: bool = True
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        if self.down:
+            yield Transaction()
+            msg = "connection refused"
+            raise StoreUnavailable(msg)
+        async with self.store.transaction() as tx:
+            yield tx
+
+
+class TestSpillAtStop:
+    async def test_the_buffer_of_an_unavailable_store_is_spilled_at_stop_and_replayed_next_run(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        # Real clock: under an autojumping one, the file work in worker threads would
+        # let virtual time run on to the next timeout.
+        down = DownStore(store)
+        first = PersistenceKeeper()
+        async with persistence(down, first, spill_path=journal_path, batch_size=2) as system:
+            await system.ref("persistence").send(Persist((bar(0), object(), bar(1), bar(2))))
+            await system.quiesce()
+            assert not first.statistics().store_available
+        stats = first.statistics()
+        assert (stats.pending, stats.spilled, stats.unstorable, stats.committed) == (0, 3, 1, 1)
+        assert lines_of(journal_path) == some_bars(3)  # on disk, in order, for the next run
+        down.down = False
+        second = PersistenceKeeper()
+        async with persistence(down, second, spill_path=journal_path) as system:
+            assert await system.ref("persistence").ask(Flush()) == 3
+        assert await store.bars() == some_bars(3)
+        assert not exists(journal_path)
