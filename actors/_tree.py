@@ -301,8 +301,8 @@ class CrashPlan:
             check()
             return await ask(ref, message, timeout=timeout)
 
-        ActorRef.send = planned_send  # type: ignore[method-assign]
-        ActorRef.ask = planned_ask  # type: ignore[method-assign]
+        ActorRef.send = planned_send  # type: ignore[method-assign, assignment]
+        ActorRef.ask = planned_ask  # type: ignore[method-assign, assignment]
         try:
             yield
         finally:
@@ -383,7 +383,7 @@ class TradingSystem:
         feed, orders, risk, strategy, persistence: the state keepers.
         broker: the broker the order actor uses.
         expected_items: how many items the source will produce, if known (progress).
-        result: the final summary, set when the block has exited.
+        result: the final summary, once the block has exited.
     """
 
     settings: Settings
@@ -399,9 +399,21 @@ class TradingSystem:
     source: StoppableSource
     expected_items: int | None
     started: float
-    result: RunSummary | None = None
+    _result: RunSummary | None = None
     winding_down: bool = False
     _final_stats: SystemStatistics | None = None
+
+    @property
+    def result(self) -> RunSummary:
+        """The final summary, once the `open_trading_system` block has exited.
+
+        Raises:
+            RuntimeError: the run has not ended yet (use `summary()` for a snapshot).
+        """
+        if self._result is None:
+            msg = "the run has not ended yet; summary() gives a snapshot"
+            raise RuntimeError(msg)
+        return self._result
 
     @property
     def portfolio(self) -> Portfolio:
@@ -597,7 +609,7 @@ def _tree(
     trading_children: tuple[AnySpec, ...] = (orders, risk, strategy)
     trading = SupervisorSpec(
         "trading",
-        trading_children,  # type: ignore[arg-type]  # attrs' converter=tuple is typed generically
+        trading_children,
         strategy=RestartStrategy.REST_FOR_ONE,
         max_restarts=sup.max_restarts,
         within=sup.within,
@@ -606,7 +618,7 @@ def _tree(
     processes: list[AnySpec] = [
         ProcessSpec(
             name=p.name,
-            argv=p.argv,  # type: ignore[arg-type]  # attrs' converter=tuple is typed generically
+            argv=p.argv,
             restart=Restart(p.restart),
             shutdown_timeout=p.shutdown_timeout,
         )
@@ -615,7 +627,7 @@ def _tree(
     root_children: tuple[AnySpec, ...] = (persistence, trading, feed, *processes)
     return SupervisorSpec(
         "tradewind",
-        root_children,  # type: ignore[arg-type]  # attrs' converter=tuple is typed generically
+        root_children,
         strategy=RestartStrategy.ONE_FOR_ONE,
         max_restarts=sup.max_restarts,
         within=sup.within,
@@ -832,7 +844,7 @@ async def _record_end(
     """Write late dead letters and the run's end and summary (bounded, best effort)."""
     summary = handle.summary(outcome) if handle is not None else None
     if handle is not None:
-        handle.result = summary
+        handle._result = summary
     with trio.move_on_after(_FINISH_TIMEOUT):
         async with store.transaction() as tx:
             if late_letters and handle is not None:

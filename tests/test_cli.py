@@ -8,9 +8,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import trio
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from tradewind.actors._tree import RunSummary
 from tradewind.storage import open_store
 
@@ -21,7 +22,7 @@ TRADEWIND = [str(Path(sys.executable).parent / "tradewind")]
 LONG = synthetic(count=2_000_000)  # far more than a test waits for: it is stopped mid-way
 
 
-def invoke(*args):
+def invoke(*args: object) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
@@ -47,11 +48,11 @@ def wait_for(proc: subprocess.Popen[str], event: str, **fields: object) -> dict[
         if record.get("event") != event:
             continue
         if all(record.get(k) if v is True else record.get(k) == v for k, v in fields.items()):
-            return record
+            return dict(record)
     raise AssertionError(f"the process ended without logging {event!r}")
 
 
-def stored(url: str, run_id: str):
+def stored(url: str, run_id: str) -> Any:
     async def read():
         async with open_store(url) as store:
             return await store.run(run_id), await store.run_summary(run_id), await store.counts()
@@ -86,7 +87,7 @@ class TestRunSubprocess:
         config.write_text(text.replace("max_position = 1000", "max_position = -5"))
         proc.send_signal(signal.SIGHUP)
         refused = wait_for(proc, "risk_reload_refused")
-        assert any("risk.max_position" in p and "-5" in p for p in refused["problems"])
+        assert any("risk.max_position" in p and "-5" in p for p in list(refused["problems"]))  # type: ignore[call-overload]
         config.write_text(text.replace("max_position = 1000", "max_position = 7"))
         proc.send_signal(signal.SIGHUP)
         reloaded = wait_for(proc, "risk_limits_reloaded")
@@ -130,6 +131,23 @@ class TestRunInProcess:
         result = invoke("report", "nope", "--store", f"sqlite:///{tmp_path / 'empty.db'}")
         assert result.exit_code == 1
         assert "no run 'nope'" in result.output
+
+    def test_report_of_an_unfinished_run_says_so(self, tmp_path):
+        url = f"sqlite:///{tmp_path / 'unfinished.db'}"
+
+        async def start_only():
+            async with open_store(url) as store, store.transaction() as tx:
+                tx.start_run("r-unfinished", "hash", 1)
+
+        trio.run(start_only)
+        result = invoke("report", "r-unfinished", "--store", url)
+        assert result.exit_code == 0
+        assert "no summary was stored (the run did not finish)" in result.output
+
+    def test_report_on_an_unreachable_store_fails(self, tmp_path):
+        result = invoke("report", "r", "--store", f"sqlite:///{tmp_path / 'no' / 'x.db'}")
+        assert result.exit_code == 1
+        assert "Error" in result.output
 
     def test_report_with_a_malformed_store_url_is_a_usage_error(self):
         result = invoke("report", "r", "--store", "mysql://u:s3cret@h/db")

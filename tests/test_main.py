@@ -6,6 +6,7 @@ import io
 import json
 import signal
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from rich.console import Console
@@ -22,8 +23,12 @@ from tradewind._main import (
     run_config,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
 
-def run(config, tmp_path, **kwargs):
+
+def run(config: Path, tmp_path: Path, **kwargs: Any) -> tuple[int, str, list[dict[str, Any]]]:
     out = io.StringIO()
     code = run_config(
         config,
@@ -62,9 +67,9 @@ class TestExitCodes:
 
 
 class FakeSystem:
-    def __init__(self):
+    def __init__(self) -> None:
         self.stops = 0
-        self.swapped = []
+        self.swapped: list[Any] = []
 
     def stop_feed(self):
         self.stops += 1
@@ -74,7 +79,7 @@ class FakeSystem:
         return limits
 
 
-async def signals(*numbers):
+async def signals(*numbers: int) -> AsyncIterator[int]:
     for number in numbers:
         yield number
 
@@ -83,7 +88,11 @@ class TestSignals:
     async def test_sighup_reloads_and_a_first_sigterm_stops_the_feed(self, tmp_path):
         system = FakeSystem()
         config = write_config(tmp_path)
-        await _main._handle_signals(signals(signal.SIGHUP, signal.SIGTERM), system, str(config))
+        await _main._handle_signals(
+            signals(signal.SIGHUP, signal.SIGTERM),
+            system,  # type: ignore[arg-type]
+            str(config),
+        )
         assert system.stops == 1
         assert [limits.max_position for limits in system.swapped] == [Decimal(1000)]
 
@@ -91,10 +100,14 @@ class TestSignals:
         def exit_now(code):
             raise SystemExit(code)
 
-        monkeypatch.setattr(_main.os, "_exit", exit_now)
+        monkeypatch.setattr("tradewind._main.os._exit", exit_now)
         system = FakeSystem()
         with pytest.raises(SystemExit) as exited:
-            await _main._handle_signals(signals(signal.SIGINT, signal.SIGTERM), system, "x")
+            await _main._handle_signals(
+                signals(signal.SIGINT, signal.SIGTERM),
+                system,  # type: ignore[arg-type]
+                "x",
+            )
         assert exited.value.code == EXIT_INTERRUPTED
         assert system.stops == 1
 
@@ -119,5 +132,5 @@ class TestReloadRisk:
             system.stop_feed()
 
 
-def _risk_with(*, max_position):
+def _risk_with(*, max_position: int) -> str:
     return RISK.replace("max_position = 1000", f"max_position = {max_position}")

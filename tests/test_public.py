@@ -42,7 +42,7 @@ class TestPublicFace:
 
     def test_an_unknown_name_is_an_attribute_error(self):
         with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-            _ = tradewind.Nope  # type: ignore[attr-defined]
+            _ = tradewind.Nope
 
     def test_importing_tradewind_loads_neither_trio_nor_the_store(self):
         code = "import sys, tradewind; print('trio' in sys.modules, 'sqlite3' in sys.modules)"

@@ -165,7 +165,6 @@ async def _run(settings: Settings, path: str, show_progress: bool) -> RunSummary
                 await system.wait_finished()
                 nursery.cancel_scope.cancel()
     summary = system.result
-    assert summary is not None  # noqa: S101 -- set when the block exits
     _log.info(
         "run_finished",
         run_id=summary.run_id,

@@ -4,6 +4,7 @@ summary's JSON form, crash-plan counting, dead letters and the summary rendering
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import trio
 from tradewind.actors import Bar
@@ -19,6 +20,9 @@ from tradewind.storage import open_store
 
 from tests.system.conftest import MemoryStore, settings_for, synthetic
 from tradewind._summary import summary_rows, summary_table, summary_text
+
+if TYPE_CHECKING:
+    from tradewind.actors._settings import Settings
 
 AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
 
@@ -88,12 +92,13 @@ class TestSummary:
         labels = [label for label, _ in summary_rows(final)]
         assert labels[:3] == ["run", "mode", "outcome"]
         assert "position AAPL" in labels
+        assert "none" in dict(summary_rows(final))["denials"]
         text = summary_text(final)
         assert f"event log digest: {final.event_log_digest}" in text
         assert summary_table(final).row_count == len(labels)
 
 
-def settings_for_tmp():
+def settings_for_tmp() -> Settings:
     import tempfile
     from pathlib import Path
 
@@ -152,5 +157,5 @@ class TestDeadLetters:
         letters = store.rows("dead_letters")
         assert len(letters) == 1
         assert letters[0][0] == "trading/orders"
-        assert "Poison" in letters[0][3]
+        assert "Poison" in str(letters[0][3])
         assert isinstance(Bar, type)

@@ -10,9 +10,10 @@ import pytest
 import trio
 from tradewind.actors._settings import Settings, load_settings
 from tradewind.storage import StoreCounts, Transaction
+from tradewind.storage._uow import Write
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "docs" / "examples"
@@ -86,7 +87,7 @@ def settings_for(folder: Path, **kwargs: object) -> Settings:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path):
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**kwargs: object) -> Settings:
         return settings_for(tmp_path, **kwargs)
 
@@ -127,4 +128,10 @@ class MemoryStore:
 
     def rows(self, table: str) -> list[tuple[object, ...]]:
         """Every row written to `table`, in commit order."""
-        return [row for unit in self.units for w in unit if w.table.name == table for row in w.rows]
+        return [
+            row
+            for unit in self.units
+            for write in unit
+            if isinstance(write, Write) and write.table.name == table
+            for row in write.rows
+        ]

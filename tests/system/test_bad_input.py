@@ -29,15 +29,15 @@ class TestBadInput:
             stored = await store.bars()
         summary = system.result
         assert summary.outcome == "completed"
-        reported = {}
+        reported: dict[int, str] = {}
         for text in summary.rejections:
             location, _, reason = text.partition(": ")
             name, _, line = location.partition(":")
             assert name == "bad_bars.csv"
             reported[int(line)] = reason
         assert sorted(reported) == sorted(BAD_ROWS)
-        for line, reason in BAD_ROWS.items():
-            assert reported[line].startswith(reason), (line, reported[line])
+        for number, reason in BAD_ROWS.items():
+            assert reported[number].startswith(reason), (number, reported[number])
         lines = (EXAMPLES / "data" / "bad_bars.csv").read_text().splitlines()
         good = [lines[n - 1].split(",") for n in GOOD_LINES]
         assert [(str(b.ts), b.instrument, str(b.close)) for b in stored] == sorted(

@@ -9,15 +9,19 @@ a crash-free run, with the restart visible in the summary.
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from tradewind.actors._tree import ACTOR_PATHS, CrashPlan, open_trading_system
+from tradewind.actors._tree import ACTOR_PATHS, CrashPlan, TradingSystem, open_trading_system
 from tradewind.storage import open_store
 
 from tests.system.conftest import synthetic
 
+if TYPE_CHECKING:
+    from tradewind.actors._settings import Settings
 
-async def run(settings, plan):
+
+async def run(settings: Settings, plan: CrashPlan) -> tuple[TradingSystem, dict[str, Any]]:
     async with open_store("sqlite://:memory:") as store:
         with plan.installed():
             async with open_trading_system(
@@ -45,7 +49,7 @@ def settings(make_settings):
     return make_settings(data=synthetic(count=150, seed=11))
 
 
-async def baseline(settings, point, baselines):
+async def baseline(settings: Settings, point: Any, baselines: dict[str, Any]) -> Any:
     if point not in baselines:
         plan = CrashPlan(point=point)  # counts messages / sends, crashes nothing
         system, stored = await run(settings, plan)

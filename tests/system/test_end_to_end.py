@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
-from tradewind.actors._tree import open_trading_system
+from tradewind.actors._tree import TradingSystem, open_trading_system
 from tradewind.storage import open_store
 
 from tests.system.conftest import EXAMPLES, csv
+
+if TYPE_CHECKING:
+    from tradewind.actors._settings import Settings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -16,7 +21,7 @@ def store_url(request, tmp_path):
     return request.getfixturevalue("pg_url")
 
 
-async def replay(settings, url):
+async def replay(settings: Settings, url: str) -> tuple[TradingSystem, dict[str, Any]]:
     async with open_store(url) as store:
         async with open_trading_system(settings, store=store) as system:
             await system.wait_finished()

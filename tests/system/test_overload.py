@@ -8,6 +8,7 @@ same instrument are skipped, and each is counted.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import trio
 from tradewind.actors import Bar
@@ -22,7 +23,7 @@ CAPACITY = 8
 STEPS = 200
 
 
-def slow_strategy(path, factory):
+def slow_strategy(path: str, factory: Any) -> Any:
     if path != "trading/strategy":
         return factory
 
@@ -41,7 +42,7 @@ def slow_strategy(path, factory):
     return build
 
 
-async def run_overloaded(make_settings, *, conflate):
+async def run_overloaded(make_settings: Any, *, conflate: bool) -> tuple[Any, dict[str, int]]:
     settings = make_settings(
         mode="paper",
         data=synthetic(count=STEPS, interval=FEED_INTERVAL, conflate=conflate),
@@ -49,7 +50,7 @@ async def run_overloaded(make_settings, *, conflate):
         params="{}",
         extra=f"[supervision]\nmailbox_capacity = {CAPACITY}\n",
     )
-    deepest = {}
+    deepest: dict[str, int] = {}
     async with (
         open_trading_system(
             settings,
@@ -92,7 +93,7 @@ class TestOverload:
         assert seen + conflated == accepted
         assert max(deepest.values()) <= CAPACITY
         # the newest bar of each instrument always gets through
-        stored = {}
+        stored: dict[str, int] = {}
         for instrument, _timeframe, ts, *_ in system.store.rows("bars"):
             stored[instrument] = max(stored.get(instrument, 0), ts)
         seen_last = {s: system.strategy.bars(s, 1, None)[-1].ts for s in stored}
