@@ -141,7 +141,11 @@ def _stderr_logger(*_args: object) -> structlog.PrintLogger:
 def _release_logging(stream: TextIO) -> None:
     """Stop logging to `stream` (about to be closed), e.g. when embedded or tested: later
     lines go to the current stderr."""
-    structlog.configure(logger_factory=_stderr_logger, cache_logger_on_first_use=False)
+    # Back to structlog's defaults (so an embedding program or a test suite sees the
+    # configuration it had before, level filtering included), writing to the stderr of
+    # the moment rather than a stream captured once.
+    structlog.reset_defaults()
+    structlog.configure(logger_factory=_stderr_logger)
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "stream", None) is stream:
