@@ -37,7 +37,7 @@ typecheck: $(STAMP)
 	MYPYPATH=.typecheck $(BIN)/mypy --strict --allow-untyped-defs --allow-incomplete-defs tests
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest tests/benchmarks -m benchmark -s -p no:cacheprovider
+	$(BIN)/python -m pytest tests/benchmarks/bench_*.py -m benchmark -s -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .typecheck .coverage .coverage.* build *.egg-info
