@@ -92,10 +92,10 @@ def tree(journal: Journal, feed: Callable[[], Actor], max_restarts: int = 5) -> 
     )
     children = (
         ChildSpec("persistence", lambda: Recorder(journal, "persistence")),
-        SupervisorSpec("trading", trading),  # type: ignore[arg-type]
+        SupervisorSpec("trading", trading),
         ChildSpec("feed", feed),
     )
-    return SupervisorSpec("test", children, max_restarts=max_restarts)  # type: ignore[arg-type]
+    return SupervisorSpec("test", children, max_restarts=max_restarts)
 
 
 @asynccontextmanager

@@ -125,13 +125,13 @@ async def tiny(
         # mypy reads the children's `converter=tuple` as Iterable[_T_co]: a false alarm.
         SupervisorSpec(
             "trading",
-            trading,  # type: ignore[arg-type]
+            trading,
             strategy=RestartStrategy.REST_FOR_ONE,
             max_restarts=50,
             backoff=Backoff(initial=0.01, jitter=0),
         ),
     ]
-    async with open_actor_system(SupervisorSpec("root", root), asyncio_loop=False) as system:  # type: ignore[arg-type]
+    async with open_actor_system(SupervisorSpec("root", root), asyncio_loop=False) as system:
         yield Tiny(system, host, risk)
 
 

@@ -184,8 +184,8 @@ async def running(strategy: type[Strategy], params: dict[str, Any]) -> AsyncIter
         ChildSpec("risk", lambda: Broker(broker_log)),
         ChildSpec("strategy", lambda: StrategyActor(host, lambda: strategy(**params))),
     ]
-    trading = SupervisorSpec("trading", children, backoff=Backoff(initial=0.01, jitter=0))  # type: ignore[arg-type]
-    root = SupervisorSpec("root", [trading])  # type: ignore[list-item]
+    trading = SupervisorSpec("trading", children, backoff=Backoff(initial=0.01, jitter=0))
+    root = SupervisorSpec("root", [trading])
     async with open_actor_system(root, asyncio_loop=False) as system:
         yield Run(system, host, broker_log)
 
