@@ -43,6 +43,7 @@ from tradewind.actors._calendar import TradingCalendar
 from tradewind.actors._errors import DomainError, InvalidCalendar, InvalidLimits, InvalidStrategy
 from tradewind.actors._risk import RiskLimits, TradingState
 from tradewind.actors._risk_actor import RiskSettings
+from tradewind.actors._sources import CSV_HEADER
 from tradewind.actors._values import Instrument
 from tradewind.runtime._config import (
     Secret,
@@ -517,13 +518,30 @@ def _check(settings: Settings) -> list[str]:
     """Problems only visible with the file system and the strategy's code."""
     problems: list[str] = []
     data = settings.data
-    if data.source == "csv" and data.path is not None and not data.path.is_file():
-        problems.append(f"data.path (TRADEWIND_DATA__PATH): no such file: {data.path}")
+    if data.source == "csv" and data.path is not None:
+        problem = _csv_problem(data.path)
+        if problem:
+            problems.append(f"data.path (TRADEWIND_DATA__PATH): {problem}")
     try:
         load_strategy_factory(settings)
     except InvalidStrategy as exc:
         problems.append(f"strategy.path (TRADEWIND_STRATEGY__PATH): {exc}")
     return problems
+
+
+def _csv_problem(path: Path) -> str:
+    """Why a bar file cannot be replayed (missing, unreadable, no header), or ""."""
+    if not path.is_file():
+        return f"no such file: {path}"
+    try:
+        with path.open(encoding="utf-8") as handle:
+            first = next((line for line in handle if line.strip()), "")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"cannot be read: {path}: {exc}"
+    header = tuple(part.strip().lower() for part in first.split(","))
+    if header != CSV_HEADER:
+        return f"{path}: the first line must be the header {','.join(CSV_HEADER)}"
+    return ""
 
 
 def load_strategy_factory(settings: Settings) -> StrategyFactory:

@@ -190,6 +190,15 @@ class TestProblems:
         assert problems[1].startswith("strategy.path (TRADEWIND_STRATEGY__PATH): strategy")
         assert "not found" in problems[1]
 
+    def test_a_bar_file_without_the_header_is_a_config_problem(self, tmp_path):
+        (tmp_path / "bars.csv").write_text("1,AAPL,1,1,1,1,1\n")
+        problems = problems_of(write_config(tmp_path, data="[data]\npath = 'bars.csv'\n"))
+        expected = (
+            f"data.path (TRADEWIND_DATA__PATH): {tmp_path.resolve() / 'bars.csv'}: the first "
+            "line must be the header ts,instrument,open,high,low,close,volume"
+        )
+        assert problems == (expected,)
+
     def test_check_false_skips_the_file_system_and_the_strategy(self, tmp_path):
         path = write_config(tmp_path, strategy="nowhere.py:Nothing", params="{}")
         assert load_settings(path, env={}, check=False).strategy.path.endswith(":Nothing")
