@@ -76,6 +76,7 @@ from tradewind.actors._orders import (
     OrderFilled,
     OrderRejected,
     OrderStatus,
+    OrderSubmitted,
     OrderType,
     TimeInForce,
 )
@@ -464,6 +465,78 @@ class PaperExchange:
         self._require_connection("fills request")
         return tuple(fill for fill in self._fills if fill.ts >= ts)
 
+    # ------------------------------------------------------------------ cold start
+    def restore(
+        self,
+        orders: Iterable[Order],
+        fills: Iterable[Fill],
+        last_bars: Mapping[SeriesKey, int],
+    ) -> None:
+        """Cold start: rebuild the venue from the journal of the run that crashed.
+
+        The paper venue lives in the process that died with it, so the store is taken
+        as the venue's truth (see ``docs/trading-system.md``, "Cold start"): every
+        journaled order reached the venue (the order actor journals an intent before it
+        submits it, so an INITIALIZED or SUBMITTED order may have been on the wire and
+        is taken now, with the answer a live venue would have given); an order with a
+        broker order id was accepted and keeps its status and fills; a REJECTED one
+        without a broker order id was rejected here; a DENIED one never left us. The
+        venue has traded every series up to `last_bars` (the last stored bar times).
+
+        Args:
+            orders: every stored order, in submission (client order id) order.
+            fills: every stored fill, in execution order.
+            last_bars: the time of the last stored bar per (instrument, timeframe).
+
+        Raises:
+            DomainError: the engine has already seen orders or bars.
+            InvalidOrder: a stored order the state machine refuses (a corrupt store).
+        """
+        if self._orders or self._last_bar or self._submits:
+            msg = "paper broker: restore needs a fresh engine"
+            raise DomainError(msg)
+        was_connected, self.connected = self.connected, True
+        try:
+            for order in orders:
+                self._restore_order(order)
+        finally:
+            self.connected = was_connected
+        self._fills = [fill for fill in fills if fill.client_order_id in self._working]
+        self._last_bar.update(last_bars)
+
+    def _restore_order(self, order: Order) -> None:
+        coid = order.client_order_id
+        status = order.status
+        if status is OrderStatus.DENIED:
+            return
+        if status is OrderStatus.INITIALIZED:
+            order = order.apply(OrderSubmitted(client_order_id=coid, ts=order.created_ts))
+            status = order.status
+        if status is OrderStatus.SUBMITTED:
+            self.submit(order)
+            return
+        self._submits += 1
+        if order.broker_order_id is None:  # rejected by the venue
+            self._rejected += 1
+            self._orders[coid] = order
+            reason = order.reason or "rejected"
+            self._answers[coid] = (
+                OrderRejected(client_order_id=coid, ts=order.created_ts, reason=reason),
+            )
+            return
+        number = order.broker_order_id.removeprefix("PAPER-")
+        self._accepted = max(self._accepted + 1, int(number) if number.isdigit() else 0)
+        self._orders[coid] = order
+        self._answers[coid] = (
+            OrderAccepted(
+                client_order_id=coid, ts=order.created_ts, broker_order_id=order.broker_order_id
+            ),
+        )
+        if status.is_working:
+            self._working[coid] = None
+            self._eligible_from[coid] = order.created_ts + max(self.config.latency_ns, 1)
+            self._day[coid] = self.config.day_of(order.created_ts)
+
     # ------------------------------------------------------------------ market data
     def on_bar(self, bar: Bar) -> tuple[BrokerEvent, ...]:
         """Process one bar: held acks due, DAY expiries, then matching and IOC cancels.
@@ -683,6 +756,16 @@ class PaperBroker:
     async def fills_since(self, ts: int) -> tuple[Fill, ...]:
         """See `Broker.fills_since`."""
         return self.exchange.fills_since(ts)
+
+    def restore(
+        self,
+        orders: Iterable[Order],
+        fills: Iterable[Fill],
+        last_bars: Mapping[SeriesKey, int],
+    ) -> None:
+        """Cold start: rebuild the venue from the stored journal (see
+        `PaperExchange.restore`)."""
+        self.exchange.restore(orders, fills, last_bars)
 
     def statistics(self) -> PaperStatistics:
         """The engine's counters."""

@@ -55,8 +55,10 @@ import trio
 from tradewind.actors._broker import Broker
 from tradewind.actors._errors import MissingPrice
 from tradewind.actors._feed import FeedActor, FeedKeeper, bar_conflation_key
+from tradewind.actors._marketdata import SeriesKey
 from tradewind.actors._messages import Flush, Persist, SwapRiskLimits
 from tradewind.actors._order_actor import OrderActor, OrderBook
+from tradewind.actors._orders import Fill, Order
 from tradewind.actors._paper import PaperBroker, PaperConfig
 from tradewind.actors._persistence import (
     PersistenceActor,
@@ -102,6 +104,7 @@ from tradewind.storage._url import POSTGRESQL
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
 
+    from tradewind.actors._marketdata import Bar
     from tradewind.actors._portfolio import Portfolio
     from tradewind.actors._risk import RiskLimits
     from tradewind.actors._sources import SourceItem
@@ -635,22 +638,64 @@ def _tree(
     )
 
 
+@attrs.frozen
+class _Journal:
+    """What a cold start read from the store for the venue (`PaperBroker.restore`)."""
+
+    orders: tuple[Order, ...]
+    fills: tuple[Fill, ...]
+    last_bars: dict[SeriesKey, int]
+
+
+async def _resume_wanted(settings: Settings, store: Store) -> bool:
+    """Whether this run continues from the store (a cold start) or starts afresh.
+
+    Paper trading always continues. A replay continues only when the newest run in the
+    store ran the same configuration and never finished (it was killed); a replay
+    that ended (completed, stopped or failed) is run again from its first bar, which
+    rewrites identical rows. Checked before this run is recorded.
+    """
+    counts = await store.counts()
+    if not counts.bars and not counts.orders:
+        return False
+    if not settings.replay:
+        return True
+    runs = await store.runs()
+    if not runs:
+        return False
+    newest = max(runs, key=lambda run: run.started_ts)
+    return newest.outcome is None and newest.config_hash == config_hash(settings)
+
+
 async def _keepers(
-    settings: Settings, store: Store
-) -> tuple[FeedKeeper, OrderBook, RiskBook, StrategyHost]:
+    settings: Settings, store: Store, *, resume: bool = False
+) -> tuple[FeedKeeper, OrderBook, RiskBook, StrategyHost, _Journal | None]:
     instruments = settings.instrument_map()
     calendar = settings.calendar.calendar() if settings.calendar is not None else None
     feed = FeedKeeper()
     orders = OrderBook()
     strategy_id = settings.strategy.id
     risk_portfolio = strategy_portfolio = None
-    if not settings.replay:
-        feed.resume_from(await store.last_bars())
+    journal: _Journal | None = None
+    warm: list[Bar] = []
+    if resume:
+        last_bars = await store.last_bars()
+        feed.resume_from(last_bars)
         seq = await store.max_client_order_seq(strategy_id)
-        orders = OrderBook.restore((), {strategy_id: seq} if seq else {})
-        if (await store.counts()).fills:
+        stored_orders = tuple(await store.orders())
+        orders = OrderBook.restore(await store.open_orders(), {strategy_id: seq} if seq else {})
+        stored_fills = tuple(await store.fills())
+        if stored_fills:
             risk_portfolio = await store.portfolio()
             strategy_portfolio = risk_portfolio.copy()
+        journal = _Journal(
+            stored_orders, stored_fills, {series: bar.ts for series, bar in last_bars.items()}
+        )
+        history = settings.strategy.history
+        for instrument, timeframe in sorted(last_bars):
+            stored = await store.bars(instrument, timeframe)
+            warm.extend(stored[-history:])
+        warm.sort(key=lambda bar: (bar.ts, bar.instrument))
     risk_kwargs: dict[str, Any] = {} if risk_portfolio is None else {"portfolio": risk_portfolio}
     risk = RiskBook(
         settings.risk.limits(),
@@ -665,7 +710,20 @@ async def _keepers(
     strategy = StrategyHost(
         strategy_id, instruments, history=settings.strategy.history, **host_kwargs
     )
-    return feed, orders, risk, strategy
+    strategy.seed_history(warm)
+    if risk_portfolio is not None:
+        for bar in warm:
+            if bar.instrument in instruments:
+                risk_portfolio.mark(bar.instrument, bar.close)
+    return feed, orders, risk, strategy, journal
+
+
+def _paper_broker(config: PaperConfig, journal: _Journal | None) -> PaperBroker:
+    """The configured paper venue; at a cold start rebuilt from the stored journal."""
+    broker = PaperBroker(config)
+    if journal is not None:
+        broker.restore(journal.orders, journal.fills, journal.last_bars)
+    return broker
 
 
 def new_run_id() -> str:
@@ -727,10 +785,11 @@ async def open_trading_system(
         elif source is None:
             expected = settings.data.count * len(settings.instruments)
         instruments = list(settings.instrument_map().values())
+        resume = await _resume_wanted(settings, store)
         async with store.transaction() as tx:
             tx.upsert_instruments(instruments)
             tx.start_run(run, config_hash(settings), time.time_ns())
-        feed, orders, risk, host = await _keepers(settings, store)
+        feed, orders, risk, host, journal = await _keepers(settings, store, resume=resume)
         paper = PaperConfig(
             instruments,
             slippage_ticks=settings.broker.slippage_ticks,
@@ -744,7 +803,7 @@ async def open_trading_system(
             settings=settings,
             store=store,
             source=stoppable,
-            broker=broker if broker is not None else PaperBroker(paper),
+            broker=broker if broker is not None else _paper_broker(paper, journal),
             strategy_factory=factory,
             feed=feed,
             orders=orders,
