@@ -40,6 +40,7 @@ from tradewind.actors._messages import (
 from tradewind.actors._persistence import PersistenceActor, PersistenceKeeper
 from tradewind.runtime import (
     ActorSystem,
+    Backoff,
     ChildSpec,
     MailboxSpec,
     MessageDropped,
@@ -399,6 +400,7 @@ async def persistence(
                 mailbox=MailboxSpec(64),
             ),
         ),
+        backoff=Backoff(initial=0.0, jitter=0.0),  # restarts at once: no wait on the clock
     )
     async with open_actor_system(spec, asyncio_loop=False) as system:
         yield system
@@ -459,7 +461,7 @@ class TestReplayIntoTheStore:
         async with persistence(store, keeper, spill_path=journal_path) as system:
             ref = system.ref("persistence")
             with pytest.raises(MessageDropped) as caught:
-                await ref.ask(Flush())
+                await ref.ask(Flush(), timeout=60)
             assert ref.statistics().crashes >= 1
         assert isinstance(caught.value.__cause__, SpillJournalCorrupt)
         assert exists(journal_path)  # kept for the operator
