@@ -678,12 +678,14 @@ async def _keepers(
     risk_portfolio = strategy_portfolio = None
     journal: _Journal | None = None
     warm: list[Bar] = []
+    open_orders: tuple[Order, ...] = ()
     if resume:
         last_bars = await store.last_bars()
         feed.resume_from(last_bars)
         seq = await store.max_client_order_seq(strategy_id)
         stored_orders = tuple(await store.orders())
-        orders = OrderBook.restore(await store.open_orders(), {strategy_id: seq} if seq else {})
+        open_orders = tuple(await store.open_orders())
+        orders = OrderBook.restore(open_orders, {strategy_id: seq} if seq else {})
         stored_fills = tuple(await store.fills())
         if stored_fills:
             risk_portfolio = await store.portfolio()
@@ -711,6 +713,8 @@ async def _keepers(
         strategy_id, instruments, history=settings.strategy.history, **host_kwargs
     )
     strategy.seed_history(warm)
+    strategy.seed_orders(open_orders)
+    risk.seed_orders(open_orders)
     if risk_portfolio is not None:
         for bar in warm:
             if bar.instrument in instruments:
