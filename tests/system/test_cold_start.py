@@ -136,7 +136,7 @@ def stored(url: str) -> dict[str, Any]:
     return trio.run(read)
 
 
-def comparable(order: Any) -> Any:  # noqa: ANN401 -- an Order
+def comparable(order: Any) -> Any:
     # The last journal event differs by construction: a reconciled order's ACCEPTED is
     # re-derived from the venue after the restart; everything the order *is* must match.
     return (
@@ -156,7 +156,7 @@ def comparable(order: Any) -> Any:  # noqa: ANN401 -- an Order
 def kill_and_restart(tmp_path: Path, url: str, seed: int, kills: int) -> dict[str, Any]:
     """Kill a replay `kills` times at seeded random points, restart it until it
     completes, and return what the store holds."""
-    rng = random.Random(seed)  # noqa: S311 -- kill points, not secrets
+    rng = random.Random(seed)
     path = config(tmp_path / "killed", url)
     killed = 0
     while killed < kills:
