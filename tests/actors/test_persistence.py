@@ -278,6 +278,23 @@ class TestStoreUnavailable:
         assert await store.bars() == list(bars(1))  # kept, and written once the store is back
 
 
+class TestSettings:
+    @pytest.mark.parametrize(
+        ("options", "problem"),
+        [
+            ({"batch_size": 0}, "batch_size: must be >= 1, got 0"),
+            ({"flush_interval": 0.0}, "flush_interval: must be > 0, got 0.0"),
+            ({"spill": True}, "spill: needs a spill_path"),
+            ({"durable_timeout": -1.0}, "durable_timeout: must be >= 0, got -1.0"),
+        ],
+    )
+    def test_a_bad_setting_is_refused_with_its_name(
+        self, options: dict[str, object], problem: str
+    ) -> None:
+        with pytest.raises(ValueError, match=problem):
+            PersistenceActor(PersistenceKeeper(), object(), **options)  # type: ignore[arg-type]
+
+
 class TestMapping:
     async def test_order_updates_store_order_journal_and_fill(self, store: Store) -> None:
         updates = order_updates()
