@@ -130,7 +130,8 @@ def store_unavailable(*, between: tuple[float, float]) -> StoreOutage:
 
     Args:
         between: ``(t1, t2)``, virtual seconds since the harness started; calls made at
-            ``t1 <= now < t2`` fail.
+            ``t1 <= now < t2`` fail. The tree's start-up (migrations, the run record,
+            the cold-start reads) always reaches the store.
 
     Returns:
         The fault, for ``open_harness(faults=[...])``.

@@ -153,9 +153,12 @@ class _GatedBackend:
     gate: _ThreadGate
     outages: tuple[StoreOutage, ...]
     now: Callable[[], float]
+    armed: bool = False
     refused: int = 0
 
     def _check(self) -> None:
+        if not self.armed:
+            return
         now = self.now()
         for outage in self.outages:
             if outage.covers(now):
@@ -692,6 +695,7 @@ async def open_harness(
                 outages=outages,
             )
             system.persistence.event_log.sink = recorder.lines.append
+            backend.armed = True  # outages start once the tree is up (its start-up reads)
             try:
                 yield harness
             finally:
