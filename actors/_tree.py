@@ -715,10 +715,10 @@ async def _keepers(
     strategy.seed_history(warm)
     strategy.seed_orders(open_orders)
     risk.seed_orders(open_orders)
-    if risk_portfolio is not None:
-        for bar in warm:
-            if bar.instrument in instruments:
-                risk_portfolio.mark(bar.instrument, bar.close)
+    for bar in warm:  # risk values exposure at the last prices, as it did before the crash
+        if bar.instrument in instruments:
+            risk.last_prices[bar.instrument] = bar.close
+            risk.portfolio.mark(bar.instrument, bar.close)
     return feed, orders, risk, strategy, journal
 
 

@@ -45,8 +45,9 @@ class AnnouncingSma(Strategy):
         self.fast, self.slow, self.quantity = fast, slow, quantity
 
     def on_bar(self, bar, ctx):
-        sys.stderr.write("{MARK} " + bar.instrument + " " + str(bar.ts) + "\\n")
-        sys.stderr.flush()
+        if not ctx.warming_up:  # the warm-up of a restart replays stored bars
+            sys.stderr.write("{MARK} " + bar.instrument + " " + str(bar.ts) + "\\n")
+            sys.stderr.flush()
         closes = [b.close for b in ctx.history(bar.instrument, self.slow)]
         if len(closes) < self.slow or ctx.open_orders(bar.instrument):
             return
@@ -93,32 +94,54 @@ def start(path: Path) -> subprocess.Popen[str]:
     )
 
 
-def run_to_completion(path: Path) -> None:
+def run_to_completion(path: Path) -> list[tuple[str, int]]:
+    """Run to the end; return the bars the strategy saw, (instrument, ts) in order."""
     proc = start(path)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
+    return [seen_bar(line) for line in err.splitlines() if line.startswith(MARK)]
 
 
-def run_and_kill(path: Path, after_bars: int) -> bool:
+def seen_bar(line: str) -> tuple[str, int]:
+    _mark, instrument, ts = line.split()
+    return instrument, int(ts)
+
+
+def run_and_kill(path: Path, after_bars: int) -> list[tuple[str, int]] | None:
     """Start a run and SIGKILL it once the strategy has seen `after_bars` bars (0: as
-    soon as it has started); True if it was killed, False if it completed first."""
+    soon as it has started); the bars it saw, or None if it completed first."""
     proc = start(path)
     assert proc.stderr is not None
-    seen = 0
+    seen: list[tuple[str, int]] = []
     for line in proc.stderr:
         if after_bars == 0 and '"run_started"' in line:
             break
         if line.startswith(MARK):
-            seen += 1
-            if seen >= after_bars:
+            seen.append(seen_bar(line))
+            if len(seen) >= after_bars:
                 break
     else:
         proc.wait(timeout=120)
         assert proc.returncode == 0
-        return False
+        return None
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=120)
-    return proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL
+    return seen
+
+
+def processed_again(before: dict[tuple[str, str], Any], seen: list[tuple[str, int]]) -> list:
+    """The bars a run saw at or before the last one the store held when it started."""
+    last = {instrument: bar.ts for (instrument, _tf), bar in before.items()}
+    return [(i, ts) for i, ts in seen if ts <= last.get(i, -1)]
+
+
+def last_bars(url: str) -> dict[tuple[str, str], Any]:
+    async def read() -> dict[tuple[str, str], Any]:
+        async with open_store(url) as store:
+            return await store.last_bars()
+
+    return trio.run(read)
 
 
 def stored(url: str) -> dict[str, Any]:
@@ -158,13 +181,13 @@ def kill_and_restart(tmp_path: Path, url: str, seed: int, kills: int) -> dict[st
     completes, and return what the store holds."""
     rng = random.Random(seed)
     path = config(tmp_path / "killed", url)
-    killed = 0
-    while killed < kills:
-        if run_and_kill(path, rng.choice([0, *range(1, 25)])):
-            killed += 1
-        else:  # completed before the kill point: start a fresh replay and go on
-            break
-    run_to_completion(path)
+    for _ in range(kills):
+        before = last_bars(url)
+        seen = run_and_kill(path, rng.choice([0, *range(1, 25)]))
+        assert seen is not None, "the replay completed before its kill point"
+        assert processed_again(before, seen) == []
+    before = last_bars(url)
+    assert processed_again(before, run_to_completion(path)) == []
     return stored(url)
 
 
