@@ -25,17 +25,20 @@ ended together with its summary.
 # * The run record is written straight through the store, outside the event log: a run
 #   id and wall-clock times differ run to run, and the event log of a replay must not.
 #   The summary is stored with the finish (`write_run_summary`) for `tradewind report`.
-# * Cold start (paper mode only): positions come from the stored fills, client order id
-#   sequences from the stored maximum, and the feed resumes after the last stored bar of
-#   each series. A replay always starts from its first bar: it is deterministic, and
-#   every write is idempotent on its natural key, so replaying the same configuration into
-#   the same store rewrites identical rows. Stored open orders are not restored into the
-#   paper broker (it keeps no state across processes); they stay in the store.
+# * Cold start (`_resume_wanted`): paper trading always continues from the store, and so
+#   does a replay whose newest stored run had the same configuration and never finished
+#   (the process was killed). Then positions come from the stored fills, client order id
+#   sequences from the stored maximum, open orders from the journal (and the paper venue
+#   is rebuilt from it), the strategy's history and risk's marks from the stored bars, and
+#   the feed resumes after the last stored bar of each series. A replay that ended is run
+#   again from its first bar: it is deterministic and every write is idempotent on its
+#   natural key, so the same configuration rewrites identical rows.
 # * Dead letters reach persistence through the runtime's hook; one that cannot be queued
 #   (mailbox full or closed) is kept and written directly once the tree has stopped.
-# * Crash injection for tests (`CrashPlan`) wraps the child factories: the instance's
-#   `handle` raises `InjectedCrash` at a chosen message of a chosen actor, once, before or
-#   after the real handler ran. It lives here so that `tradewind.testing` can offer it.
+# * Crash injection for tests (`CrashPlan`) wraps the child factories: an actor raises
+#   `InjectedCrash` once, at a chosen message (before its handler sees it) or at a chosen
+#   send in the middle of a handler (instead of enqueuing). It lives here so that
+#   `tradewind.testing` can offer it.
 
 from __future__ import annotations
 

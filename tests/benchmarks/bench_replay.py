@@ -38,7 +38,7 @@ import trio
 from tradewind.actors._settings import load_settings
 from tradewind.actors._sources import SourceBar, SyntheticBarSource
 from tradewind.actors._tree import open_trading_system
-from tradewind.storage import Transaction, open_store
+from tradewind.storage import StoreCounts, Transaction, open_store
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -88,6 +88,9 @@ class NullStore:
     """A store that keeps nothing: the cost of the actors alone."""
 
     backend = "memory"
+
+    async def counts(self) -> StoreCounts:
+        return StoreCounts(0, 0, 0, 0, 0, 0, 0, 0)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
