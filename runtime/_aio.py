@@ -32,6 +32,14 @@ coroutines and trio tasks share one thread, one scheduler and trio's cancellatio
 #   is `Any`; `run_aio(fn, *args)` keeps the coroutine function's parameter and result
 #   types. It also fails with a plain message when no loop is open, where trio-asyncio
 #   would fail with an AttributeError on None.
+# * An orphaned asyncio error is logged, never fatal. trio-asyncio's default exception
+#   handler re-raises whatever reaches `loop.call_exception_handler`, and that ends the
+#   loop and every task on it. asyncpg reaches it with "Future exception was never
+#   retrieved" when a server connection dies in the middle of a statement (e.g.
+#   `pg_terminate_backend`, or asyncpg's cancel request over a stalled link): the
+#   statement itself already failed through its own awaited result, so taking the whole
+#   loop down for the echo would turn one lost connection into a dead store. The loop we
+#   open therefore gets `_log_orphaned_error`, which logs like plain asyncio does.
 # * Only this module may import asyncio (ruff's banned-api rule enforces it elsewhere).
 
 from __future__ import annotations
@@ -39,17 +47,30 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
+import structlog
 import trio_asyncio
 from trio_asyncio import aio_as_trio
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 __all__ = ["aio_as_trio", "current_aio_loop", "open_aio_loop", "run_aio"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+_log = structlog.get_logger("tradewind.aio")
+
+
+def _log_orphaned_error(_loop: asyncio.AbstractEventLoop, context: Mapping[str, object]) -> None:
+    """Log an error nobody awaited, as plain asyncio does, instead of ending the loop."""
+    error = context.get("exception")
+    _log.error(
+        "asyncio_unhandled_error",
+        message=str(context.get("message", "")),
+        error=repr(error) if error is not None else None,
+    )
 
 
 def current_aio_loop() -> asyncio.AbstractEventLoop | None:
@@ -93,6 +114,7 @@ async def open_aio_loop() -> AsyncIterator[asyncio.AbstractEventLoop]:
     raised: BaseException | None = None
     try:
         async with trio_asyncio.open_loop() as opened:
+            opened.set_exception_handler(_log_orphaned_error)
             try:
                 yield opened
             except BaseException as exc:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 # The bridge's own tests must run real asyncio coroutines on the bridged loop.
 import asyncio  # noqa: TID251
+import gc
 import subprocess
 import sys
 
 import pytest
 import trio
+from structlog.testing import capture_logs
 from tradewind.runtime._aio import aio_as_trio, current_aio_loop, open_aio_loop, run_aio
 
 
@@ -91,6 +93,26 @@ class TestOpenAioLoop:
 
     async def test_no_loop_outside_any_block(self):
         assert current_aio_loop() is None
+
+
+class TestOrphanedErrors:
+    async def test_an_error_nobody_awaited_is_logged_and_the_loop_lives_on(self):
+        async def orphan_a_failed_future() -> None:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(ConnectionResetError("server closed the connection"))
+            del future
+            gc.collect()  # asyncio reports the unretrieved exception from __del__
+
+        async def answer() -> int:
+            return 42
+
+        with capture_logs() as logs:
+            async with open_aio_loop():
+                await run_aio(orphan_a_failed_future)
+                assert await run_aio(answer) == 42
+        orphaned = [e for e in logs if e["event"] == "asyncio_unhandled_error"]
+        assert len(orphaned) == 1
+        assert "server closed the connection" in orphaned[0]["error"]
 
 
 class TestRunAio:
