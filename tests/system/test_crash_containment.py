@@ -4,6 +4,9 @@ Each actor in turn crashes once -- either at a random message (before its handle
 or at a random send in the middle of a handler (the effects before it went out, the ones
 after it not) -- and the run's final positions, fills and stored rows must equal those of
 a crash-free run, with the restart visible in the summary.
+
+Runs on the `tradewind.testing` harness (the real tree under `MockClock` with autojump)
+with a store the test opens, so that the rows can be read after the run has ended.
 """
 
 from __future__ import annotations
@@ -12,22 +15,27 @@ import random
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tradewind.actors._tree import ACTOR_PATHS, CrashPlan, TradingSystem, open_trading_system
+from tradewind.actors._tree import ACTOR_PATHS
 from tradewind.storage import open_store
 
 from tests.system.conftest import synthetic
+from tradewind.testing import Harness, crash, open_harness
 
 if TYPE_CHECKING:
     from tradewind.actors._settings import Settings
 
 
-async def run(settings: Settings, plan: CrashPlan) -> tuple[TradingSystem, dict[str, Any]]:
+#: A crash that never comes: with it the plan counts every actor's messages or sends.
+NEVER = 10**9
+
+
+async def run(settings: Settings, path: str, point: str, at: int) -> tuple[Harness, dict[str, Any]]:
+    fault = crash(path, at_message=at) if point == "message" else crash(path, at_send=at)
     async with open_store("sqlite://:memory:") as store:
-        with plan.installed():
-            async with open_trading_system(
-                settings, store=store, crash_plan=plan, run_id="crash"
-            ) as system:
-                await system.wait_finished()
+        async with open_harness(
+            settings=settings, store=store, faults=[fault], pace=0, run_id="crash"
+        ) as h:
+            await h.run()
         stored = {
             "counts": await store.counts(),
             "bars": await store.bars(),
@@ -36,7 +44,7 @@ async def run(settings: Settings, plan: CrashPlan) -> tuple[TradingSystem, dict[
             "denials": await store.denials(),
             "positions": dict(await store.positions()),
         }
-    return system, stored
+    return h, stored
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +59,10 @@ def settings(make_settings):
 
 async def baseline(settings: Settings, point: Any, baselines: dict[str, Any]) -> Any:
     if point not in baselines:
-        plan = CrashPlan(point=point)  # counts messages / sends, crashes nothing
-        system, stored = await run(settings, plan)
-        assert system.result.fills > 3
-        assert system.result.restarts == {}
-        baselines[point] = (system, stored, dict(plan.counts))
+        h, stored = await run(settings, "feed", point, NEVER)  # counts, crashes nothing
+        assert h.summary.fills > 3
+        assert h.summary.restarts == {}
+        baselines[point] = (h, stored, dict(h.crash_plan.counts))
     return baselines[point]
 
 
@@ -67,16 +74,15 @@ class TestCrashContainment:
         + [(p, "send") for p in ACTOR_PATHS if p != "persistence"],
     )
     async def test_a_crash_changes_no_position_fill_or_stored_row(
-        self, settings, baselines, path, point
+        self, settings, baselines, path, point, autojump_clock
     ):
         clean, clean_stored, counts = await baseline(settings, point, baselines)
         rng = random.Random(f"{path}/{point}")
         at = rng.randint(1, counts[path])
-        plan = CrashPlan(at={path: at}, point=point)
-        crashed, stored = await run(settings, plan)
-        assert plan.fired == {path}
-        assert crashed.result.restarts.get(path, 0) >= 1
-        assert dict(crashed.portfolio.positions) == dict(clean.portfolio.positions)
+        crashed, stored = await run(settings, path, point, at)
+        assert crashed.crash_plan.fired == {path}
+        assert crashed.summary.restarts.get(path, 0) >= 1
+        assert crashed.positions == clean.positions
         assert stored["fills"] == clean_stored["fills"]
         assert stored["orders"] == clean_stored["orders"]
         assert stored["bars"] == clean_stored["bars"]

@@ -1,20 +1,27 @@
-"""Determinism: the same replay under a virtual clock gives the same event log every time."""
+"""Determinism: the same replay under a virtual clock gives the same event log every time.
+
+Runs on the `tradewind.testing` harness: the real tree on a real (in-memory SQLite) store,
+under `MockClock` with autojump.
+"""
 
 from __future__ import annotations
 
-from tradewind.actors._tree import open_trading_system
+from typing import TYPE_CHECKING
 
-from tests.system.conftest import MemoryStore, synthetic
+from tests.system.conftest import synthetic
+from tradewind.testing import open_harness
+
+if TYPE_CHECKING:
+    from tradewind.actors._settings import Settings
 
 RUNS = 20
 
 
-async def digest_of(settings) -> tuple[str, int, int]:
-    store = MemoryStore()
-    async with open_trading_system(settings, store=store, run_id="determinism") as system:  # type: ignore[arg-type]
-        await system.wait_finished()
-    summary = system.result
-    assert summary is not None
+async def digest_of(settings: Settings) -> tuple[str, int, int]:
+    async with open_harness(settings=settings, run_id="determinism") as h:
+        await h.run()
+    summary = h.summary
+    assert summary.outcome == "completed"
     return summary.event_log_digest, summary.events, summary.fills
 
 

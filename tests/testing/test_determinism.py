@@ -6,6 +6,7 @@ from tradewind.actors._settings import DEFAULT_SYNTHETIC_START
 
 from tests.testing.conftest import SMA, SMA_PARAMS
 from tradewind.testing import (
+    Fault,
     Synthetic,
     crash,
     disconnect_broker,
@@ -18,7 +19,7 @@ MINUTE = 60 * 10**9
 
 
 async def digest(seed: int = 5) -> tuple[str, int, int, int]:
-    faults = [
+    faults: list[Fault] = [
         crash("trading/risk", at_message=25),
         disconnect_broker(at=DEFAULT_SYNTHETIC_START + 20 * MINUTE, failed_reconnects=1),
         store_unavailable(between=(2400, 3600)),

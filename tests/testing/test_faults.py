@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from tradewind.actors._messages import Flush
 from tradewind.actors._risk import DenyReason
@@ -9,6 +11,7 @@ from tradewind.actors._settings import DEFAULT_SYNTHETIC_START
 
 from tests.testing.conftest import SMA, SMA_PARAMS
 from tradewind.testing import (
+    Harness,
     HarnessError,
     PaperFaults,
     Synthetic,
@@ -19,10 +22,10 @@ from tradewind.testing import (
 )
 
 MINUTE = 60 * 10**9
-SCENARIO = {"params": SMA_PARAMS, "synthetic": Synthetic(count=150, seed=11)}
+SCENARIO: dict[str, Any] = {"params": SMA_PARAMS, "synthetic": Synthetic(count=150, seed=11)}
 
 
-async def outcome(**faults):
+async def outcome(**faults: Any) -> Harness:
     async with open_harness(SMA, **SCENARIO, **faults) as h:
         await h.run()
     return h
@@ -86,8 +89,9 @@ class TestStoreUnavailable:
             assert h.system.risk.state.value == "HALTED"
             await h.run()
             await h.system.system.ref("persistence").ask(Flush())
-            assert h.system.persistence.store_failures > 0
-            assert h.system.persistence.store_available
+            after = h.system.persistence.statistics()
+            assert after.store_failures > 0
+            assert after.store_available
             counts = await h.store.counts()
             assert counts.bars == h.summary.bars_accepted
             assert counts.fills == len(h.fills)

@@ -32,4 +32,4 @@ class TestPublicSurface:
 
     def test_an_unknown_name_raises_attribute_error(self):
         with pytest.raises(AttributeError, match="nothing_here"):
-            _ = tradewind.testing.nothing_here  # type: ignore[attr-defined]
+            _ = tradewind.testing.nothing_here

@@ -588,6 +588,7 @@ async def open_harness(
     broker: BrokerSection | None = None,
     faults: Sequence[Fault | PaperFaults] = (),
     store_url: str = "sqlite://:memory:",
+    store: Store | None = None,
     settings: Settings | None = None,
     pace: float | None = None,
     seed: int = 0,
@@ -608,6 +609,8 @@ async def open_harness(
             `PaperFaults` (rejects, ack delays).
         store_url: where the run is stored (``sqlite://:memory:`` by default; any URL
             `open_store` takes).
+        store: an open store to use instead (left open, so a test can read it after
+            the run has ended).
         settings: a whole configuration instead of the arguments above (its data section
             gives the bars unless `bars` is given; its store URL is used).
         pace: virtual seconds between time steps; None: the bars' own spacing; 0: as
@@ -657,10 +660,12 @@ async def open_harness(
     started_at = trio.current_time()
     with structlog.testing.capture_logs() as logs:
         async with AsyncExitStack() as stack:
-            with gate.busy():
-                opened = await stack.enter_async_context(
-                    open_store(settings.store.url.reveal(), pool_size=settings.store.pool_size)
-                )
+            opened = store
+            if opened is None:
+                with gate.busy():
+                    opened = await stack.enter_async_context(
+                        open_store(settings.store.url.reveal(), pool_size=settings.store.pool_size)
+                    )
             # The harness wraps the store's own backend (private to the store by design).
             backend = _GatedBackend(
                 opened._backend,
@@ -668,14 +673,14 @@ async def open_harness(
                 outages,
                 lambda: trio.current_time() - started_at,
             )
-            store = Store(opened.url, backend, retry=opened.retry)
+            gated = Store(opened.url, backend, retry=opened.retry)
             feeder = _Feeder(_source(settings, bars), gate, pace)
             recorder = _Recorder()
             stack.enter_context(plan.installed())
             system = await stack.enter_async_context(
                 open_trading_system(
                     settings,
-                    store=store,
+                    store=gated,
                     source=feeder,
                     broker=_broker(settings, faults),
                     strategy_factory=factory,
@@ -686,7 +691,7 @@ async def open_harness(
             )
             harness = Harness(
                 system=system,
-                store=store,
+                store=gated,
                 logs=logs,
                 crash_plan=plan,
                 feeder=feeder,
