@@ -20,10 +20,37 @@ import random
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
+from tradewind.actors import (
+    Bar,
+    Instrument,
+    Order,
+    OrderIntent,
+    OrderType,
+    Side,
+    Strategy,
+    TimeInForce,
+)
+from tradewind.actors._errors import DomainError
+from tradewind.actors._orders import (
+    OrderAccepted,
+    OrderDenied,
+    OrderEvent,
+    OrderFilled,
+    OrderRejected,
+    OrderStatus,
+    OrderSubmitted,
+)
+from tradewind.actors._paper import PaperBroker, PaperConfig, PaperExchange
+from tradewind.actors._reconcile import UNKNOWN_TO_BROKER
+from tradewind.actors._settings import Settings, config_hash, load_settings
+from tradewind.actors._sources import SourceBar, SyntheticBarSource
+from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
 from tests.system.conftest import write_config
@@ -130,7 +157,9 @@ def run_and_kill(path: Path, after_bars: int) -> list[tuple[str, int]] | None:
     return seen
 
 
-def processed_again(before: dict[tuple[str, str], Any], seen: list[tuple[str, int]]) -> list:
+def processed_again(
+    before: dict[tuple[str, str], Any], seen: list[tuple[str, int]]
+) -> list[tuple[str, int]]:
     """The bars a run saw at or before the last one the store held when it started."""
     last = {instrument: bar.ts for (instrument, _tf), bar in before.items()}
     return [(i, ts) for i, ts in seen if ts <= last.get(i, -1)]
@@ -227,3 +256,181 @@ class TestColdStartAfterSigkill:
         after = kill_and_restart(tmp_path, pg_url, 6, 6)
         assert len(after["runs"]) > 6
         assert_same_outcome(after, clean)
+
+
+# ----------------------------------------------------------------------------- in process
+
+AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
+MSFT = Instrument("MSFT", "USD", Decimal("0.01"))
+
+
+class Idle(Strategy):
+    """A strategy that never trades (the restored orders are all there is)."""
+
+
+def intent(quantity: int = 5, limit: str | None = None) -> OrderIntent:
+    return OrderIntent(
+        strategy_id="sys",
+        instrument="AAPL",
+        side=Side.BUY,
+        quantity=Decimal(quantity),
+        order_type=OrderType.MARKET if limit is None else OrderType.LIMIT,
+        limit_price=None if limit is None else Decimal(limit),
+        time_in_force=TimeInForce.GTC,
+    )
+
+
+def journaled(seq: int, ts: int, *, limit: str | None = None, accepted: bool = True) -> Order:
+    """An order as the journal holds it: INITIALIZED, or SUBMITTED and ACCEPTED."""
+    return journal_of(seq, ts, limit=limit, accepted=accepted)[0]
+
+
+def journal_of(
+    seq: int, ts: int, *, limit: str | None = None, accepted: bool = True
+) -> tuple[Order, list[OrderEvent]]:
+    """`journaled`, with the stamped events its journal holds."""
+    coid = f"sys-{seq:08d}"
+    order = Order.create(coid, intent(limit=limit), ts)
+    events: list[OrderEvent] = []
+    if accepted:
+        for event in (
+            OrderSubmitted(client_order_id=coid, ts=ts),
+            OrderAccepted(client_order_id=coid, ts=ts, broker_order_id=f"PAPER-{seq:08d}"),
+        ):
+            order = order.apply(event)
+            assert order.last_event is not None
+            events.append(order.last_event)
+    return order, events
+
+
+async def synthetic_bars(settings: Settings) -> list[Bar]:
+    source = SyntheticBarSource(
+        [AAPL, MSFT], seed=settings.data.seed, start_ts=settings.data.start_ts, count=12
+    )
+    return [item.bar async for item in source.items() if isinstance(item, SourceBar)]
+
+
+def paper_config() -> PaperConfig:
+    return PaperConfig([AAPL, MSFT], timeframe="1m")
+
+
+class TestPaperVenueRestore:
+    def bars(self) -> list[Bar]:
+        return [
+            Bar("AAPL", "1m", (i + 1) * 60 * 10**9, "100", "101", "99", "100.5", "1000")
+            for i in range(4)
+        ]
+
+    def test_a_journaled_intent_is_taken_with_the_next_broker_order_id(self) -> None:
+        venue = PaperExchange(paper_config())
+        accepted = journaled(1, 60 * 10**9)
+        initialized = journaled(2, 60 * 10**9, accepted=False)
+        venue.restore([accepted, initialized], [], {})
+        venue.connect()
+        taken = {o.client_order_id: o for o in venue.open_orders()}
+        assert taken["sys-00000002"].status is OrderStatus.ACCEPTED
+        assert taken["sys-00000002"].broker_order_id == "PAPER-00000002"
+        assert venue.statistics().accepted == 2
+        # a submit repeated after the restart is answered as before, nothing new
+        submitted = journaled(1, 60 * 10**9, accepted=False).apply(
+            OrderSubmitted(client_order_id="sys-00000001", ts=60 * 10**9)
+        )
+        (again,) = venue.submit(submitted)
+        assert isinstance(again, OrderAccepted)
+        assert again.broker_order_id == "PAPER-00000001"
+        assert venue.statistics().submits == 2
+
+    def test_a_restored_working_order_fills_on_the_next_new_bar_only(self) -> None:
+        bars = self.bars()
+        venue = PaperExchange(paper_config())
+        venue.restore([journaled(1, bars[0].ts)], [], {("AAPL", "1m"): bars[1].ts})
+        venue.connect()
+        assert venue.on_bar(bars[1]) == ()  # traded before the crash
+        (filled,) = venue.on_bar(bars[2])
+        assert isinstance(filled, OrderFilled)
+        assert filled.fill.execution_id == "sys-00000001-F1"
+        assert filled.fill.price == Decimal(100)
+        assert venue.open_orders() == ()
+
+    def test_denied_orders_never_reached_the_venue_and_rejected_ones_stay_rejected(
+        self,
+    ) -> None:
+        initialized = journaled(1, 60 * 10**9, accepted=False)
+        denied = initialized.apply(
+            OrderDenied(client_order_id="sys-00000001", ts=60 * 10**9, reason="disconnected")
+        )
+        rejected = (
+            journaled(2, 60 * 10**9, accepted=False)
+            .apply(OrderSubmitted(client_order_id="sys-00000002", ts=60 * 10**9))
+            .apply(OrderRejected(client_order_id="sys-00000002", ts=60 * 10**9, reason="no"))
+        )
+        venue = PaperExchange(paper_config())
+        venue.restore([denied, rejected], [], {})
+        venue.connect()
+        assert venue.lookup_orders(["sys-00000001"]) == ()
+        (copy,) = venue.lookup_orders(["sys-00000002"])
+        assert (copy.status, copy.reason) == (OrderStatus.REJECTED, "no")
+        stats = venue.statistics()
+        assert (stats.submits, stats.rejected, stats.accepted) == (1, 1, 0)
+
+    def test_restore_refuses_an_engine_that_has_traded(self) -> None:
+        venue = PaperExchange(paper_config())
+        venue.connect()
+        venue.on_bar(self.bars()[0])
+        with pytest.raises(DomainError, match="fresh engine"):
+            venue.restore([], [], {})
+
+
+class TestReconcileAfterRestart:
+    """A killed replay's journal meets a venue that traded on: each order settles."""
+
+    async def test_open_filled_while_down_and_unknown_orders_settle_at_the_restart(
+        self, tmp_path: Path
+    ) -> None:
+        url = f"sqlite:///{tmp_path / 'crashed.db'}"
+        settings = load_settings(
+            write_config(
+                tmp_path,
+                data="[data]\nsource = 'synthetic'\nseed = 3\ncount = 12\n",
+                store=url,
+            ),
+            env={},
+        )
+        bars = await synthetic_bars(settings)
+        stored_bars = [b for b in bars if b.ts <= bars[7].ts]  # four steps of two series
+        ts = stored_bars[-1].ts
+        # far below the market: keeps working
+        still_open, still_open_events = journal_of(1, ts, limit="1.00")
+        # journaled, never reached the venue
+        unknown, unknown_events = journal_of(2, ts, accepted=False)
+        filled_while_down, filled_events = journal_of(3, ts)
+        async with open_store(url) as store:
+            async with store.transaction() as tx:
+                tx.upsert_instruments([AAPL, MSFT])
+                tx.write_bars(stored_bars)
+                tx.start_run("crashed", config_hash(settings), 1)
+                tx.write_orders([still_open, unknown, filled_while_down])
+                tx.append_order_events([*still_open_events, *unknown_events, *filled_events])
+            # the venue knows two of them, and traded the next bar while we were down
+            broker = PaperBroker(paper_config())
+            last = {("AAPL", "1m"): ts, ("MSFT", "1m"): ts}
+            broker.restore([still_open, filled_while_down], [], last)
+            broker.exchange.connect()
+            (fill_event,) = broker.exchange.on_bar(bars[8])
+            assert isinstance(fill_event, OrderFilled)
+            broker.exchange.disconnect()
+            async with open_trading_system(
+                settings, store=store, broker=broker, strategy_factory=Idle
+            ) as system:
+                await system.wait_finished()
+            stored_fills = await store.fills()
+            stored_orders = {o.client_order_id: o for o in await store.orders()}
+        book = system.orders
+        assert system.feed.statistics().resumed == len(stored_bars)
+        assert book.working["sys-00000001"].status is OrderStatus.ACCEPTED
+        assert stored_orders["sys-00000001"].status is OrderStatus.ACCEPTED
+        assert book.finished["sys-00000003"].status is OrderStatus.FILLED
+        assert stored_fills == [fill_event.fill]  # applied once
+        assert system.portfolio.position("AAPL").quantity == Decimal(5)
+        rejected = stored_orders["sys-00000002"]
+        assert (rejected.status, rejected.reason) == (OrderStatus.REJECTED, UNKNOWN_TO_BROKER)
