@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import entry_points
 
 import pytest
@@ -23,8 +24,19 @@ class TestPlugin:
     def test_the_fixture_is_the_harness_factory(self, tradewind_harness):
         assert tradewind_harness is open_harness
 
+    def test_the_plugin_module_loads_afresh(self):
+        """Re-imported (pytest imported it before coverage started): it defines the fixture."""
+        module = importlib.reload(importlib.import_module("tradewind.testing._plugin"))
+        assert module.__all__ == ["tradewind_harness"]
+        assert callable(module.tradewind_harness)
+
 
 class TestPublicSurface:
+    def test_the_package_loads_afresh_without_the_tree(self):
+        """Re-imported (pytest imported it before coverage started): its lazy surface is whole."""
+        module = importlib.reload(tradewind.testing)
+        assert set(module._PUBLIC) == set(module.__all__)
+
     def test_every_public_name_resolves(self):
         for name in tradewind.testing.__all__:
             assert getattr(tradewind.testing, name) is not None
