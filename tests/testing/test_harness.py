@@ -135,6 +135,19 @@ class TestStepping:
             assert h.items_fed == 2
             assert h.system.finished
 
+    async def test_stepping_again_after_the_end_returns(self, autojump_clock):
+        async with open_harness(BuyOnce, bars=bars(["10", "11"])) as h:
+            await h.step(5)
+            await h.step(1)
+            await h.run_until(T0 + 10 * MINUTE)
+            assert h.items_fed == 2
+
+    async def test_leaving_the_block_mid_run_stops_the_run(self, autojump_clock):
+        async with open_harness(BuyOnce, bars=bars(["10", "11", "12", "13"])) as h:
+            await h.step(2)
+        assert h.summary.outcome == "stopped"
+        assert h.summary.bars_accepted == 2
+
     async def test_run_until_feeds_bars_up_to_a_time(self, autojump_clock):
         async with open_harness(BuyOnce, bars=bars(["10", "11", "12", "13", "14"])) as h:
             await h.run_until(T0 + 2 * MINUTE)

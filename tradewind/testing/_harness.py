@@ -227,6 +227,8 @@ class _Feeder:
         self._allowed = self.delivered + count
         self._until = until
         self._parked = trio.Event()
+        if self.exhausted:
+            self._parked.set()  # nothing more will come: never wait for the feeder again
         self._permit.set()
 
     async def wait_parked(self) -> None:
