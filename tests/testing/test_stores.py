@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from tradewind.actors._messages import Flush
-from tradewind.testing import Synthetic, open_harness
 
 from tests.testing.conftest import SMA, SMA_PARAMS
+from tradewind.testing import Synthetic, open_harness
 
 SCENARIO = Synthetic(count=60, seed=4)
 
