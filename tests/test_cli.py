@@ -96,6 +96,28 @@ class TestRunSubprocess:
         proc.communicate(timeout=120)
         assert proc.returncode == 0
 
+    def test_a_second_signal_while_winding_down_exits_130_at_once(self, tmp_path):
+        # A supervised process that ignores SIGTERM keeps the orderly stop busy for its
+        # whole shutdown timeout: the second signal arrives while the system winds down.
+        stubborn = (
+            "import os, signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "parent = os.getppid()\n"
+            "print('ready', flush=True)\n"
+            "while os.getppid() == parent:\n"
+            "    time.sleep(0.05)\n"  # ends with its parent: nothing is left behind
+        )
+        argv = json.dumps([sys.executable, "-c", stubborn])
+        extra = f"[[processes]]\nname = 'stubborn'\nargv = {argv}\nshutdown_timeout = 60\n"
+        proc = start(write_config(tmp_path, data=LONG, extra=extra))
+        wait_for(proc, "process_output", line="ready")
+        wait_for(proc, "progress", bars_in=True)
+        proc.send_signal(signal.SIGTERM)
+        wait_for(proc, "process_stopping")  # the feed has stopped; the tree is stopping
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 130
+
     def test_a_broken_config_exits_2_with_every_problem_printed(self, tmp_path):
         config = write_config(tmp_path, risk="[risk]\nmax_position = -5\n", mode="backtest")
         result = subprocess.run(

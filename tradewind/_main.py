@@ -155,19 +155,23 @@ def _release_logging(stream: TextIO) -> None:
 async def _run(settings: Settings, path: str, show_progress: bool) -> RunSummary:
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     with trio.open_signal_receiver(*signals) as received:
-        async with open_trading_system(settings) as system:
-            _log.info(
-                "run_started",
-                run_id=system.run_id,
-                mode=settings.mode,
-                source=system.source.describe(),
-                store=settings.store.url,
-            )
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_handle_signals, received, system, path)
-                nursery.start_soon(_report_progress, system, show_progress)
-                await system.wait_finished()
-                nursery.cancel_scope.cancel()
+        # The signal handler lives in the outer nursery, so it keeps answering while the
+        # system winds down (draining, flushing): a second signal then still exits at once.
+        async with trio.open_nursery() as outer:
+            async with open_trading_system(settings) as system:
+                _log.info(
+                    "run_started",
+                    run_id=system.run_id,
+                    mode=settings.mode,
+                    source=system.source.describe(),
+                    store=settings.store.url,
+                )
+                outer.start_soon(_handle_signals, received, system, path)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_report_progress, system, show_progress)
+                    await system.wait_finished()
+                    nursery.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
     summary = system.result
     _log.info(
         "run_finished",
