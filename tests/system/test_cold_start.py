@@ -434,3 +434,35 @@ class TestReconcileAfterRestart:
         assert system.portfolio.position("AAPL").quantity == Decimal(5)
         rejected = stored_orders["sys-00000002"]
         assert (rejected.status, rejected.reason) == (OrderStatus.REJECTED, UNKNOWN_TO_BROKER)
+
+
+class TestWhenAReplayContinues:
+    async def resumed_after(self, tmp_path: Path, run: tuple[str, str] | None) -> int:
+        """Store four steps of bars (and `run`: a run id and its config hash, never
+        finished), replay, and return how many bars the feed counted as resumed."""
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        settings = load_settings(
+            write_config(
+                tmp_path, data="[data]\nsource = 'synthetic'\nseed = 3\ncount = 12\n", store=url
+            ),
+            env={},
+        )
+        bars = await synthetic_bars(settings)
+        async with open_store(url) as store:
+            async with store.transaction() as tx:
+                tx.upsert_instruments([AAPL, MSFT])
+                tx.write_bars(bars[:8])
+                if run is not None:
+                    tx.start_run(run[0], config_hash(settings) if run[1] == "same" else run[1], 1)
+            async with open_trading_system(settings, store=store, strategy_factory=Idle) as system:
+                await system.wait_finished()
+        return system.feed.statistics().resumed
+
+    async def test_after_a_killed_run_of_the_same_configuration(self, tmp_path: Path) -> None:
+        assert await self.resumed_after(tmp_path, ("killed", "same")) == 8
+
+    async def test_not_after_a_killed_run_of_another_configuration(self, tmp_path: Path) -> None:
+        assert await self.resumed_after(tmp_path, ("killed", "another-config")) == 0
+
+    async def test_not_when_no_run_is_recorded(self, tmp_path: Path) -> None:
+        assert await self.resumed_after(tmp_path, None) == 0
