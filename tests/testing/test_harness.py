@@ -201,6 +201,12 @@ class TestMisuse:
             async with open_harness(BuyOnce, bars=bars(["10"])):
                 pass  # pragma: no cover
 
+    async def test_a_mock_clock_without_autojump_gets_it_for_the_run(self, mock_clock):
+        async with open_harness(BuyOnce, bars=bars(["10", "11", "12"])) as h:
+            await h.run()
+            assert h.now >= 120.0  # paced steps passed in virtual time
+        assert mock_clock.autojump_threshold == math.inf
+
     async def test_two_bar_sources_are_refused(self, autojump_clock, tmp_path):
         with pytest.raises(HarnessError, match="at most one"):
             async with open_harness(BuyOnce, bars=bars(["10"]), csv=tmp_path / "x.csv"):

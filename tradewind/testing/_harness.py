@@ -654,57 +654,65 @@ async def open_harness(
         if strategy is not None:
             section, factory = _strategy(strategy, params or {})
             settings = attrs.evolve(settings, strategy=section)
+    # A MockClock without autojump would never move: the harness turns it on (and the
+    # clock gets its own threshold back at the end).
     threshold = clock.autojump_threshold if clock.autojump_threshold < math.inf else 0.0
-    clock.autojump_threshold = threshold
     gate = _ThreadGate(clock, threshold)
     outages = tuple(f for f in faults if isinstance(f, StoreOutage))
     plan = _crash_plan(faults)
     started_at = trio.current_time()
-    with structlog.testing.capture_logs() as logs:
-        async with AsyncExitStack() as stack:
-            opened = store
-            if opened is None:
-                with gate.busy():
-                    opened = await stack.enter_async_context(
-                        open_store(settings.store.url.reveal(), pool_size=settings.store.pool_size)
-                    )
-            # The harness wraps the store's own backend (private to the store by design).
-            backend = _GatedBackend(
-                opened._backend,
-                gate,
-                outages,
-                lambda: trio.current_time() - started_at,
-            )
-            gated = Store(opened.url, backend, retry=opened.retry)
-            feeder = _Feeder(_source(settings, bars), gate, pace)
-            recorder = _Recorder()
-            stack.enter_context(plan.installed())
-            system = await stack.enter_async_context(
-                open_trading_system(
-                    settings,
-                    store=gated,
-                    source=feeder,
-                    broker=_broker(settings, faults),
-                    strategy_factory=factory,
-                    run_id=run_id,
-                    crash_plan=plan,
-                    wrap_actor=recorder.tap,
+    original_threshold = clock.autojump_threshold
+    clock.autojump_threshold = threshold
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with AsyncExitStack() as stack:
+                opened = store
+                if opened is None:
+                    with gate.busy():
+                        opened = await stack.enter_async_context(
+                            open_store(
+                                settings.store.url.reveal(), pool_size=settings.store.pool_size
+                            )
+                        )
+                # The harness wraps the store's own backend (private to the store by design).
+                backend = _GatedBackend(
+                    opened._backend,
+                    gate,
+                    outages,
+                    lambda: trio.current_time() - started_at,
                 )
-            )
-            harness = Harness(
-                system=system,
-                store=gated,
-                logs=logs,
-                crash_plan=plan,
-                feeder=feeder,
-                started_at=started_at,
-                recorder=recorder,
-                outages=outages,
-            )
-            system.persistence.event_log.sink = recorder.lines.append
-            backend.armed = True  # outages start once the tree is up (its start-up reads)
-            try:
-                yield harness
-            finally:
-                with trio.CancelScope(shield=True):
-                    await harness._wait_out_outages()
+                gated = Store(opened.url, backend, retry=opened.retry)
+                feeder = _Feeder(_source(settings, bars), gate, pace)
+                recorder = _Recorder()
+                stack.enter_context(plan.installed())
+                system = await stack.enter_async_context(
+                    open_trading_system(
+                        settings,
+                        store=gated,
+                        source=feeder,
+                        broker=_broker(settings, faults),
+                        strategy_factory=factory,
+                        run_id=run_id,
+                        crash_plan=plan,
+                        wrap_actor=recorder.tap,
+                    )
+                )
+                harness = Harness(
+                    system=system,
+                    store=gated,
+                    logs=logs,
+                    crash_plan=plan,
+                    feeder=feeder,
+                    started_at=started_at,
+                    recorder=recorder,
+                    outages=outages,
+                )
+                system.persistence.event_log.sink = recorder.lines.append
+                backend.armed = True  # outages start once the tree is up (its start-up reads)
+                try:
+                    yield harness
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await harness._wait_out_outages()
+    finally:
+        clock.autojump_threshold = original_threshold
