@@ -1,15 +1,17 @@
 """Kill switch: a strategy losing past the daily loss limit is halted, its open orders are
-cancelled, and every later intent is denied with TRADING_HALTED."""
+cancelled, and every later intent is denied with TRADING_HALTED. Runs on the
+`tradewind.testing` harness (the real tree under the virtual clock)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from tradewind.actors import OrderStatus, TradingState
-from tradewind.actors._tree import open_trading_system
+from tradewind.actors._risk import DenyReason
 from tradewind.storage import open_store
 
 from tests.system.conftest import csv
+from tradewind.testing import open_harness
 
 LOSER = f"{Path(__file__).parent / 'strategies.py'}:Loser"
 START = 1_767_571_200_000_000_000
@@ -38,7 +40,9 @@ def falling_bars(path: Path) -> Path:
 
 
 class TestKillSwitch:
-    async def test_a_losing_strategy_is_halted_cancelled_and_denied(self, make_settings, tmp_path):
+    async def test_a_losing_strategy_is_halted_cancelled_and_denied(
+        self, make_settings, tmp_path, autojump_clock
+    ):
         settings = make_settings(
             data=csv(falling_bars(tmp_path / "falling.csv")),
             strategy=LOSER,
@@ -46,11 +50,12 @@ class TestKillSwitch:
             risk=RISK,
         )
         async with open_store("sqlite://:memory:") as store:
-            async with open_trading_system(settings, store=store) as system:
-                await system.wait_finished()
+            async with open_harness(settings=settings, store=store) as h:
+                await h.run()
             stored_orders = await store.orders()
             denials = await store.denials()
-        summary = system.result
+        system = h.system
+        summary = h.summary
         risk = system.risk.statistics()
         assert risk.state is TradingState.HALTED
         assert risk.kill_switch_trips == 1
@@ -66,3 +71,4 @@ class TestKillSwitch:
         halted = summary.denials.get("TRADING_HALTED", 0)
         assert halted == BARS - len(baits)
         assert [d.reason.split(":")[0] for d in denials] == ["TRADING_HALTED"] * halted
+        assert [d.reason for d in h.denials] == [DenyReason.TRADING_HALTED] * halted
