@@ -1,11 +1,15 @@
-"""Bad input: a CSV with malformed rows completes, reports each bad row, keeps the good ones."""
+"""Bad input: a CSV with malformed rows completes, reports each bad row, keeps the good ones.
+
+Runs on the `tradewind.testing` harness (the real tree and CSV source under the virtual
+clock).
+"""
 
 from __future__ import annotations
 
-from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
 from tests.system.conftest import EXAMPLES, csv
+from tradewind.testing import open_harness
 
 # line -> the start of the reason reported for it (docs/examples/data/bad_bars.csv)
 BAD_ROWS = {
@@ -21,13 +25,16 @@ GOOD_LINES = [2, 3, 7, 13, 14]  # line 10 repeats line 7 exactly: a duplicate, d
 
 
 class TestBadInput:
-    async def test_each_bad_row_is_reported_and_every_good_row_processed(self, make_settings):
+    async def test_each_bad_row_is_reported_and_every_good_row_processed(
+        self, make_settings, autojump_clock
+    ):
         settings = make_settings(data=csv(EXAMPLES / "data" / "bad_bars.csv"))
         async with open_store("sqlite://:memory:") as store:
-            async with open_trading_system(settings, store=store) as system:
-                await system.wait_finished()
+            async with open_harness(settings=settings, store=store) as h:
+                await h.run()
             stored = await store.bars()
-        summary = system.result
+        system = h.system
+        summary = h.summary
         assert summary.outcome == "completed"
         reported: dict[int, str] = {}
         for text in summary.rejections:
