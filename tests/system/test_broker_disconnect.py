@@ -1,10 +1,11 @@
 """Broker disconnection mid-replay: nothing lost, nothing doubled, and the final state of
 an uninterrupted run, apart from the intents denied while the broker was down.
 
-The replay paces its steps on trio time (one step of bars per virtual minute) so that the
-order actor's reconnect timer fires between bars, deterministically under the virtual
-clock. The broker drops the connection at seeded random bars and refuses a seeded number
-of reconnects each time, so outages last from part of a step to a few steps; the venue
+The replay runs on the `tradewind.testing` harness, which paces its steps on trio time
+(one step of bars per virtual minute, the bars' own spacing) so that the order actor's
+reconnect timer fires between bars, deterministically under the virtual clock. The
+broker drops the connection at seeded random bars and refuses a seeded number of
+reconnects each time, so outages last from part of a step to a few steps; the venue
 trades on meanwhile. A scripted strategy submits the same intents whatever happened
 (they depend on the bar alone), each tagged: a second, uninterrupted run that skips the
 tags the first run had denied must then end in exactly the same orders, fills and
@@ -20,15 +21,14 @@ from typing import TYPE_CHECKING
 import pytest
 from tradewind.actors import (
     PaperBroker,
-    PaperConfig,
     PaperFaults,
     Strategy,
     TimeInForce,
 )
 from tradewind.actors._risk import DenyReason
-from tradewind.actors._tree import open_trading_system
 
-from tests.system.conftest import MemoryStore, synthetic
+from tests.system.conftest import synthetic
+from tradewind.testing import open_harness
 
 if TYPE_CHECKING:
     from tradewind.actors import Bar, Order, StrategyContext
@@ -92,18 +92,14 @@ class Scripted(Strategy):
 async def replay(settings: Settings, faults: PaperFaults, skip: frozenset[str] = frozenset()):
     submitted: list[str] = []
     denied: list[IntentDenied] = []
-    broker = PaperBroker(
-        PaperConfig(list(settings.instrument_map().values()), timeframe="1m"), faults
-    )
-    async with open_trading_system(
-        settings,
-        store=MemoryStore(),  # type: ignore[arg-type]
-        broker=broker,
-        strategy_factory=lambda: Scripted(skip, submitted, denied),
-        run_id="disconnect",
-    ) as system:
-        await system.wait_finished()
-    return system, broker, submitted, denied
+    params = {"skip": skip, "submitted": submitted, "denied": denied}
+    async with open_harness(
+        Scripted, params=params, settings=settings, faults=[faults], run_id="disconnect"
+    ) as h:
+        await h.run()
+    broker = h.system.broker
+    assert isinstance(broker, PaperBroker)
+    return h.system, broker, submitted, denied
 
 
 def orders_of(system) -> dict[str, Order]:
