@@ -52,6 +52,13 @@ Pure: plain data in, order events out; no clock, no randomness, no I/O.
 #   the bar is still recorded as seen, so a redelivered bar changes nothing.
 # * Subscriptions belong to a connection: `subscribe` records the instruments, a
 #   disconnect forgets them, so a test sees whether the caller restored them.
+# * Cold start (`restore`): the engine dies with the process, and is rebuilt from the
+#   order journal of the store, which is taken as the venue's truth (an INITIALIZED or
+#   SUBMITTED order is taken as if it had just arrived; an accepted one keeps its status,
+#   fills and broker order id; the series are traded up to the last stored bar). Tables
+#   of the venue's own, written in units of work of its own, would be ahead of or behind
+#   the journal after a kill; rebuilt from the journal the two agree by construction
+#   (``docs/trading-system.md``, "Cold start").
 # * `PaperBroker` is the `Broker` over the engine. Its async methods never block and
 #   are not checkpoints: the engine is pure, and a replay pays no scheduler round trip
 #   per bar for a simulated venue.
