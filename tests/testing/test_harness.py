@@ -188,6 +188,16 @@ class TestInspection:
             assert sorted(f.execution_id for f in stored) == sorted(f.execution_id for f in h.fills)
             assert dict(await h.store.positions()) == h.positions
 
+    async def test_the_summary_is_a_snapshot_inside_the_block(self, autojump_clock):
+        async with open_harness(BuyOnce, bars=bars(["10", "11", "12"])) as h:
+            await h.step(1)
+            assert h.summary.outcome == "running"
+            assert h.summary.bars_accepted == 1
+            assert h.summary.source == "3 bars in memory"
+            assert h.system.source.name == "bars"
+            assert h.store.statistics().size >= 1
+        assert h.summary.outcome == "stopped"
+
     async def test_logs_capture_the_run(self, autojump_clock):
         async with open_harness(BuyOnce, bars=bars(["10", "11"])) as h:
             await h.run()
