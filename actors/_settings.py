@@ -26,6 +26,12 @@ consistent), again reporting everything in one `ConfigError`.
 #   that the risk actor would refuse never gets past `check-config`. SIGHUP re-reads the
 #   whole file through `load_settings` and keeps only the risk section: one validation
 #   path, so a reload can never accept what a start would refuse.
+# * `persistence.spill` defaults by mode: a replay can slow down while the store is
+#   away (its producers wait), a paper feed cannot (the market does not wait), so paper
+#   spills a full buffer to a local journal and replays it once the store is back. The
+#   journal's default path is derived from the strategy id so two strategies configured
+#   side by side never share one; `load_settings` fills both in, so `check-config` shows
+#   what will be used.
 # * The store URL is a `Secret` (it may carry a password); its default is an SQLite file
 #   next to the configuration.
 
@@ -82,6 +88,8 @@ __all__ = [
 
 #: The default store: an SQLite file next to the configuration file.
 DEFAULT_STORE_URL = "sqlite:///tradewind.db"
+#: The default folder of the spill journal (``<strategy id>.jsonl``), next to the configuration.
+DEFAULT_JOURNAL_DIR = Path("tradewind-journal")
 #: The default first bar time of the synthetic source: 2026-01-05 00:00 UTC.
 DEFAULT_SYNTHETIC_START = 1_767_571_200_000_000_000
 _NS_PER_SECOND = Decimal(1_000_000_000)
@@ -419,15 +427,31 @@ class ProcessSection:
 
 @attrs.frozen
 class PersistenceSection:
-    """``[persistence]``: batching of writes.
+    """``[persistence]``: batching of writes and what happens while the store is down.
 
     Attributes:
         batch_size: records per unit of work.
         flush_interval: seconds a batch may wait before it is written.
+        spill: during a store outage, write a full buffer to the spill journal and go
+            on, instead of making the producers wait. None (the default) follows the
+            mode: paper spills (a live feed cannot slow down), a replay slows down.
+        spill_path: the spill journal file (relative to the configuration file);
+            default ``tradewind-journal/<strategy id>.jsonl`` next to the configuration.
+            A journal found there at start (a crashed run's) is replayed into the store
+            first, whatever `spill` says.
+        max_pending: records held in memory while the store is unavailable before the
+            producers wait or, with `spill`, the buffer is spilled (at least
+            `batch_size`).
+        durable_timeout: seconds a durable write (an order's journal entry) waits for an
+            unavailable store before it is refused.
     """
 
     batch_size: int = attrs.field(default=2_000, validator=positive)
     flush_interval: float = attrs.field(default=1.0, validator=positive)
+    spill: bool | None = None
+    spill_path: Path | None = None
+    max_pending: int = attrs.field(default=100_000, validator=positive)
+    durable_timeout: float = attrs.field(default=2.0, validator=non_negative)
 
 
 @attrs.frozen
@@ -511,7 +535,21 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     logging = settings.logging
     if logging.file is not None:
         logging = attrs.evolve(logging, file=_resolve(base, logging.file))
-    return attrs.evolve(settings, data=data, strategy=strategy, store=store, logging=logging)
+    persistence = settings.persistence
+    spill_path = persistence.spill_path or DEFAULT_JOURNAL_DIR / f"{settings.strategy.id}.jsonl"
+    persistence = attrs.evolve(
+        persistence,
+        spill=(not settings.replay) if persistence.spill is None else persistence.spill,
+        spill_path=_resolve(base, spill_path),
+    )
+    return attrs.evolve(
+        settings,
+        data=data,
+        strategy=strategy,
+        store=store,
+        logging=logging,
+        persistence=persistence,
+    )
 
 
 def _check(settings: Settings) -> list[str]:

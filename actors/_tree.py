@@ -69,7 +69,12 @@ from tradewind.actors._persistence import (
     dead_letter_record,
 )
 from tradewind.actors._risk_actor import RiskActor, RiskBook
-from tradewind.actors._settings import Settings, config_hash, load_strategy_factory
+from tradewind.actors._settings import (
+    DEFAULT_JOURNAL_DIR,
+    Settings,
+    config_hash,
+    load_strategy_factory,
+)
 from tradewind.actors._sources import (
     BarSource,
     CsvBarSource,
@@ -106,6 +111,7 @@ from tradewind.storage._url import POSTGRESQL
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
+    from pathlib import Path
 
     from tradewind.actors._marketdata import Bar
     from tradewind.actors._portfolio import Portfolio
@@ -575,6 +581,7 @@ def _tree(
         )
 
     calendar = settings.calendar.calendar() if settings.calendar is not None else None
+    spill, spill_path = _spill_journal(settings)
     persistence = child(
         "persistence",
         "persistence",
@@ -583,6 +590,10 @@ def _tree(
             parts.store,
             batch_size=settings.persistence.batch_size,
             flush_interval=settings.persistence.flush_interval,
+            max_pending=settings.persistence.max_pending,
+            spill=spill,
+            spill_path=spill_path,
+            durable_timeout=settings.persistence.durable_timeout,
         ),
     )
     # Persistence flushes may wait on the database: its handler has no timeout.
@@ -639,6 +650,15 @@ def _tree(
         within=sup.within,
         backoff=backoff,
     )
+
+
+def _spill_journal(settings: Settings) -> tuple[bool, Path]:
+    """Whether persistence spills, and the journal file (`load_settings` fills both in;
+    settings made another way get the same defaults, relative to the working folder)."""
+    persistence = settings.persistence
+    spill = (not settings.replay) if persistence.spill is None else persistence.spill
+    path = persistence.spill_path or DEFAULT_JOURNAL_DIR / f"{settings.strategy.id}.jsonl"
+    return spill, path
 
 
 @attrs.frozen
@@ -797,6 +817,11 @@ async def open_trading_system(
             tx.upsert_instruments(instruments)
             tx.start_run(run, config_hash(settings), time.time_ns())
         feed, orders, risk, host, journal = await _keepers(settings, store, resume=resume)
+        spill, spill_path = _spill_journal(settings)
+        if spill:  # the journal's folder must exist before the first spill
+            await trio.to_thread.run_sync(
+                lambda: spill_path.parent.mkdir(parents=True, exist_ok=True)
+            )
         paper = PaperConfig(
             instruments,
             slippage_ticks=settings.broker.slippage_ticks,

@@ -204,6 +204,58 @@ class TestProblems:
         assert load_settings(path, env={}, check=False).strategy.path.endswith(":Nothing")
 
 
+class TestPersistence:
+    def test_a_replay_slows_down_and_a_paper_run_spills_by_default(self, tmp_path):
+        replay = load_settings(write_config(tmp_path), env={})
+        paper = load_settings(write_config(tmp_path, mode="paper"), env={})
+        assert replay.persistence.spill is False
+        assert paper.persistence.spill is True
+        assert paper.persistence.max_pending == 100_000
+        assert paper.persistence.durable_timeout == 2.0
+
+    def test_the_journal_defaults_to_a_file_named_after_the_strategy_next_to_the_config(
+        self, tmp_path
+    ):
+        settings = load_settings(write_config(tmp_path, mode="paper"), env={})
+        expected = tmp_path.resolve() / "tradewind-journal" / "sys.jsonl"
+        assert settings.persistence.spill_path == expected
+
+    def test_the_file_sets_every_key_and_a_relative_journal_is_relative_to_it(self, tmp_path):
+        extra = (
+            "[persistence]\nspill = true\nspill_path = 'j/spill.jsonl'\n"
+            "max_pending = 50\ndurable_timeout = 0.5\n"
+        )
+        settings = load_settings(write_config(tmp_path, extra=extra), env={})
+        persistence = settings.persistence
+        assert persistence.spill is True
+        assert persistence.spill_path == tmp_path.resolve() / "j" / "spill.jsonl"
+        assert (persistence.max_pending, persistence.durable_timeout) == (50, 0.5)
+
+    def test_the_environment_overrides_the_spill_settings(self, tmp_path):
+        env = {
+            "TRADEWIND_PERSISTENCE__SPILL": "false",
+            "TRADEWIND_PERSISTENCE__SPILL_PATH": "/var/tw/journal.jsonl",
+            "TRADEWIND_PERSISTENCE__MAX_PENDING": "7",
+            "TRADEWIND_PERSISTENCE__DURABLE_TIMEOUT": "0",
+        }
+        settings = load_settings(write_config(tmp_path, mode="paper"), env=env)
+        persistence = settings.persistence
+        assert persistence.spill is False
+        assert persistence.spill_path == Path("/var/tw/journal.jsonl")
+        assert (persistence.max_pending, persistence.durable_timeout) == (7, 0.0)
+
+    def test_bad_values_name_the_setting_and_its_variable(self, tmp_path):
+        extra = "[persistence]\nmax_pending = 0\ndurable_timeout = -1\n"
+        problems = problems_of(write_config(tmp_path, extra=extra))
+        assert (
+            "persistence.max_pending (TRADEWIND_PERSISTENCE__MAX_PENDING): must be > 0, got 0"
+        ) in problems
+        assert (
+            "persistence.durable_timeout (TRADEWIND_PERSISTENCE__DURABLE_TIMEOUT): "
+            "must be >= 0, got -1.0"
+        ) in problems
+
+
 class TestDisplay:
     def test_the_document_masks_only_the_password_and_drops_unset_values(self, tmp_path):
         path = write_config(tmp_path, store="postgresql://trader:hunter2@db/tw")

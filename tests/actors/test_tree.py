@@ -3,6 +3,7 @@ summary's JSON form, crash-plan counting, dead letters and the summary rendering
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -16,13 +17,16 @@ from tradewind.actors._tree import (
     open_trading_system,
 )
 from tradewind.actors._values import Instrument
-from tradewind.storage import open_store
+from tradewind.storage import StoreUnavailable, open_store
 
 from tests.system.conftest import MemoryStore, settings_for, synthetic
 from tradewind._summary import summary_rows, summary_table, summary_text
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from tradewind.actors._settings import Settings
+    from tradewind.storage import Transaction
 
 AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
 
@@ -159,3 +163,57 @@ class TestDeadLetters:
         assert letters[0][0] == "trading/orders"
         assert "Poison" in str(letters[0][3])
         assert isinstance(Bar, type)
+
+
+class OutageStore(MemoryStore):
+    """A memory store that refuses every unit of work while `down` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        if self.down:
+            await trio.lowlevel.checkpoint()
+            raise StoreUnavailable("the test took the store away")
+        async with super().transaction() as tx:
+            yield tx
+
+
+class TestPersistenceWiring:
+    async def test_a_paper_run_whose_store_is_away_spills_to_the_configured_journal(self, tmp_path):
+        extra = (
+            "[persistence]\nbatch_size = 1\nmax_pending = 1\nflush_interval = 0.01\n"
+            "spill_path = 'journals/outage.jsonl'\n"
+        )
+        settings = settings_for(
+            tmp_path,
+            mode="paper",
+            extra=extra,
+            data=synthetic(count=30, interval=0.002, persist_batch=1),
+        )
+        journal = tmp_path.resolve() / "journals" / "outage.jsonl"
+        store = OutageStore()
+        with trio.fail_after(30):
+            async with open_trading_system(settings, store=store) as system:  # type: ignore[arg-type]
+                store.down = True
+                await system.wait_finished()
+                spilled = system.persistence.statistics()
+                on_disk = journal.is_file()
+                store.down = False
+        assert spilled.spill is not None
+        assert spilled.spill.path == str(journal)
+        assert spilled.spill.appended > 0
+        assert on_disk
+        # the store came back: the journal was replayed into it and removed
+        assert not journal.exists()
+        assert len(store.rows("bars")) == system.result.bars_accepted
+
+    async def test_a_replay_waits_for_the_store_instead_of_spilling(self, tmp_path):
+        settings = settings_for(tmp_path, data=synthetic(count=10))
+        async with open_trading_system(settings, store=MemoryStore()) as system:  # type: ignore[arg-type]
+            await system.wait_finished()
+        assert settings.persistence.spill is False
+        assert system.persistence.statistics().spill is not None  # the journal is read at start
+        assert not (tmp_path / "tradewind-journal").exists()  # but never written
