@@ -55,12 +55,14 @@ from tradewind.runtime._config import (
     Secret,
     dump_config,
     fraction,
+    in_range,
     load_config,
     non_empty,
     non_negative,
     positive,
 )
 from tradewind.runtime._errors import ConfigError
+from tradewind.runtime._intensity import Backoff
 from tradewind.storage._errors import InvalidStoreUrl
 from tradewind.storage._url import SQLITE, mask_url, parse_store_url
 
@@ -299,6 +301,9 @@ class RiskSection:
         flatten_on_kill: the kill switch also closes every position (default: follow
             ``flatten_on_halt``).
         resume_next_day: a tripped kill switch resets at the next trading day.
+        broker_down_state: the trading state while the broker connection is down
+            (``"HALTED"`` or ``"REDUCING"``); intents are denied either way until the
+            order actor has reconnected and reconciled.
     """
 
     max_position: Decimal = attrs.field(validator=non_negative)
@@ -313,6 +318,7 @@ class RiskSection:
     stale_feed_state: _STATES = "REDUCING"
     flatten_on_kill: bool | None = None
     resume_next_day: bool = False
+    broker_down_state: Literal["HALTED", "REDUCING"] = "HALTED"
 
     def __attrs_post_init__(self) -> None:
         try:
@@ -344,6 +350,7 @@ class RiskSection:
             stale_feed_state=TradingState(self.stale_feed_state),
             flatten_on_kill=self.flatten_on_kill,
             resume_next_day=self.resume_next_day,
+            broker_down_state=TradingState(self.broker_down_state),
         )
 
 
@@ -359,6 +366,10 @@ class BrokerSection:
         max_volume_fraction: at most this share of a bar's volume fills per bar
             (partial fills); None for no cap.
         latency: seconds (event time) after submission before an order can fill.
+        reconnect_initial, reconnect_max: seconds before the first reconnect attempt
+            after the connection is lost, doubling per failed attempt up to the cap.
+        reconnect_jitter: relative spread of each delay, in [0, 1], drawn from a random
+            source seeded with the top-level ``seed`` (runs stay deterministic).
     """
 
     kind: Literal["paper"] = "paper"
@@ -367,6 +378,23 @@ class BrokerSection:
     fee_bps: Decimal = attrs.field(default=Decimal(0), validator=non_negative)
     max_volume_fraction: Decimal | None = attrs.field(default=None, validator=_optional_fraction)
     latency: Decimal = attrs.field(default=Decimal(0), validator=non_negative)
+    reconnect_initial: float = attrs.field(default=1.0, validator=non_negative)
+    reconnect_max: float = attrs.field(default=30.0, validator=non_negative)
+    reconnect_jitter: float = attrs.field(default=0.1, validator=in_range(0, 1))
+
+    def __attrs_post_init__(self) -> None:
+        if self.reconnect_max < self.reconnect_initial:
+            msg = f"reconnect_max: must be >= reconnect_initial ({self.reconnect_initial})"
+            raise ValueError(msg)
+
+    def reconnect_backoff(self) -> Backoff:
+        """The order actor's reconnect backoff (doubling, capped, jittered)."""
+        return Backoff(
+            initial=self.reconnect_initial,
+            multiplier=2.0,
+            maximum=self.reconnect_max,
+            jitter=self.reconnect_jitter,
+        )
 
     @property
     def latency_ns(self) -> int:
@@ -477,7 +505,8 @@ class Settings:
     Attributes:
         mode: ``"replay"`` (as fast as possible, deterministic, ends with the data) or
             ``"paper"`` (against the wall clock, until stopped).
-        seed: seeds the supervisors' backoff jitter.
+        seed: seeds the supervisors' restart-backoff jitter and the order actor's
+            reconnect-backoff jitter.
         instruments: the tradable instruments (at least one, unique symbols).
         data, store, calendar, strategy, risk, broker, supervision, processes,
         persistence, logging: the sections.

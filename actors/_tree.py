@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import itertools
+import random
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -598,7 +599,18 @@ def _tree(
     )
     # Persistence flushes may wait on the database: its handler has no timeout.
     persistence = attrs.evolve(persistence, handler_timeout=None)
-    orders = child("orders", "trading/orders", lambda: OrderActor(parts.orders, parts.broker))
+    reconnect_backoff = settings.broker.reconnect_backoff()
+    subscriptions = tuple(settings.instrument_map())
+    orders = child(
+        "orders",
+        "trading/orders",
+        lambda: OrderActor(
+            parts.orders,
+            parts.broker,
+            reconnect_backoff=reconnect_backoff,
+            subscriptions=subscriptions,
+        ),
+    )
     risk = child("risk", "trading/risk", lambda: RiskActor(parts.risk))
     strategy_mailbox = (
         MailboxSpec(capacity, Overflow.CONFLATE, key=bar_conflation_key)
@@ -721,6 +733,8 @@ async def _keepers(
             stored = await store.bars(instrument, timeframe)
             warm.extend(stored[-history:])
         warm.sort(key=lambda bar: (bar.ts, bar.instrument))
+    # The reconnect jitter is drawn from the configured seed: a run is reproducible.
+    orders.rng = random.Random(settings.seed)  # noqa: S311 -- jitter, not a secret
     risk_kwargs: dict[str, Any] = {} if risk_portfolio is None else {"portfolio": risk_portfolio}
     risk = RiskBook(
         settings.risk.limits(),

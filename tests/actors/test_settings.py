@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tradewind.actors._order_actor import RECONNECT_BACKOFF
+from tradewind.actors._risk import TradingState
 from tradewind.actors._settings import (
     DEFAULT_STORE_URL,
     config_hash,
@@ -254,6 +256,43 @@ class TestPersistence:
             "persistence.durable_timeout (TRADEWIND_PERSISTENCE__DURABLE_TIMEOUT): "
             "must be >= 0, got -1.0"
         ) in problems
+
+
+class TestBrokerReconnection:
+    def test_the_defaults_are_the_order_actors_own(self, tmp_path):
+        settings = load_settings(write_config(tmp_path), env={})
+        assert settings.broker.reconnect_backoff() == RECONNECT_BACKOFF
+        assert settings.risk.settings().broker_down_state is TradingState.HALTED
+
+    def test_the_file_and_the_environment_set_the_backoff_and_the_down_state(self, tmp_path):
+        extra = "[broker]\nreconnect_initial = 0.5\nreconnect_max = 8\n"
+        env = {
+            "TRADEWIND_BROKER__RECONNECT_JITTER": "0",
+            "TRADEWIND_RISK__BROKER_DOWN_STATE": "REDUCING",
+        }
+        settings = load_settings(write_config(tmp_path, extra=extra), env=env)
+        backoff = settings.broker.reconnect_backoff()
+        assert (backoff.initial, backoff.maximum, backoff.jitter) == (0.5, 8.0, 0.0)
+        assert backoff.multiplier == 2.0
+        assert settings.risk.settings().broker_down_state is TradingState.REDUCING
+
+    def test_bad_values_name_the_setting_and_its_variable(self, tmp_path):
+        extra = "[broker]\nreconnect_initial = 5\nreconnect_max = 1\n"
+        risk = RISK + "broker_down_state = 'ACTIVE'\n"
+        problems = problems_of(write_config(tmp_path, extra=extra, risk=risk))
+        text = "\n".join(problems)
+        assert "broker (TRADEWIND_BROKER): reconnect_max: must be >= reconnect_initial" in text
+        assert (
+            "risk.broker_down_state (TRADEWIND_RISK__BROKER_DOWN_STATE): expected one of "
+            "'HALTED', 'REDUCING', got 'ACTIVE'"
+        ) in problems
+
+    def test_a_jitter_outside_zero_to_one_is_refused(self, tmp_path):
+        problems = problems_of(write_config(tmp_path, extra="[broker]\nreconnect_jitter = 2\n"))
+        assert len(problems) == 1
+        assert problems[0].startswith(
+            "broker.reconnect_jitter (TRADEWIND_BROKER__RECONNECT_JITTER): must be in [0, 1]"
+        )
 
 
 class TestDisplay:

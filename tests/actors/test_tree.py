@@ -3,12 +3,16 @@ summary's JSON form, crash-plan counting, dead letters and the summary rendering
 
 from __future__ import annotations
 
+import random
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import trio
+from structlog.testing import capture_logs
 from tradewind.actors import Bar
+from tradewind.actors._paper import PaperBroker, PaperConfig, PaperFaults
+from tradewind.actors._settings import DEFAULT_SYNTHETIC_START
 from tradewind.actors._sources import SourceBar, SyntheticBarSource
 from tradewind.actors._tree import (
     CrashPlan,
@@ -17,9 +21,10 @@ from tradewind.actors._tree import (
     open_trading_system,
 )
 from tradewind.actors._values import Instrument
+from tradewind.runtime._intensity import Backoff, backoff_delay
 from tradewind.storage import StoreUnavailable, open_store
 
-from tests.system.conftest import MemoryStore, settings_for, synthetic
+from tests.system.conftest import RISK, MemoryStore, settings_for, synthetic
 from tradewind._summary import summary_rows, summary_table, summary_text
 
 if TYPE_CHECKING:
@@ -217,3 +222,36 @@ class TestPersistenceWiring:
         assert settings.persistence.spill is False
         assert system.persistence.statistics().spill is not None  # the journal is read at start
         assert not (tmp_path / "tradewind-journal").exists()  # but never written
+
+
+class TestBrokerWiring:
+    async def test_the_order_actor_reconnects_with_the_configured_seeded_backoff(self, tmp_path):
+        extra = (
+            "seed = 3\n[broker]\nreconnect_initial = 0.01\nreconnect_max = 0.04\n"
+            "reconnect_jitter = 0.5\n"
+        )
+        settings = settings_for(
+            tmp_path,
+            mode="paper",
+            extra=extra,
+            risk=RISK + "broker_down_state = 'REDUCING'\n",
+            data=synthetic(count=40, interval=0.005),
+        )
+        # dropped at the fifth step; the first two reconnect attempts are refused
+        faults = PaperFaults(
+            disconnect_at=(DEFAULT_SYNTHETIC_START + 4 * 60 * 10**9,), failed_reconnects=2
+        )
+        broker = PaperBroker(PaperConfig(list(settings.instrument_map().values())), faults)
+        with trio.fail_after(30), capture_logs() as logs:
+            async with open_trading_system(settings, store=MemoryStore(), broker=broker) as system:  # type: ignore[arg-type]
+                await system.wait_finished()
+                subscribed = broker.subscriptions  # on the reconnected session
+        delays = [e["delay"] for e in logs if e["event"] == "broker_reconnect_scheduled"]
+        policy = Backoff(initial=0.01, multiplier=2.0, maximum=0.04, jitter=0.5)
+        rng = random.Random(3)
+        assert delays == [backoff_delay(policy, n, rng) for n in (1, 2, 3)]
+        states = [e["state"] for e in logs if e["event"] == "trading_state_changed"]
+        assert "REDUCING" in states
+        assert "HALTED" not in states
+        assert system.orders.statistics().reconnects == 1
+        assert subscribed == {"AAPL", "MSFT"}
