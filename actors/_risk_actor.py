@@ -15,6 +15,22 @@ Design notes
   cancellation is the very same object: if the book already committed it, only the rest
   of the outbox is delivered; the decision is not taken twice (an intent is not placed
   twice, a kill switch does not cancel twice). A crash before the commit changes nothing.
+* Backpressure cycle: the order actor sends bars and updates to risk and risk sends
+  `PlaceOrder`/`CancelOrder` to the order actor, both over BLOCK mailboxes; with a paper
+  feed faster than the system both fill and each handler waits for the other. So the
+  handler never waits on the order actor: `deliver` moves an effect for the order actor
+  into the book's bounded ``orders_outbox`` (no checkpoint between that and popping it
+  off the outbox, so a crash neither loses nor doubles it), and a sender task owned by
+  the instance (a trio system task started in ``on_start``, cancelled and awaited in
+  ``on_stop``) sends it on in order, popping each only after its send returned. The
+  order actor therefore takes `PlaceOrder`s in the order risk decided them (the pending
+  placeholders rely on that). Waiting for room in the bounded outbox would close the
+  cycle again: an intent that arrives while it is full is denied at once with
+  `DenyReason.MAX_ORDER_RATE` (counted, sent to the strategy and persistence like any
+  denial); a cancel that does not fit is counted (``shed_cancels``) and logged. What
+  waits in ``orders_outbox`` is counted in the system's in-flight count until the order
+  actor accepted it, so ``quiesce()`` (the replay barrier, the end of a run) waits for it;
+  ``on_start`` takes that count for what a predecessor left, ``on_stop`` gives it back.
 * An accepted intent counts as an open order at once (a *pending* placeholder order) so
   that the next intent of the same bar sees it: the order actor assigns the real client
   order id later. The first `OrderUpdated` of an unknown order whose intent equals a
@@ -61,6 +77,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 import attrs
+import trio
 from tradewind.actors._calendar import TradingCalendar
 from tradewind.actors._errors import CurrencyMismatch, DomainError, InvalidLimits, MissingPrice
 from tradewind.actors._marketdata import Bar
@@ -101,6 +118,7 @@ if TYPE_CHECKING:
 
     from tradewind.actors._orders import OrderIntent
     from tradewind.runtime._actor import ActorRef
+    from tradewind.runtime._mailbox import InFlight
 
 _ZERO: Final = Decimal(0)
 # Placeholder ids of accepted intents the order actor has not numbered yet. They never
@@ -192,6 +210,7 @@ class RiskStatistics:
         limit_swaps: how often the limits were replaced.
         open_orders: orders counted as open (including accepted, not yet numbered ones).
         day_pnl: the day's PnL in the limits' currency, or None if it cannot be valued.
+        shed_cancels: cancels dropped because the outbox to the order actor was full.
     """
 
     state: TradingState
@@ -205,6 +224,7 @@ class RiskStatistics:
     limit_swaps: int
     open_orders: int
     day_pnl: Decimal | None
+    shed_cancels: int = 0
 
     @property
     def denied_total(self) -> int:
@@ -259,6 +279,8 @@ class RiskBook:
     last_prices: dict[str, Decimal] = attrs.field(init=False, factory=dict)
     rate: OrderRateWindow = attrs.field(init=False, factory=OrderRateWindow)
     outbox: deque[Effect] = attrs.field(init=False, factory=deque)
+    orders_outbox_capacity: int = attrs.field(init=False, default=10_000)
+    orders_outbox: deque[object] = attrs.field(init=False, factory=deque)
     committed: object = attrs.field(init=False, default=None)
     broker_connected: bool = attrs.field(init=False, default=True)
     broker_reason: str = attrs.field(init=False, default="")
@@ -329,6 +351,7 @@ class RiskBook:
             limit_swaps=self._counts["limit_swaps"],
             open_orders=len(self.orders) + len(self.pending),
             day_pnl=self.day_pnl(),
+            shed_cancels=self._counts["shed_cancels"],
         )
 
     def seed_orders(self, orders: Iterable[Order]) -> None:
@@ -376,6 +399,27 @@ class RiskBook:
         effects.append(Effect(Peer.STRATEGY, denied))
         effects.append(Effect(Peer.PERSISTENCE, Persist((denied,))))
         return effects
+
+    def deny_backlog(self, message: SubmitIntent) -> list[Effect]:
+        """Deny an intent because the outbox to the order actor is full."""
+        intent, ts = message.intent, message.ts
+        self.last_strategy_id = intent.strategy_id
+        effects = self._roll_day(ts)
+        self._counts["intents"] += 1
+        reason = DenyReason.MAX_ORDER_RATE
+        self._denied[reason] += 1
+        detail = (
+            f"the outbox to the order actor is full ({self.orders_outbox_capacity} waiting): "
+            "intents come faster than the order actor takes them"
+        )
+        denied = IntentDenied(intent=intent, reason=reason, detail=detail, ts=ts)
+        effects.append(Effect(Peer.STRATEGY, denied))
+        effects.append(Effect(Peer.PERSISTENCE, Persist((denied,))))
+        return effects
+
+    def count(self, name: str) -> None:
+        """Add one to the counter `name` (``shed_cancels``)."""
+        self._counts[name] += 1
 
     def on_cancel(self, message: CancelOrder) -> list[Effect]:
         """A cancel always passes (`check_cancel`): on to the order actor."""
@@ -587,6 +631,11 @@ class RiskActor(Actor):
         self.book = book
         self._paths = {Peer.ORDERS: orders, Peer.STRATEGY: strategy, Peer.PERSISTENCE: persistence}
         self._refs: dict[Peer, ActorRef] = {}
+        self._in_flight: InFlight | None = None
+        self._held = 0  # orders_outbox entries this instance counts as in flight
+        self._wake = trio.Event()
+        self._sender_scope: trio.CancelScope | None = None
+        self._sender_done: trio.Event | None = None
 
     async def on_start(self) -> None:
         """Resolve the peers' refs.
@@ -596,6 +645,54 @@ class RiskActor(Actor):
         """
         system = self.context.system
         self._refs = {peer: system.ref(path) for peer, path in self._paths.items()}
+        self._in_flight = self.context._cell.in_flight  # the runtime's quiescence count
+        held = len(self.book.orders_outbox)
+        self._in_flight.count += held
+        self._held = held
+        scope, done = trio.CancelScope(), trio.Event()
+        self._sender_scope, self._sender_done = scope, done
+        trio.lowlevel.spawn_system_task(
+            self._sender, scope, done, name=f"{self.context.path}.sender"
+        )
+
+    async def on_stop(self) -> None:
+        """Stop the sender to the order actor (what it has not sent stays in the book)."""
+        if self._sender_scope is not None:
+            self._sender_scope.cancel()
+        if self._sender_done is not None:
+            await self._sender_done.wait()
+        if self._in_flight is not None and self._held:
+            held, self._held = self._held, 0
+            self._in_flight.finished(held)
+
+    async def _sender(self, scope: trio.CancelScope, done: trio.Event) -> None:
+        book = self.book
+        try:
+            with scope:
+                while True:
+                    await self._send_orders()
+                    self._wake = trio.Event()
+                    if not book.orders_outbox:
+                        await self._wake.wait()
+        except Exception as exc:  # noqa: BLE001 -- a system task must not raise; a closed mailbox at shutdown is expected
+            self.context.log.warning(
+                "risk_sender_failed", error=repr(exc), undelivered=len(book.orders_outbox)
+            )
+        finally:
+            done.set()
+
+    async def _send_orders(self) -> None:
+        """Send ``orders_outbox`` to the order actor in order, popping each message once
+        its send returned."""
+        ref = self._refs[Peer.ORDERS]
+        in_flight = self._in_flight
+        assert in_flight is not None  # noqa: S101 -- set in on_start
+        queue = self.book.orders_outbox
+        while queue:
+            await ref.send(queue[0])
+            queue.popleft()
+            self._held -= 1
+            in_flight.finished()
 
     async def handle(self, message: object) -> object:
         """Decide on `message` (once, even if redelivered), then deliver the effects.
@@ -620,7 +717,10 @@ class RiskActor(Actor):
         book = self.book
         match message:
             case SubmitIntent():
-                effects = book.on_intent(message)
+                if len(book.orders_outbox) >= book.orders_outbox_capacity:
+                    effects = book.deny_backlog(message)
+                else:
+                    effects = book.on_intent(message)
                 for effect in effects:
                     if isinstance(effect.message, IntentDenied) and effect.to is Peer.STRATEGY:
                         denied = effect.message
@@ -656,10 +756,32 @@ class RiskActor(Actor):
                 self.context.log.warning("unexpected_message", message_type=type(message).__name__)
                 return []
 
+    def _queued(self) -> None:
+        in_flight = self._in_flight
+        assert in_flight is not None  # noqa: S101 -- set in on_start
+        in_flight.count += 1
+        self._held += 1
+        self._wake.set()
+
     async def _deliver(self) -> None:
-        outbox = self.book.outbox
+        book = self.book
+        outbox = book.outbox
         while outbox:
             effect = outbox[0]
+            if effect.to is Peer.ORDERS:
+                # No checkpoint from here to the popleft: moved exactly once.
+                if len(book.orders_outbox) < book.orders_outbox_capacity:
+                    book.orders_outbox.append(effect.message)
+                    self._queued()
+                else:
+                    book.count("shed_cancels")
+                    self.context.log.warning(
+                        "risk_orders_outbox_full",
+                        message_type=type(effect.message).__name__,
+                        capacity=book.orders_outbox_capacity,
+                    )
+                outbox.popleft()
+                continue
             await self._refs[effect.to].send(effect.message)
             outbox.popleft()
             if isinstance(effect.message, TradingStateChanged) and effect.to is Peer.STRATEGY:

@@ -17,12 +17,41 @@ Design notes
 * Each message goes through two steps. ``begin`` applies it to the host state (history,
   portfolio, orders; every one idempotent) and remembers the message; the user callbacks
   then run; ``finish`` puts the intents they buffered, in order, into the outbox (the
-  per-message intent sequence) and marks the message done. The outbox is delivered one
-  send at a time, each intent popped only after its send returned. A redelivered message
-  is the same object: if it is done, only the rest of its outbox is delivered (no intent
-  is sent twice); if its callbacks crashed, they run again on the new instance, without
-  applying the message a second time (a fill is still new to the strategy). The bar in
-  hand is left out of the warm-up, since it is delivered right after.
+  per-message intent sequence) and marks the message done. A redelivered message is the
+  same object: if it is done, nothing runs again; if its callbacks crashed, they run again
+  on the new instance, without applying the message a second time (a fill is still new to
+  the strategy). The bar in hand is left out of the warm-up, since it is delivered right
+  after.
+* Backpressure cycle (why the handler never sends to risk). Risk forwards bars and
+  updates to the strategy and the strategy sends intents to risk, both over BLOCK
+  mailboxes. In paper mode (no per-bar barrier) a fast feed fills both: risk waits for
+  room in the strategy's mailbox while a strategy handler waits for room in risk's, and
+  neither ever takes its next message. The cycle is broken on the strategy -> risk edge:
+  the handler never *waits* on risk. It appends to the keeper's outbox and sends inline
+  only while risk's mailbox has room (so such a send never blocks; in a replay this is
+  every send, as before); what is left is delivered by a *sender* task owned by the
+  instance (a trio system task, started in ``on_start``, cancelled and awaited in
+  ``on_stop``). Both send in order, one at a time under one lock (the handler only takes
+  it when free), popping an intent only after its send returned (a cancelled send
+  enqueues nothing). So the strategy always
+  goes on draining its mailbox, risk's sends to it always complete, and risk drains its
+  own mailbox, which is what the sender waits for. The outbox lives in the keeper, so a
+  crash or restart neither loses nor repeats an intent: the next instance's sender goes
+  on with what is left.
+* The outbox is bounded (`StrategyHost.outbox_capacity`). Waiting for room in it would
+  close the cycle again, so an intent that does not fit is refused at once: it is counted
+  (``shed``), logged (``strategy_outbox_full``) and handed to the strategy's
+  `on_denied` as an `IntentDenied` with `DenyReason.MAX_ORDER_RATE` (the strategy asks
+  for orders faster than risk takes them); a cancel that does not fit is counted and
+  logged (the order stays working; the strategy sees it in ``ctx.open_orders``). The
+  bound is far above what one bar's cascade produces: in a replay it is never reached.
+* Quiescence stays honest: every intent in the outbox is counted in the system's
+  in-flight count from the moment it is queued until risk accepted it (the send counts it
+  again for risk's mailbox), so ``system.quiesce()`` - the replay's per-bar barrier and
+  the end of a run - waits until the outbox is delivered. The count belongs to the
+  instance: ``on_start`` takes it for what a crashed predecessor left, ``on_stop`` gives
+  back what is undelivered (the runtime counts a pending restart meanwhile), so an actor
+  that stops for good never wedges ``quiesce``.
 * Bars are deduplicated per series by time, so a bar delivered twice (a restart upstream)
   reaches `on_bar` once.
 * `load_strategy` accepts ``"package.module:Class"`` or ``"path/to/file.py:Class"`` and
@@ -46,6 +75,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+import trio
 from tradewind.actors._errors import InvalidOrder, InvalidStrategy
 from tradewind.actors._marketdata import Bar
 from tradewind.actors._messages import (
@@ -59,7 +89,7 @@ from tradewind.actors._messages import (
 )
 from tradewind.actors._orders import Fill, Order, OrderIntent, OrderType, TimeInForce
 from tradewind.actors._portfolio import Portfolio, Position
-from tradewind.actors._risk import TradingState
+from tradewind.actors._risk import DenyReason, TradingState
 from tradewind.actors._values import Instrument, Side
 from tradewind.runtime._actor import Actor
 
@@ -69,9 +99,13 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
     from tradewind.actors._values import DecimalLike
     from tradewind.runtime._actor import ActorRef
+    from tradewind.runtime._mailbox import InFlight
 
 #: Bars kept per instrument for `ctx.history` and the warm-up, unless configured.
 DEFAULT_HISTORY: Final = 500
+
+#: Intents and cancels that may wait in the strategy's outbox for delivery to risk.
+DEFAULT_OUTBOX_CAPACITY: Final = 10_000
 
 
 class Strategy:
@@ -125,6 +159,7 @@ class StrategyStatistics:
         starts: strategy instances started (1 + restarts).
         warmup_bars: bars replayed into `on_bar` in warm-up, over all restarts.
         ignored: intents and cancels ignored (warm-up, `on_start`, `on_stop`).
+        shed: intents and cancels refused because the outbox to risk was full.
     """
 
     bars: int
@@ -136,6 +171,7 @@ class StrategyStatistics:
     starts: int
     warmup_bars: int
     ignored: int
+    shed: int
 
 
 def _instrument_table(
@@ -161,6 +197,8 @@ class StrategyHost:
         history: bars kept per instrument for `ctx.history` and the warm-up.
         portfolio: the starting portfolio (e.g. rebuilt from stored fills); a new empty
             one if None.
+        outbox_capacity: how many intents and cancels may wait for delivery to risk;
+            more are refused (counted as ``shed``), never waited for.
 
     All methods are synchronous.
     """
@@ -174,6 +212,7 @@ class StrategyHost:
     orders: dict[str, Order] = attrs.field(init=False, factory=dict)
     trading_state: TradingState = attrs.field(init=False, default=TradingState.ACTIVE)
     end_of_data: bool = attrs.field(init=False, default=False)
+    outbox_capacity: int = attrs.field(default=DEFAULT_OUTBOX_CAPACITY, validator=_positive_int)
     outbox: deque[SubmitIntent | CancelOrder] = attrs.field(init=False, factory=deque)
     current: object = attrs.field(init=False, default=None)
     current_done: bool = attrs.field(init=False, default=True)
@@ -274,12 +313,23 @@ class StrategyHost:
                 self.end_of_data = True
         return True
 
-    def finish(self, actions: Iterable[SubmitIntent | CancelOrder]) -> None:
-        """Queue what the callbacks buffered, in order, and mark the message done."""
-        self.outbox.extend(actions)
+    def finish(
+        self, actions: Iterable[SubmitIntent | CancelOrder]
+    ) -> list[SubmitIntent | CancelOrder]:
+        """Queue what the callbacks buffered, in order, as far as the outbox has room, and
+        mark the message done; return what did not fit (counted as ``shed``)."""
+        outbox = self.outbox
+        shed: list[SubmitIntent | CancelOrder] = []
+        for action in actions:
+            if len(outbox) < self.outbox_capacity:
+                outbox.append(action)
+            else:
+                shed.append(action)
+        self._counts["shed"] += len(shed)
         self.current_done = True
         if isinstance(self.current, Bar) and self.current_bar_seq is not None:
             self._counts["bars"] += 1
+        return shed
 
     def sent(self, action: SubmitIntent | CancelOrder) -> None:
         """Count an action delivered to risk."""
@@ -319,6 +369,7 @@ class StrategyHost:
             starts=c["starts"],
             warmup_bars=c["warmup_bars"],
             ignored=c["ignored"],
+            shed=c["shed"],
         )
 
 
@@ -604,6 +655,12 @@ class StrategyActor(Actor):
         self._strategy: Strategy | None = None
         self._ctx: StrategyContext | None = None
         self._crashed = False
+        self._in_flight: InFlight | None = None
+        self._held = 0  # outbox entries this instance counts as in flight
+        self._wake = trio.Event()
+        self._sending = trio.Lock()  # held by whoever is sending from the outbox
+        self._sender_scope: trio.CancelScope | None = None
+        self._sender_done: trio.Event | None = None
 
     async def on_start(self) -> None:
         """Build the strategy, call its `on_start`, and warm it up on the kept history.
@@ -615,6 +672,7 @@ class StrategyActor(Actor):
         """
         self._risk = self.context.system.ref(self._risk_path)
         host = self.host
+        self._start_sender()
         strategy: object = self._factory()
         if not isinstance(strategy, Strategy):
             msg = f"{self.context.path}: the factory returned {strategy!r}, not a Strategy"
@@ -645,18 +703,73 @@ class StrategyActor(Actor):
             self.context.log.info("strategy_warmed_up", bars=len(replay))
 
     async def handle(self, message: object) -> None:
-        """Apply `message`, run the strategy's callback, then send what it buffered.
+        """Apply `message`, run the strategy's callback, then queue what it buffered for
+        the sender task (never waiting for risk: see the design notes).
 
-        Cancellation: the state update and the buffered intents are committed before the
-        first send; a redelivered message only finishes the delivery.
+        Cancellation: no checkpoint; a redelivered message that was done does nothing.
         """
         host = self.host
-        await self._deliver()
         if message is host.current and host.current_done:
+            await self._deliver()
             return
         actions = self._callbacks(message) if host.begin(message) else []
-        host.finish(actions)
+        shed = host.finish(actions)
+        self._queued(len(actions) - len(shed))
+        if shed:
+            self._shed(shed)
         await self._deliver()
+
+    async def _deliver(self) -> None:
+        """Send from the outbox inline while risk's mailbox has room and the sender is
+        idle (the usual case, and always in a replay); the rest is the sender's."""
+        risk = self._risk
+        assert risk is not None  # noqa: S101 -- set in on_start
+        mailbox = risk._mailbox  # only its fill level is read
+        try:
+            self._sending.acquire_nowait()
+        except trio.WouldBlock:
+            return  # the sender is delivering: it keeps the order
+        try:
+            while self.host.outbox and len(mailbox.queue) < mailbox.capacity:
+                await self._send_first()
+        finally:
+            self._sending.release()
+        if self.host.outbox:
+            self._wake.set()
+
+    def _queued(self, n: int) -> None:
+        """Count `n` new outbox entries as in flight."""
+        if n:
+            in_flight = self._in_flight
+            assert in_flight is not None  # noqa: S101 -- set in on_start
+            in_flight.count += n
+            self._held += n
+
+    def _shed(self, shed: list[SubmitIntent | CancelOrder]) -> None:
+        """Refuse what did not fit in the outbox: log it and tell the strategy."""
+        host = self.host
+        self.context.log.warning(
+            "strategy_outbox_full", shed=len(shed), capacity=host.outbox_capacity
+        )
+        strategy, ctx = self._strategy, self._ctx
+        assert strategy is not None  # noqa: S101 -- set in on_start
+        assert ctx is not None  # noqa: S101 -- set in on_start
+        detail = (
+            f"the strategy's outbox to risk is full ({host.outbox_capacity} waiting): "
+            "intents come faster than risk takes them"
+        )
+        for action in shed:
+            if not isinstance(action, SubmitIntent):
+                continue
+            denial = IntentDenied(action.intent, DenyReason.MAX_ORDER_RATE, detail, action.ts)
+            ctx._enter(action.ts, upto=host.current_bar_seq, acting=False, warming_up=False)
+            try:
+                strategy.on_denied(denial, ctx)
+            except Exception:
+                self._crashed = True
+                raise
+            finally:
+                ctx._take()
 
     def _callbacks(self, message: object) -> list[SubmitIntent | CancelOrder]:
         strategy, ctx = self._strategy, self._ctx
@@ -690,18 +803,63 @@ class StrategyActor(Actor):
             raise
         return ctx._take()
 
-    async def _deliver(self) -> None:
+    def _start_sender(self) -> None:
+        """Take the in-flight count for what is in the outbox and start the sender."""
+        self._in_flight = self.context._cell.in_flight  # the runtime's quiescence count
+        held = len(self.host.outbox)
+        self._in_flight.count += held
+        self._held = held
+        scope, done = trio.CancelScope(), trio.Event()
+        self._sender_scope, self._sender_done = scope, done
+        trio.lowlevel.spawn_system_task(
+            self._sender, scope, done, name=f"{self.context.path}.sender"
+        )
+
+    async def _sender(self, scope: trio.CancelScope, done: trio.Event) -> None:
+        try:
+            with scope:
+                while True:
+                    async with self._sending:
+                        while self.host.outbox:
+                            await self._send_first()
+                    self._wake = trio.Event()
+                    if not self.host.outbox:
+                        await self._wake.wait()
+        except Exception as exc:  # noqa: BLE001 -- a system task must not raise; a closed mailbox at shutdown is expected
+            self.context.log.warning(
+                "strategy_sender_failed", error=repr(exc), undelivered=len(self.host.outbox)
+            )
+        finally:
+            done.set()
+
+    async def _send_first(self) -> None:
+        """Send the oldest outbox entry to risk; pop it once its send returned."""
         risk = self._risk
+        in_flight = self._in_flight
         assert risk is not None  # noqa: S101 -- set in on_start
-        outbox = self.host.outbox
-        while outbox:
-            action = outbox[0]
-            await risk.send(action)
-            outbox.popleft()
-            self.host.sent(action)
+        assert in_flight is not None  # noqa: S101 -- set in on_start
+        host = self.host
+        action = host.outbox[0]
+        await risk.send(action)
+        host.outbox.popleft()
+        host.sent(action)
+        self._held -= 1
+        in_flight.finished()
+
+    async def _stop_sender(self) -> None:
+        """Cancel the sender, wait for it, and give back the count of what is left."""
+        if self._sender_scope is not None:
+            self._sender_scope.cancel()
+        if self._sender_done is not None:
+            await self._sender_done.wait()
+        if self._in_flight is not None and self._held:
+            held, self._held = self._held, 0
+            self._in_flight.finished(held)
 
     async def on_stop(self) -> None:
-        """Call the strategy's `on_stop` unless it crashed (intents are ignored)."""
+        """Stop the sender (the outbox stays in the keeper), then call the strategy's
+        `on_stop` unless it crashed (intents are ignored)."""
+        await self._stop_sender()
         strategy, ctx = self._strategy, self._ctx
         if strategy is None or ctx is None or self._crashed:
             return
