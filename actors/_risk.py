@@ -82,6 +82,9 @@ class DenyReason(enum.Enum):
     NO_FX_RATE = "NO_FX_RATE"
     BROKER_DISCONNECTED = "BROKER_DISCONNECTED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    #: The bounded queue toward the order actor (or risk) is full: the intent is shed at
+    #: once instead of queued, because waiting would close a backpressure cycle.
+    OVERLOADED = "OVERLOADED"
 
 
 @attrs.frozen

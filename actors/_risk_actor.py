@@ -26,7 +26,7 @@ Design notes
   order actor therefore takes `PlaceOrder`s in the order risk decided them (the pending
   placeholders rely on that). Waiting for room in the bounded outbox would close the
   cycle again: an intent that arrives while it is full is denied at once with
-  `DenyReason.MAX_ORDER_RATE` (counted, sent to the strategy and persistence like any
+  `DenyReason.OVERLOADED` (counted, sent to the strategy and persistence like any
   denial); a cancel that does not fit is counted (``shed_cancels``) and logged. What
   waits in ``orders_outbox`` is counted in the system's in-flight count until the order
   actor accepted it, so ``quiesce()`` (the replay barrier, the end of a run) waits for it;
@@ -406,7 +406,7 @@ class RiskBook:
         self.last_strategy_id = intent.strategy_id
         effects = self._roll_day(ts)
         self._counts["intents"] += 1
-        reason = DenyReason.MAX_ORDER_RATE
+        reason = DenyReason.OVERLOADED
         self._denied[reason] += 1
         detail = (
             f"the outbox to the order actor is full ({self.orders_outbox_capacity} waiting): "

@@ -41,7 +41,7 @@ Design notes
 * The outbox is bounded (`StrategyHost.outbox_capacity`). Waiting for room in it would
   close the cycle again, so an intent that does not fit is refused at once: it is counted
   (``shed``), logged (``strategy_outbox_full``) and handed to the strategy's
-  `on_denied` as an `IntentDenied` with `DenyReason.MAX_ORDER_RATE` (the strategy asks
+  `on_denied` as an `IntentDenied` with `DenyReason.OVERLOADED` (the strategy asks
   for orders faster than risk takes them); a cancel that does not fit is counted and
   logged (the order stays working; the strategy sees it in ``ctx.open_orders``). The
   bound is far above what one bar's cascade produces: in a replay it is never reached.
@@ -761,7 +761,7 @@ class StrategyActor(Actor):
         for action in shed:
             if not isinstance(action, SubmitIntent):
                 continue
-            denial = IntentDenied(action.intent, DenyReason.MAX_ORDER_RATE, detail, action.ts)
+            denial = IntentDenied(action.intent, DenyReason.OVERLOADED, detail, action.ts)
             ctx._enter(action.ts, upto=host.current_bar_seq, acting=False, warming_up=False)
             try:
                 strategy.on_denied(denial, ctx)

@@ -659,3 +659,22 @@ class TestReloadRiskLimits:
     def test_missing_file(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="cannot be read"):
             reload_risk_limits(tmp_path / "absent.toml")
+
+
+class TestOverload:
+    def test_an_intent_refused_for_a_full_outbox_is_denied_overloaded_and_persisted(self):
+        """Shedding never drops an intent silently: the strategy hears why, it is stored."""
+        book = RiskBook(limits(), [AAPL])
+        wanted = intent()
+        effects = book.deny_backlog(SubmitIntent(wanted, T0))
+        denials = [(e.to, e.message) for e in effects if isinstance(e.message, IntentDenied)]
+        assert [to for to, _ in denials] == [Peer.STRATEGY]
+        assert denials[0][1].reason is DenyReason.OVERLOADED
+        assert denials[0][1].intent == wanted
+        persisted = [e.message for e in effects if e.to is Peer.PERSISTENCE]
+        assert all(isinstance(p, Persist) for p in persisted)
+        records = [r for p in persisted if isinstance(p, Persist) for r in p.records]
+        assert [r.reason for r in records if isinstance(r, IntentDenied)] == [DenyReason.OVERLOADED]
+        stats = book.statistics()
+        assert stats.intents == 1
+        assert stats.denied[DenyReason.OVERLOADED] == 1

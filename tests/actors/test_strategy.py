@@ -625,3 +625,25 @@ class TestLoadStrategy:
         (tmp_path / "with_settings.py").write_text(source)
         strategy = load_strategy("with_settings.py:WithSettings", {"n": 4}, base=tmp_path)()
         assert strategy.settings.n == 4  # type: ignore[attr-defined]
+
+
+class TestOutboxBound:
+    def test_what_does_not_fit_the_outbox_is_returned_in_order_and_counted(self):
+        host = StrategyHost("sma", [AAPL], outbox_capacity=2)
+        actions = [SubmitIntent(_overload_intent(q), T0) for q in (1, 2, 3, 4)]
+        shed = host.finish(actions)
+        assert list(host.outbox) == actions[:2]
+        assert shed == actions[2:]
+        assert host.statistics().shed == 2
+
+
+def _overload_intent(quantity: int) -> OrderIntent:
+    return OrderIntent(
+        strategy_id="sma",
+        instrument="AAPL",
+        side=Side.BUY,
+        quantity=quantity,
+        order_type=OrderType.MARKET,
+        limit_price=None,
+        time_in_force=TimeInForce.DAY,
+    )
