@@ -722,3 +722,24 @@ class ClientOrderIds:
     def peek(self) -> str:
         """The id `next` would issue, without advancing."""
         return format_client_order_id(self.strategy_id, self.last_seq + 1)
+
+
+def track_order(orders: dict[str, Order], seen_seq: dict[str, int], order: Order) -> bool:
+    """Keep `order` in the view of working orders if it is newer than what is held.
+
+    A snapshot replaces the held one only when its journal sequence is higher, so a stale
+    or redelivered update never rolls an order back; a snapshot in a terminal state
+    removes the order from `orders`. `seen_seq` remembers the highest sequence seen per
+    client order id, also for orders no longer working.
+
+    Returns:
+        True when the client order id had never been seen before.
+    """
+    known = seen_seq.get(order.client_order_id)
+    if known is None or order.event_seq > known:
+        seen_seq[order.client_order_id] = order.event_seq
+        if order.status.is_working:
+            orders[order.client_order_id] = order
+        else:
+            orders.pop(order.client_order_id, None)
+    return known is None

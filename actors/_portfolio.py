@@ -361,3 +361,15 @@ class Portfolio:
         clone._fees = dict(self._fees)
         clone._execution_ids = set(self._execution_ids)
         return clone
+
+
+def book_fill(portfolio: Portfolio, fill: Fill) -> bool:
+    """Apply `fill` to `portfolio` once (by execution id), marking an instrument that has
+    no mark yet at the fill's price first. Returns True when the fill was new and booked.
+
+    Raises:
+        UnknownInstrument: the portfolio does not hold the fill's instrument.
+    """
+    if fill.instrument not in portfolio.marks:
+        portfolio.mark(fill.instrument, fill.price)
+    return portfolio.apply_fill(fill)

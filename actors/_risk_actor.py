@@ -98,8 +98,8 @@ from tradewind.actors._messages import (
     SwapRiskLimits,
     TradingStateChanged,
 )
-from tradewind.actors._orders import Order, format_client_order_id
-from tradewind.actors._portfolio import Portfolio
+from tradewind.actors._orders import Order, format_client_order_id, track_order
+from tradewind.actors._portfolio import Portfolio, book_fill
 from tradewind.actors._risk import (
     Deny,
     DenyReason,
@@ -358,14 +358,7 @@ class RiskBook:
         """Count working orders known before the start (e.g. the store's open orders at
         a cold start) as open; terminal ones are ignored."""
         for order in orders:
-            known = self._seen_seq.get(order.client_order_id)
-            if known is not None and order.event_seq <= known:
-                continue
-            self._seen_seq[order.client_order_id] = order.event_seq
-            if order.status.is_working:
-                self.orders[order.client_order_id] = order
-            else:
-                self.orders.pop(order.client_order_id, None)
+            track_order(self.orders, self._seen_seq, order)
 
     # ------------------------------------------------------------------ messages
 
@@ -430,21 +423,15 @@ class RiskBook:
         """Track the order, book its fill once, check the kill switch, tell the strategy."""
         effects = self._roll_day(message.ts)
         order = message.order
-        known = self._seen_seq.get(order.client_order_id)
-        if known is None:
+        if track_order(self.orders, self._seen_seq, order):
             self._claim_pending(order.intent)
-        if known is None or order.event_seq > known:
-            self._seen_seq[order.client_order_id] = order.event_seq
-            if order.status.is_working:
-                self.orders[order.client_order_id] = order
-            else:
-                self.orders.pop(order.client_order_id, None)
         fill = message.fill
-        if fill is not None and fill.instrument in self.instruments:
-            if fill.instrument not in self.portfolio.marks:
-                self.portfolio.mark(fill.instrument, fill.price)
-            if self.portfolio.apply_fill(fill):
-                self._counts["fills"] += 1
+        if (
+            fill is not None
+            and fill.instrument in self.instruments
+            and book_fill(self.portfolio, fill)
+        ):
+            self._counts["fills"] += 1
         effects.extend(self._check_kill_switch(message.ts))
         effects.append(Effect(Peer.STRATEGY, message))
         return effects

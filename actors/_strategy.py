@@ -87,8 +87,8 @@ from tradewind.actors._messages import (
     SubmitIntent,
     TradingStateChanged,
 )
-from tradewind.actors._orders import Fill, Order, OrderIntent, OrderType, TimeInForce
-from tradewind.actors._portfolio import Portfolio, Position
+from tradewind.actors._orders import Fill, Order, OrderIntent, OrderType, TimeInForce, track_order
+from tradewind.actors._portfolio import Portfolio, Position, book_fill
 from tradewind.actors._risk import DenyReason, TradingState
 from tradewind.actors._values import Instrument, Side
 from tradewind.runtime._actor import Actor
@@ -276,14 +276,7 @@ class StrategyHost:
         """Know working orders from before the start (e.g. the store's open orders at a
         cold start) for ``ctx.open_orders``; terminal ones are ignored."""
         for order in orders:
-            known = self._seen_seq.get(order.client_order_id)
-            if known is not None and order.event_seq <= known:
-                continue
-            self._seen_seq[order.client_order_id] = order.event_seq
-            if order.status.is_working:
-                self.orders[order.client_order_id] = order
-            else:
-                self.orders.pop(order.client_order_id, None)
+            track_order(self.orders, self._seen_seq, order)
 
     # ------------------------------------------------------------------ messages
 
@@ -340,19 +333,10 @@ class StrategyHost:
         self._counts[name] += n
 
     def _track(self, update: OrderUpdated) -> None:
-        order = update.order
-        known = self._seen_seq.get(order.client_order_id)
-        if known is None or order.event_seq > known:
-            self._seen_seq[order.client_order_id] = order.event_seq
-            if order.status.is_working:
-                self.orders[order.client_order_id] = order
-            else:
-                self.orders.pop(order.client_order_id, None)
+        track_order(self.orders, self._seen_seq, update.order)
         fill = update.fill
         if fill is not None and fill.instrument in self.instruments:
-            if fill.instrument not in self.portfolio.marks:
-                self.portfolio.mark(fill.instrument, fill.price)
-            self.current_new_fill = self.portfolio.apply_fill(fill)
+            self.current_new_fill = book_fill(self.portfolio, fill)
             if self.current_new_fill:
                 self._counts["fills"] += 1
 

@@ -450,3 +450,27 @@ class TestClientOrderIds:
         issued = [ids.next() for _ in range(count)]
         assert len(set(issued)) == count
         assert not set(issued) & set(seen)
+
+
+class TestTrackOrder:
+    def test_a_newer_snapshot_replaces_and_a_stale_one_is_ignored(self):
+        from tradewind.actors._orders import track_order
+
+        orders: dict[str, Order] = {}
+        seen: dict[str, int] = {}
+        accepted = order_in(SUBMITTED, ACCEPTED)
+        submitted = order_in(SUBMITTED)
+        assert track_order(orders, seen, accepted) is True
+        assert track_order(orders, seen, submitted) is False  # stale: no roll-back
+        assert orders[CID] is accepted
+        assert seen[CID] == accepted.event_seq
+
+    def test_a_terminal_snapshot_leaves_the_working_view(self):
+        from tradewind.actors._orders import track_order
+
+        orders: dict[str, Order] = {}
+        seen: dict[str, int] = {}
+        track_order(orders, seen, order_in(SUBMITTED, ACCEPTED))
+        track_order(orders, seen, order_in(SUBMITTED, ACCEPTED, CANCEL, CANCELED))
+        assert orders == {}
+        assert seen[CID] == 4
