@@ -117,8 +117,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from tradewind.actors._orders import OrderIntent
+    from tradewind.runtime import ActorContext
     from tradewind.runtime._actor import ActorRef
-    from tradewind.runtime._mailbox import InFlight
 
 _ZERO: Final = Decimal(0)
 # Placeholder ids of accepted intents the order actor has not numbered yet. They never
@@ -618,7 +618,7 @@ class RiskActor(Actor):
         self.book = book
         self._paths = {Peer.ORDERS: orders, Peer.STRATEGY: strategy, Peer.PERSISTENCE: persistence}
         self._refs: dict[Peer, ActorRef] = {}
-        self._in_flight: InFlight | None = None
+        self._in_flight: ActorContext | None = None
         self._held = 0  # orders_outbox entries this instance counts as in flight
         self._wake = trio.Event()
         self._sender_scope: trio.CancelScope | None = None
@@ -632,9 +632,9 @@ class RiskActor(Actor):
         """
         system = self.context.system
         self._refs = {peer: system.ref(path) for peer, path in self._paths.items()}
-        self._in_flight = self.context._cell.in_flight  # the runtime's quiescence count
+        self._in_flight = self.context  # holds the runtime's quiescence count
         held = len(self.book.orders_outbox)
-        self._in_flight.count += held
+        self._in_flight.hold_in_flight(held)
         self._held = held
         scope, done = trio.CancelScope(), trio.Event()
         self._sender_scope, self._sender_done = scope, done
@@ -650,7 +650,7 @@ class RiskActor(Actor):
             await self._sender_done.wait()
         if self._in_flight is not None and self._held:
             held, self._held = self._held, 0
-            self._in_flight.finished(held)
+            self._in_flight.release_in_flight(held)
 
     async def _sender(self, scope: trio.CancelScope, done: trio.Event) -> None:
         book = self.book
@@ -679,7 +679,7 @@ class RiskActor(Actor):
             await ref.send(queue[0])
             queue.popleft()
             self._held -= 1
-            in_flight.finished()
+            in_flight.release_in_flight()
 
     async def handle(self, message: object) -> object:
         """Decide on `message` (once, even if redelivered), then deliver the effects.
@@ -746,7 +746,7 @@ class RiskActor(Actor):
     def _queued(self) -> None:
         in_flight = self._in_flight
         assert in_flight is not None  # noqa: S101 -- set in on_start
-        in_flight.count += 1
+        in_flight.hold_in_flight(1)
         self._held += 1
         self._wake.set()
 

@@ -98,8 +98,8 @@ if TYPE_CHECKING:
 
     from structlog.typing import FilteringBoundLogger
     from tradewind.actors._values import DecimalLike
+    from tradewind.runtime import ActorContext
     from tradewind.runtime._actor import ActorRef
-    from tradewind.runtime._mailbox import InFlight
 
 #: Bars kept per instrument for `ctx.history` and the warm-up, unless configured.
 DEFAULT_HISTORY: Final = 500
@@ -639,7 +639,7 @@ class StrategyActor(Actor):
         self._strategy: Strategy | None = None
         self._ctx: StrategyContext | None = None
         self._crashed = False
-        self._in_flight: InFlight | None = None
+        self._in_flight: ActorContext | None = None
         self._held = 0  # outbox entries this instance counts as in flight
         self._wake = trio.Event()
         self._sending = trio.Lock()  # held by whoever is sending from the outbox
@@ -708,13 +708,12 @@ class StrategyActor(Actor):
         idle (the usual case, and always in a replay); the rest is the sender's."""
         risk = self._risk
         assert risk is not None  # noqa: S101 -- set in on_start
-        mailbox = risk._mailbox  # only its fill level is read
         try:
             self._sending.acquire_nowait()
         except trio.WouldBlock:
             return  # the sender is delivering: it keeps the order
         try:
-            while self.host.outbox and len(mailbox.queue) < mailbox.capacity:
+            while self.host.outbox and risk.has_room():
                 await self._send_first()
         finally:
             self._sending.release()
@@ -726,7 +725,7 @@ class StrategyActor(Actor):
         if n:
             in_flight = self._in_flight
             assert in_flight is not None  # noqa: S101 -- set in on_start
-            in_flight.count += n
+            in_flight.hold_in_flight(n)
             self._held += n
 
     def _shed(self, shed: list[SubmitIntent | CancelOrder]) -> None:
@@ -789,9 +788,9 @@ class StrategyActor(Actor):
 
     def _start_sender(self) -> None:
         """Take the in-flight count for what is in the outbox and start the sender."""
-        self._in_flight = self.context._cell.in_flight  # the runtime's quiescence count
+        self._in_flight = self.context  # holds the runtime's quiescence count
         held = len(self.host.outbox)
-        self._in_flight.count += held
+        self._in_flight.hold_in_flight(held)
         self._held = held
         scope, done = trio.CancelScope(), trio.Event()
         self._sender_scope, self._sender_done = scope, done
@@ -828,7 +827,7 @@ class StrategyActor(Actor):
         host.outbox.popleft()
         host.sent(action)
         self._held -= 1
-        in_flight.finished()
+        in_flight.release_in_flight()
 
     async def _stop_sender(self) -> None:
         """Cancel the sender, wait for it, and give back the count of what is left."""
@@ -838,7 +837,7 @@ class StrategyActor(Actor):
             await self._sender_done.wait()
         if self._in_flight is not None and self._held:
             held, self._held = self._held, 0
-            self._in_flight.finished(held)
+            self._in_flight.release_in_flight(held)
 
     async def on_stop(self) -> None:
         """Stop the sender (the outbox stays in the keeper), then call the strategy's

@@ -117,6 +117,20 @@ class ActorContext:
         """The clock of the running trio loop."""
         return trio.lowlevel.current_clock()
 
+    def hold_in_flight(self, n: int = 1) -> None:
+        """Count `n` units of work this actor keeps outside any mailbox as in flight.
+
+        An actor that hands work to a task of its own (e.g. an outbox delivered by a
+        sender task, so its handler never waits on a peer) holds it here, so that
+        ``system.quiesce()`` keeps waiting until the work is done; every unit held must
+        be given back with `release_in_flight`, also when the actor stops.
+        """
+        self._cell.in_flight.count += n
+
+    def release_in_flight(self, n: int = 1) -> None:
+        """Give back `n` units counted by `hold_in_flight`; idle waiters wake at zero."""
+        self._cell.in_flight.finished(n)
+
     def stop(self) -> None:
         """Stop this actor normally after the message in hand.
 
@@ -177,6 +191,11 @@ class ActorRef:
                 mailbox.wake_consumer()
             return
         await mailbox.put(message)
+
+    def has_room(self) -> bool:
+        """True when the mailbox has room now, so a ``send`` would not wait for space."""
+        mailbox = self._mailbox
+        return len(mailbox.queue) < mailbox.capacity
 
     def send_nowait(self, message: Message) -> None:
         """Put ``message`` in the mailbox without waiting.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 import structlog
 import trio
-from tradewind.runtime import Actor, ChildSpec, SupervisorSpec, open_actor_system
+import trio.testing
+from tradewind.runtime import Actor, ChildSpec, MailboxSpec, SupervisorSpec, open_actor_system
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -82,3 +83,56 @@ class TestQuiesce:
                 for n in range(3):
                     nursery.start_soon(waiter, n)
         assert sorted(woken) == [0, 1, 2]
+
+
+class Holder(Actor):
+    """Holds one unit of work per message and lets the test release it later."""
+
+    held: ClassVar[list[Actor]] = []
+
+    async def handle(self, message: Any) -> None:
+        self.context.hold_in_flight()
+        Holder.held.append(self)
+
+
+class TestHeldWork:
+    async def test_quiesce_waits_for_work_held_outside_the_mailbox(self, autojump_clock):
+        Holder.held = []
+        spec = SupervisorSpec("root", [ChildSpec("holder", Holder)])
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.ref("holder").send("work")
+            quiet = trio.Event()
+
+            async def wait_quiet() -> None:
+                await system.quiesce()
+                quiet.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_quiet)
+                await trio.testing.wait_all_tasks_blocked()
+                assert Holder.held  # the message was handled ...
+                assert not quiet.is_set()  # ... but the held unit keeps the system busy
+                Holder.held[0].context.release_in_flight()
+            assert quiet.is_set()
+
+
+class TestHasRoom:
+    async def test_has_room_turns_false_when_the_mailbox_is_full(self):
+        gate = trio.Event()
+
+        class Slow(Actor):
+            async def handle(self, message: Any) -> None:
+                await gate.wait()
+
+        spec = SupervisorSpec("root", [ChildSpec("slow", Slow, mailbox=MailboxSpec(capacity=2))])
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            ref = system.ref("slow")
+            await ref.send(1)
+            await trio.testing.wait_all_tasks_blocked()  # 1 is in hand, the mailbox empty
+            assert ref.has_room()
+            await ref.send(2)
+            await ref.send(3)
+            assert not ref.has_room()
+            gate.set()
+            await system.quiesce()
+            assert ref.has_room()
