@@ -542,7 +542,14 @@ class _Parts:
     persistence: PersistenceKeeper
 
 
-def _make_source(settings: Settings) -> BarSource:
+def make_source(settings: Settings, *, interval: float | None = None) -> BarSource:
+    """The bar source the settings describe (CSV or synthetic).
+
+    Args:
+        settings: the run's settings.
+        interval: overrides `data.interval`, the synthetic source's pacing in seconds
+            (the test harness passes 0 and paces time steps itself).
+    """
     data = settings.data
     instruments = settings.instrument_map()
     if data.source == "csv":
@@ -555,7 +562,7 @@ def _make_source(settings: Settings) -> BarSource:
         timeframe=data.timeframe,
         count=data.count,
         start_price=data.start_price,
-        interval=data.interval,
+        interval=data.interval if interval is None else interval,
     )
 
 
@@ -819,7 +826,7 @@ async def open_trading_system(
                 open_store(settings.store.url.reveal(), pool_size=settings.store.pool_size)
             )
         factory = strategy_factory or load_strategy_factory(settings)
-        stoppable = StoppableSource(source if source is not None else _make_source(settings))
+        stoppable = StoppableSource(source if source is not None else make_source(settings))
         expected = None
         if source is None and settings.data.source == "csv":
             expected = await trio.to_thread.run_sync(_count_data_lines, str(settings.data.path))

@@ -62,8 +62,8 @@ from tradewind.actors._settings import (
     StoreSection,
     StrategySection,
 )
-from tradewind.actors._sources import BarSource, CsvBarSource, SourceBar, SyntheticBarSource
-from tradewind.actors._tree import CrashPlan, TradingSystem, open_trading_system
+from tradewind.actors._sources import BarSource, SourceBar
+from tradewind.actors._tree import CrashPlan, TradingSystem, make_source, open_trading_system
 from tradewind.runtime._config import Secret
 from tradewind.runtime._errors import TradewindError
 from tradewind.storage._backend import Backend
@@ -516,21 +516,9 @@ def _build_settings(
 def _source(settings: Settings, bars: Sequence[Bar] | None) -> BarSource:
     if bars is not None:
         return _ListSource(tuple(bars))
-    data = settings.data
-    instruments = settings.instrument_map()
-    if data.source == "csv":
-        assert data.path is not None  # noqa: S101 -- DataSection guarantees it
-        return CsvBarSource(data.path, instruments, data.timeframe)
     # interval 0: the harness paces time steps itself (a sleeping source would hold the
     # autojump gate shut).
-    return SyntheticBarSource(
-        list(instruments.values()),
-        seed=data.seed,
-        start_ts=data.start_ts,
-        timeframe=data.timeframe,
-        count=data.count,
-        start_price=data.start_price,
-    )
+    return make_source(settings, interval=0)
 
 
 def _broker(settings: Settings, faults: Sequence[Fault | PaperFaults]) -> PaperBroker:
