@@ -1,18 +1,27 @@
 """Shared pytest configuration for the whole suite."""
 
-# --- PostgreSQL test databases ---
-# One fresh database per test run and xdist worker, created from TRADEWIND_TEST_DSN and
-# dropped at the end; inside it, one fresh schema per test (`pg_url`). A PostgreSQL that
-# cannot be reached fails the tests that need it, with or without CI set: a skipped
-# test is a missing test.
-
 import os
 import urllib.parse
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
+# --- Hypothesis ---
+# Tests assert behaviour, never wall-clock time: the suite runs on two busy cores, where
+# a per-example deadline or the "input generation is slow" health check turns a stall of
+# the machine into a failure that says nothing about tradewind. Both are off for every
+# property test; the number of examples stays Hypothesis' default unless a test sets it.
+settings.register_profile("tradewind", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tradewind")
+
+
+# --- PostgreSQL test databases ---
+# One fresh database per test run and xdist worker, created from TRADEWIND_TEST_DSN and
+# dropped at the end; inside it, one fresh schema per test (`pg_url`). A PostgreSQL that
+# cannot be reached fails the tests that need it, with or without CI set: a skipped
+# test is a missing test.
 DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
