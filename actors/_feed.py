@@ -39,6 +39,16 @@ system to be quiet before the next (the determinism barrier).
 #   redelivered after a crash is either recorded (and dropped as a duplicate) or was
 #   never passed on; it is never sent twice. Session events are recorded one by one as
 #   they are sent, for the same reason.
+# * In a replay each accepted bar goes to persistence on its own, *before* the order
+#   actor sees it (`keeper.persisted` marks it sent, so a redelivery does not send it
+#   again). Persistence then holds the bar ahead of every record its cascade produces:
+#   the durable journal write of an intent decided on bar N also commits bar N, and a
+#   cold start, resuming after the last stored bar, never decides on bar N again (which
+#   would place the journaled order a second time under a new id). Persistence's own
+#   size- and time-triggered commits end where a cascade begins (`cascade_cut`), so the
+#   store holds whole cascades plus at most the journaled part of the last one. Batching
+#   bars in the feed (`persist_batch`) would let a journaled intent reach the store before
+#   its bar; it is kept for paper trading, where bars are never processed again.
 # * The stale-data watchdog is a second owned task on trio time (virtual under MockClock):
 #   when no bar arrived for `stale_after` seconds while the session (as the bars have
 #   shown it) is open, it asks the handler to check, and the handler sends `FeedStale`
@@ -227,6 +237,7 @@ class FeedKeeper:
     error: Exception | None = None
     rejections: collections.deque[BarRejected] = attrs.field(init=False)
     unsent: list[Bar] = attrs.field(factory=list)
+    persisted: Bar | None = None
     resume_after: dict[tuple[str, str], int] = attrs.field(factory=dict)
     session_open: bool | None = None
     session_ts: int | None = None
@@ -304,7 +315,8 @@ class FeedActor(Actor):
             each (the determinism barrier), and finish with `EndOfData`.
         stale_after: seconds of trio time without a bar during an open session before
             `FeedStale` goes to risk; None disables the watchdog (replays).
-        persist_batch: accepted bars sent to persistence in one `Persist`.
+        persist_batch: accepted bars sent to persistence in one `Persist` (paper trading;
+            a replay sends each bar on its own, ahead of its cascade).
         orders_path, risk_path, persistence_path: the peers.
 
     Messages handled: `SourceBar`, `SourceRejection` (from its own pump), and internal
@@ -465,8 +477,14 @@ class FeedActor(Actor):
         if keeper.stale:
             await self._risk.send(FeedResumed(bar.ts))
             keeper.stale = False
+        if self._replay:
+            # Persistence has the bar before anything its cascade produces (see the notes).
+            if keeper.persisted is not bar:
+                await self._persistence.send(Persist((bar,)))
+                keeper.persisted = bar
+        else:
+            keeper.unsent.append(bar)
         await self._orders.send(bar)
-        keeper.unsent.append(bar)
         keeper.sequencer.offer(bar)
         keeper.last_ts = bar.ts
         if self._stale_after is not None:

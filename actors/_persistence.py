@@ -43,6 +43,16 @@ left by a crashed run is replayed at start.
 #   on an event while nothing is pending.
 # * A record that no table holds (`TradingStateChanged`, session events) still enters
 #   the event log; a record of unknown type is logged and counted, never a crash.
+# * Whole cascades (`cascade_cut`, replays). The feed hands each bar over before the
+#   order actor sees it and releases the next bar only once the system is quiet, so the
+#   records after the newest `Bar` are its cascade, possibly unfinished, and everything
+#   before it is finished. A size- or time-triggered commit stops there. Only the
+#   durable journal write of an intent (which must not wait), `Flush` and the stop commit
+#   a cascade's beginning; a kill after such a commit leaves the store at that intent's
+#   write-ahead record, which a cold start resumes from (``docs/trading-system.md``).
+#   Without the cut a commit could hold bar N and its fills but not the intent the
+#   strategy was about to journal, and a restart, resuming after bar N, would never
+#   decide it.
 #
 # Database outage
 # ---------------
@@ -349,6 +359,9 @@ class PersistenceActor(Actor):
             before it is answered with `NotDurable`.
         risk: the path of the actor told about the store's availability (None: nobody;
             an absent actor is skipped with a log line).
+        cascade_cut: a replay's setting: a size- or time-triggered commit ends before the
+            newest accepted `Bar`, whose cascade may still be running, so the store holds
+            whole cascades; the durable, on-demand and final commits take everything.
 
     Messages: `Persist` (no reply), `PersistDurably` (reply: the number of records
     committed so far, after the commit; or `NotDurable`), `Flush` (reply: the number of
@@ -375,6 +388,7 @@ class PersistenceActor(Actor):
         spill_path: str | os.PathLike[str] | None = None,
         durable_timeout: float = 2.0,
         risk: str | None = RISK_PATH,
+        cascade_cut: bool = False,
     ) -> None:
         if batch_size < 1:
             msg = f"batch_size: must be >= 1, got {batch_size}"
@@ -399,6 +413,7 @@ class PersistenceActor(Actor):
         self._spill_path = spill_path
         self._durable_timeout = durable_timeout
         self._risk_path = risk
+        self._cascade_cut = cascade_cut
         self._ticker: OwnedTask | None = None
         self._notifier: OwnedTask | None = None
 
@@ -593,15 +608,16 @@ class PersistenceActor(Actor):
             else:
                 await self._flush_within(math.inf)  # backpressure: take nothing until stored
             return
+        cut = self._cascade_cut
         if keeper.retry_at is not None:
             if now >= keeper.retry_at:
-                await self._try_flush()
+                await self._try_flush(cut=cut)
             return
         if replaying:
             return
         started = keeper.batch_started if keeper.batch_started is not None else now
         if len(keeper.pending) >= self._batch_size or now - started >= self._flush_interval:
-            await self._try_flush()
+            await self._try_flush(cut=cut)
 
     async def _spill_pending(self) -> None:
         keeper = self._keeper
@@ -633,10 +649,11 @@ class PersistenceActor(Actor):
             await self._try_flush()
         return True
 
-    async def _try_flush(self) -> bool:
+    async def _try_flush(self, *, cut: bool = False) -> bool:
         """Commit one unit: the next `batch_size` records of the spill journal while it
-        has any, else the whole batch. Returns False if the store was unavailable (a retry
-        is then scheduled), True once committed."""
+        has any, else the whole batch (with `cut`, the batch up to the newest `Bar`).
+        Returns False if the store was unavailable (a retry is then scheduled), True once
+        committed."""
         keeper = self._keeper
         journal = keeper.journal
         if journal is not None and journal.records:
@@ -651,8 +668,13 @@ class PersistenceActor(Actor):
         batch = keeper.pending  # only this handler appends to it, and it is busy here
         if not batch:
             return True
-        count = len(batch)
-        if not await self._commit(batch):
+        count = _cascade_start(batch) if cut else len(batch)
+        if count == 0:
+            # All of it belongs to the running cascade: wait for the next bar (or the
+            # durable, on-demand or final commit); the interval starts again.
+            keeper.batch_started = trio.current_time()
+            return True
+        if not await self._commit(batch if count == len(batch) else batch[:count]):
             return False
         del keeper.pending[:count]
         keeper.batch_started = trio.current_time() if keeper.pending else None
@@ -723,6 +745,15 @@ class PersistenceActor(Actor):
         seq = seqs.get((letter.path, ts), 0)
         seqs[letter.path, ts] = seq + 1
         return dead_letter_record(letter, seq)
+
+
+def _cascade_start(records: Sequence[object]) -> int:
+    """The index of the newest `Bar` in `records` (0 if there is none): in a replay the
+    records before it are the finished cascades of earlier bars."""
+    for index in range(len(records) - 1, -1, -1):
+        if type(records[index]) is Bar:
+            return index
+    return 0
 
 
 def _add_update(unit: _Unit, update: OrderUpdated) -> None:

@@ -602,6 +602,7 @@ def _tree(
             spill=spill,
             spill_path=spill_path,
             durable_timeout=settings.persistence.durable_timeout,
+            cascade_cut=settings.replay,
         ),
     )
     # Persistence flushes may wait on the database: its handler has no timeout.

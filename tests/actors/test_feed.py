@@ -59,6 +59,8 @@ class Journal:
 
     entries: list[tuple[str, object]] = attrs.field(factory=list)
     orders_depth: list[int] = attrs.field(factory=list)
+    # for each bar the order actor handles: messages persistence had taken in by then
+    persistence_accepted: list[int] = attrs.field(factory=list)
     got: trio.Event = attrs.field(factory=trio.Event)
 
     def of(self, path: str) -> list[object]:
@@ -79,6 +81,9 @@ class Recorder(Actor):
     async def handle(self, message: object) -> None:
         if self.path == "trading/orders":
             self.journal.orders_depth.append(self.context.ref.statistics().mailbox_depth)
+            if isinstance(message, Bar):
+                persistence = self.context.system.ref("persistence").statistics()
+                self.journal.persistence_accepted.append(persistence.accepted)
         self.journal.entries.append((self.path, message))
         self.journal.got.set()
         self.journal.got = trio.Event()
@@ -194,9 +199,32 @@ class TestFanOut:
         expected = list(synthetic_bars([AAPL, MSFT], seed=11, start_ts=T0, count=40))
         assert journal.bars() == expected
         assert journal.persisted() == expected
-        sizes = [len(m.records) for m in journal.of("persistence") if isinstance(m, Persist)]
-        assert sizes[:-1] == [16] * (len(sizes) - 1)
         assert keeper.statistics().accepted == len(expected)
+
+    async def test_a_replay_hands_each_bar_to_persistence_before_the_order_actor_sees_it(
+        self,
+    ) -> None:
+        # So the durable journal write of an intent decided on a bar always commits that
+        # bar too, and a cold start never decides on it again.
+        journal, _ = await replay(synthetic(40), persist_batch=16)
+        sizes = [len(m.records) for m in journal.of("persistence") if isinstance(m, Persist)]
+        assert sizes == [1] * 80
+        # the n-th bar the order actor handles was already the n-th Persist taken in
+        assert [a >= n for n, a in enumerate(journal.persistence_accepted, 1)] == [True] * 80
+
+    async def test_a_paper_feed_batches_bars_for_persistence(self) -> None:
+        keeper = FeedKeeper()
+        journal = Journal()
+        bars = [bar(T0 + i * MINUTE) for i in range(40)]
+        source = GatedSource(bars, [])
+        feed = lambda: FeedActor(keeper, source, replay=False, persist_batch=16)  # noqa: E731
+        async with running(journal, feed) as system:
+            while len(journal.bars()) < 40:
+                await journal.got.wait()
+            await system.quiesce()
+            sizes = [len(m.records) for m in journal.of("persistence") if isinstance(m, Persist)]
+            assert sizes == [16, 16]
+        assert journal.persisted() == bars
 
     async def test_replay_releases_one_bar_per_quiet_system(self) -> None:
         journal, _ = await replay(synthetic(30))

@@ -186,6 +186,66 @@ class TestBatching:
         assert keeper.statistics().pending == 0
 
 
+class TestCascadeCut:
+    """A replay's size- and time-triggered commits end before the newest bar, whose
+    cascade may still be running; the durable, on-demand and final commits take it all."""
+
+    async def test_a_size_triggered_commit_stops_before_the_newest_bar(self, store: Store) -> None:
+        update = order_updates()[0]
+        async with persistence(
+            store, batch_size=3, flush_interval=3_600, cascade_cut=True
+        ) as (system, keeper):
+            ref = system.ref("persistence")
+            await ref.send(Persist((bar(0), update, bar(1))))
+            await system.quiesce()
+            # bar 0 and its cascade are committed; bar 1 (cascade running) is not
+            assert await store.bars() == [bar(0)]
+            assert [o.client_order_id for o in await store.orders()] == ["sma-00000001"]
+            assert keeper.statistics().pending == 1
+            await ref.send(Persist((denied(T0 + MINUTE), bar(2))))
+            await system.quiesce()
+            assert await store.bars() == [bar(0), bar(1)]
+            assert len(await store.denials()) == 1
+            assert keeper.statistics().pending == 1
+        assert await store.bars() == list(bars(3))  # the stop commits the rest
+
+    async def test_without_the_cut_the_whole_batch_is_committed(self, store: Store) -> None:
+        async with persistence(store, batch_size=3, flush_interval=3_600) as (system, keeper):
+            await system.ref("persistence").send(Persist((bar(0), order_updates()[0], bar(1))))
+            await system.quiesce()
+            assert await store.bars() == [bar(0), bar(1)]
+            assert keeper.statistics().pending == 0
+
+    async def test_a_durable_write_commits_the_running_cascade_too(self, store: Store) -> None:
+        update = order_updates()[0]
+        async with persistence(
+            store, batch_size=1_000, flush_interval=3_600, cascade_cut=True
+        ) as (system, keeper):
+            ref = system.ref("persistence")
+            await ref.send(Persist((bar(0), bar(1))))
+            assert await ref.ask(PersistDurably((update,))) == 3
+            assert await store.bars() == [bar(0), bar(1)]
+            assert keeper.statistics().pending == 0
+
+    async def test_a_time_triggered_commit_waits_for_the_next_bar_when_only_a_cascade_is_pending(
+        self, store: Store, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        async with persistence(
+            store, batch_size=1_000, flush_interval=2.0, cascade_cut=True
+        ) as (system, keeper):
+            ref = system.ref("persistence")
+            await ref.send(Persist((bar(0), order_updates()[0])))
+            await trio.sleep(5.0)
+            await system.quiesce()
+            assert keeper.statistics().committed == 0  # all of it is bar 0's cascade
+            await ref.send(Persist((bar(1),)))
+            await trio.sleep(2.5)
+            await system.quiesce()
+            assert keeper.statistics().committed == 2
+            assert await store.bars() == [bar(0)]
+            assert keeper.statistics().commits == 1
+
+
 class TestDurability:
     async def test_persist_durably_answers_only_after_commit(self, store: Store) -> None:
         async with persistence(store, batch_size=1_000, flush_interval=3_600) as (system, _):

@@ -10,10 +10,11 @@ what an uninterrupted run of the same configuration stores: the same orders (ids
 statuses, fills, broker order ids), the same fills (execution ids), the same positions,
 every bar once, and no client order id used twice.
 
-The configuration commits only when an intent is journaled (``persist_batch = 1``, a
-persistence batch and flush interval no run reaches): the store then always ends at an
-intent's write-ahead record, the point a cold start is built to resume from (see
-``docs/trading-system.md``, "Cold start").
+The runs use the default persistence settings (on PostgreSQL) and commits by size every
+few records (on SQLite), so a kill falls after a journal write of an intent as well as
+after a commit the persistence actor ended where a bar's cascade began (see
+``docs/trading-system.md``, "Cold start"). The strategy acts on crossover events and
+never looks at its position: a bar decided twice would place a second order.
 """
 
 from __future__ import annotations
@@ -63,54 +64,58 @@ BARS_PER_INSTRUMENT = 150
 INSTRUMENTS = 2
 MARK = "COLD-START-BAR"
 
-# The SMA example, announcing every bar it sees on stderr (the test's progress signal).
+# A crossover strategy that acts on the *event* (the bar on which the fast average
+# crosses the slow one: a fixed quantity that way), with no look at its position or open
+# orders -- so a bar decided twice after a restart would place a second order, and the
+# stored orders would differ from an uninterrupted run's. It announces every bar it sees
+# on stderr (the test's progress signal).
 STRATEGY = f'''
 import sys
 
 from tradewind.actors import Strategy
 
 
-class AnnouncingSma(Strategy):
+class AnnouncingCrossover(Strategy):
     def __init__(self, fast=3, slow=8, quantity=5):
         self.fast, self.slow, self.quantity = fast, slow, quantity
+
+    def side(self, closes):
+        fast = sum(closes[-self.fast :]) / self.fast
+        slow = sum(closes) / self.slow
+        return (fast > slow) - (fast < slow)
 
     def on_bar(self, bar, ctx):
         if not ctx.warming_up:  # the warm-up of a restart replays stored bars
             sys.stderr.write("{MARK} " + bar.instrument + " " + str(bar.ts) + "\\n")
             sys.stderr.flush()
-        closes = [b.close for b in ctx.history(bar.instrument, self.slow)]
-        if len(closes) < self.slow or ctx.open_orders(bar.instrument):
+        closes = [b.close for b in ctx.history(bar.instrument, self.slow + 1)]
+        if len(closes) <= self.slow:
             return
-        fast = sum(closes[-self.fast :]) / self.fast
-        slow = sum(closes) / self.slow
-        if fast == slow:
-            return
-        target = self.quantity if fast > slow else -self.quantity
-        held = ctx.position(bar.instrument).quantity
-        if target > held:
-            ctx.buy(bar.instrument, target - held, tag="sma")
-        elif target < held:
-            ctx.sell(bar.instrument, held - target, tag="sma")
+        before, now = self.side(closes[:-1]), self.side(closes[1:])
+        if now > 0 and before <= 0:
+            ctx.buy(bar.instrument, self.quantity, tag="cross")
+        elif now < 0 and before >= 0:
+            ctx.sell(bar.instrument, self.quantity, tag="cross")
 '''
 
-PERSISTENCE = "[persistence]\nbatch_size = 1000000\nflush_interval = 3600\n"
+# Commits by size every few records, so kills also fall after commits that end where a
+# bar's cascade begins (the persistence actor's cut), not only after journal writes.
+SMALL_BATCHES = "[persistence]\nbatch_size = 5\n"
 
 
-def config(folder: Path, url: str) -> Path:
+def config(folder: Path, url: str, persistence: str = "") -> Path:
+    """The replay's configuration: default persistence settings unless `persistence`."""
     folder.mkdir(parents=True, exist_ok=True)
-    strategy = folder / "announcing_sma.py"
+    strategy = folder / "announcing_crossover.py"
     strategy.write_text(STRATEGY, encoding="utf-8")
-    data = (
-        f"[data]\nsource = 'synthetic'\nseed = 11\ncount = {BARS_PER_INSTRUMENT}\n"
-        "persist_batch = 1\n"
-    )
+    data = f"[data]\nsource = 'synthetic'\nseed = 11\ncount = {BARS_PER_INSTRUMENT}\n"
     return write_config(
         folder,
         data=data,
-        strategy=f"{strategy}:AnnouncingSma",
+        strategy=f"{strategy}:AnnouncingCrossover",
         params="{ fast = 3, slow = 8, quantity = 5 }",
         store=url,
-        extra=PERSISTENCE,
+        extra=persistence,
     )
 
 
@@ -208,11 +213,13 @@ def comparable(order: Any) -> Any:
     )
 
 
-def kill_and_restart(tmp_path: Path, url: str, seed: int, kills: int) -> dict[str, Any]:
+def kill_and_restart(
+    tmp_path: Path, url: str, seed: int, kills: int, persistence: str = ""
+) -> dict[str, Any]:
     """Kill a replay `kills` times at seeded random points, restart it until it
     completes, and return what the store holds."""
     rng = random.Random(seed)
-    path = config(tmp_path / "killed", url)
+    path = config(tmp_path / "killed", url, persistence)
     for _ in range(kills):
         before = last_bars(url)
         seen = run_and_kill(path, rng.choice([0, *range(1, 25)]))
@@ -223,8 +230,8 @@ def kill_and_restart(tmp_path: Path, url: str, seed: int, kills: int) -> dict[st
     return stored(url)
 
 
-def uninterrupted(tmp_path: Path, url: str) -> dict[str, Any]:
-    run_to_completion(config(tmp_path / "clean", url))
+def uninterrupted(tmp_path: Path, url: str, persistence: str = "") -> dict[str, Any]:
+    run_to_completion(config(tmp_path / "clean", url, persistence))
     return stored(url)
 
 
@@ -247,8 +254,10 @@ def assert_same_outcome(after: dict[str, Any], clean: dict[str, Any]) -> None:
 
 class TestColdStartAfterSigkill:
     def test_sqlite_twenty_kills_end_as_an_uninterrupted_replay(self, tmp_path: Path) -> None:
-        clean = uninterrupted(tmp_path, f"sqlite:///{tmp_path / 'clean.db'}")
-        after = kill_and_restart(tmp_path, f"sqlite:///{tmp_path / 'killed.db'}", 20, 20)
+        clean = uninterrupted(tmp_path, f"sqlite:///{tmp_path / 'clean.db'}", SMALL_BATCHES)
+        after = kill_and_restart(
+            tmp_path, f"sqlite:///{tmp_path / 'killed.db'}", 20, 20, SMALL_BATCHES
+        )
         assert len(after["runs"]) == 21
         assert_same_outcome(after, clean)
 
