@@ -370,6 +370,9 @@ class BrokerSection:
             after the connection is lost, doubling per failed attempt up to the cap.
         reconnect_jitter: relative spread of each delay, in [0, 1], drawn from a random
             source seeded with the top-level ``seed`` (runs stay deterministic).
+        state: where the paper venue's state lives across a restart: ``"journal"``
+            (rebuilt from our own order journal at a cold start) or ``"tables"`` (the
+            venue's own tables in the same store, written through as it trades).
     """
 
     kind: Literal["paper"] = "paper"
@@ -381,6 +384,7 @@ class BrokerSection:
     reconnect_initial: float = attrs.field(default=1.0, validator=non_negative)
     reconnect_max: float = attrs.field(default=30.0, validator=non_negative)
     reconnect_jitter: float = attrs.field(default=0.1, validator=in_range(0, 1))
+    state: Literal["journal", "tables"] = "journal"
 
     def __attrs_post_init__(self) -> None:
         if self.reconnect_max < self.reconnect_initial:

@@ -64,6 +64,7 @@ from tradewind.actors._messages import Flush, Persist, SwapRiskLimits
 from tradewind.actors._order_actor import OrderActor, OrderBook
 from tradewind.actors._orders import Fill, Order
 from tradewind.actors._paper import PaperBroker, PaperConfig
+from tradewind.actors._paper_venue import DurablePaperBroker
 from tradewind.actors._persistence import (
     PersistenceActor,
     PersistenceKeeper,
@@ -767,8 +768,14 @@ async def _keepers(
     return feed, orders, risk, strategy, journal
 
 
-def _paper_broker(config: PaperConfig, journal: _Journal | None) -> PaperBroker:
-    """The configured paper venue; at a cold start rebuilt from the stored journal."""
+async def _paper_broker(
+    config: PaperConfig, journal: _Journal | None, settings: Settings, store: Store
+) -> Broker:
+    """The configured paper venue. ``[broker] state = "journal"``: at a cold start rebuilt
+    from the stored journal; ``"tables"``: loaded from its own tables (cleared when the
+    run starts afresh, i.e. `journal` is None)."""
+    if settings.broker.state == "tables":
+        return await DurablePaperBroker.open(store, config, fresh=journal is None)
     broker = PaperBroker(config)
     if journal is not None:
         broker.restore(journal.orders, journal.fills, journal.last_bars)
@@ -857,7 +864,9 @@ async def open_trading_system(
             settings=settings,
             store=store,
             source=stoppable,
-            broker=broker if broker is not None else _paper_broker(paper, journal),
+            broker=broker
+            if broker is not None
+            else await _paper_broker(paper, journal, settings, store),
             strategy_factory=factory,
             feed=feed,
             orders=orders,

@@ -22,3 +22,6 @@ from tradewind.storage._uow import Transaction as Transaction
 from tradewind.storage._url import StoreUrl as StoreUrl
 from tradewind.storage._url import mask_url as mask_url
 from tradewind.storage._url import parse_store_url as parse_store_url
+from tradewind.storage._venue import PaperVenueFill as PaperVenueFill
+from tradewind.storage._venue import PaperVenueOrder as PaperVenueOrder
+from tradewind.storage._venue import PaperVenueState as PaperVenueState

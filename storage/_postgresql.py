@@ -59,10 +59,19 @@ from tradewind.storage._errors import (
 )
 from tradewind.storage._migrations import MIGRATIONS_TABLE, Migration, missing_migrations
 from tradewind.storage._records import PoolStatistics
-from tradewind.storage._rows import BARS, DEAD_LETTERS, DENIALS, FILLS, ORDER_EVENTS, RUNS
+from tradewind.storage._rows import (
+    BARS,
+    DEAD_LETTERS,
+    DENIALS,
+    FILLS,
+    ORDER_EVENTS,
+    PAPER_VENUE_FILLS,
+    RUNS,
+)
 from tradewind.storage._sql import (
     FINISH_RUN,
     create_staging,
+    delete_all,
     insert_from_staging,
     staged_conflict,
     staging_name,
@@ -87,7 +96,15 @@ _RETRYABLE: Final = {"40001": "serialization failure", "40P01": "deadlock detect
 # 08 connection exception, 53 insufficient resources, 57 operator intervention
 # (pg_terminate_backend, shutdown), 28 invalid authorization, 3D no such database.
 _UNAVAILABLE_CLASSES: Final = frozenset({"08", "53", "57", "28", "3D"})
-_STAGED_TABLES: Final = (BARS, FILLS, ORDER_EVENTS, DENIALS, DEAD_LETTERS, RUNS)
+_STAGED_TABLES: Final = (
+    BARS,
+    FILLS,
+    ORDER_EVENTS,
+    DENIALS,
+    DEAD_LETTERS,
+    RUNS,
+    PAPER_VENUE_FILLS,
+)
 _CREATE_STAGING: Final = ";\n".join(create_staging(t) for t in _STAGED_TABLES)
 
 
@@ -132,6 +149,8 @@ async def _apply(raw: asyncpg.Connection, write: Write) -> None:
             status = await raw.execute(FINISH_RUN, *row)
             if status == "UPDATE 0":
                 raise RunNotFound(row[0])
+    elif write.kind is WriteKind.CLEAR:
+        await raw.execute(delete_all(table))
     else:
         newer_only = write.kind is WriteKind.UPSERT_NEWER
         await raw.executemany(upsert(table, newer_only=newer_only), write.rows)

@@ -38,6 +38,7 @@ from tradewind.actors._orders import (
 )
 from tradewind.actors._values import Instrument, Side
 from tradewind.storage._records import DeadLetter, Denial, RunRecord
+from tradewind.storage._venue import PaperVenueFill, PaperVenueOrder
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -147,6 +148,31 @@ RUN_START_COLUMNS: Final = ("run_id", "config_hash", "started_ts")
 # The end-of-run summary (JSON text), written when a run finishes (migration 0002). Not in
 # `TABLES`: it is not counted in `StoreCounts`.
 RUN_SUMMARIES: Final = Table("run_summaries", ("run_id", "summary"), ("run_id",))
+
+# The paper venue's own state (migration 0003, `[broker] state = "tables"`): the venue's
+# copy of each order (the `ORDERS` columns, its last event, and the engine's bookkeeping),
+# its fills numbered in execution order, and per series the last bar it traded. Not in
+# `TABLES`: they are the venue's, not ours, and not counted in `StoreCounts`.
+PAPER_VENUE_ORDERS: Final = Table(
+    "paper_venue_orders",
+    (
+        *ORDERS.columns,
+        "last_event_kind",
+        "last_event",
+        "submit_no",
+        "answer_ts",
+        "eligible_from",
+        "trading_day",
+    ),
+    ("client_order_id",),
+)
+PAPER_VENUE_FILLS: Final = Table(
+    "paper_venue_fills", (*FILLS.columns, "fill_no"), ("execution_id",)
+)
+PAPER_VENUE_CURSORS: Final = Table(
+    "paper_venue_cursors", ("instrument", "timeframe", "last_ts"), ("instrument", "timeframe")
+)
+PAPER_VENUE_TABLES: Final = (PAPER_VENUE_ORDERS, PAPER_VENUE_FILLS, PAPER_VENUE_CURSORS)
 
 TABLES: Final = (
     INSTRUMENTS,
@@ -261,6 +287,26 @@ def order_row(order: Order) -> Row:
         order.event_seq,
         order.reason,
     )
+
+
+def paper_venue_order_row(venue_order: PaperVenueOrder) -> Row:
+    """The `PAPER_VENUE_ORDERS` row of the venue's copy of an order."""
+    order = venue_order.order
+    last = order.last_event
+    return (
+        *order_row(order),
+        None if last is None else last.kind.value,
+        None if last is None else event_payload(last),
+        venue_order.submit_no,
+        venue_order.answer_ts,
+        venue_order.eligible_from,
+        venue_order.trading_day,
+    )
+
+
+def paper_venue_fill_row(venue_fill: PaperVenueFill) -> Row:
+    """The `PAPER_VENUE_FILLS` row of a fill the venue made."""
+    return (*fill_row(venue_fill.fill), venue_fill.fill_no)
 
 
 def order_event_row(event: OrderEvent) -> Row:
@@ -381,6 +427,28 @@ def order_from_row(row: Sequence[Any], last_event: OrderEvent | None) -> Order:
         last_event=last_event,
         reason=row[21],
     )
+
+
+def paper_venue_order_from_row(row: Sequence[Any]) -> PaperVenueOrder:
+    """Rebuild the venue's copy of an order from its `PAPER_VENUE_ORDERS` row."""
+    n = len(ORDERS.columns)
+    kind, payload = row[n], row[n + 1]
+    last_event = None
+    if kind is not None:
+        last_event = event_from_row((None, None, None, None, kind, payload))
+    return PaperVenueOrder(
+        order=order_from_row(row[:n], last_event),
+        submit_no=int(row[n + 2]),
+        answer_ts=int(row[n + 3]),
+        eligible_from=None if row[n + 4] is None else int(row[n + 4]),
+        trading_day=None if row[n + 5] is None else int(row[n + 5]),
+    )
+
+
+def paper_venue_fill_from_row(row: Sequence[Any]) -> PaperVenueFill:
+    """Rebuild a fill of the venue from its `PAPER_VENUE_FILLS` row."""
+    n = len(FILLS.columns)
+    return PaperVenueFill(fill=fill_from_row(row[:n]), fill_no=int(row[n]))
 
 
 def fill_from_row(row: Sequence[Any]) -> Fill:

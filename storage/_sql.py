@@ -60,6 +60,11 @@ def upsert(table: Table, *, newer_only: bool) -> str:
 FINISH_RUN: Final = "UPDATE runs SET finished_ts = $2, outcome = $3 WHERE run_id = $1"
 
 
+def delete_all(table: Table) -> str:
+    """Delete every row of a table."""
+    return f"DELETE FROM {table.name}"  # noqa: S608 -- fixed identifiers
+
+
 def select_by_key(table: Table, columns: tuple[str, ...]) -> str:
     """Select ``columns`` of the row with a given key (key columns as parameters)."""
     where = " AND ".join(f"{c} = ${i}" for i, c in enumerate(table.key, start=1))

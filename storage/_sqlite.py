@@ -43,7 +43,14 @@ from tradewind.storage._errors import (
 from tradewind.storage._migrations import MIGRATIONS_TABLE, Migration, missing_migrations
 from tradewind.storage._records import PoolStatistics
 from tradewind.storage._rows import plain_decimal
-from tradewind.storage._sql import FINISH_RUN, for_sqlite, insert_ignore, select_by_key, upsert
+from tradewind.storage._sql import (
+    FINISH_RUN,
+    delete_all,
+    for_sqlite,
+    insert_ignore,
+    select_by_key,
+    upsert,
+)
 from tradewind.storage._uow import WriteKind
 from tradewind.storage._url import StoreUrl
 
@@ -187,6 +194,8 @@ def _apply(conn: sqlite3.Connection, write: Write) -> None:
         for row in rows:
             if conn.execute(for_sqlite(FINISH_RUN), row).rowcount == 0:
                 raise RunNotFound(row[0])
+    elif write.kind is WriteKind.CLEAR:
+        conn.execute(delete_all(table))
     else:
         newer_only = write.kind is WriteKind.UPSERT_NEWER
         conn.executemany(for_sqlite(upsert(table, newer_only=newer_only)), rows)

@@ -41,6 +41,9 @@ from tradewind.storage._rows import (
     FILLS,
     INSTRUMENTS,
     ORDERS,
+    PAPER_VENUE_CURSORS,
+    PAPER_VENUE_FILLS,
+    PAPER_VENUE_ORDERS,
     RUN_SUMMARIES,
     RUNS,
     bar_from_row,
@@ -50,11 +53,14 @@ from tradewind.storage._rows import (
     fill_from_row,
     instrument_from_row,
     order_from_row,
+    paper_venue_fill_from_row,
+    paper_venue_order_from_row,
     run_from_row,
 )
 from tradewind.storage._sqlite import SqliteBackend
 from tradewind.storage._uow import Transaction
 from tradewind.storage._url import POSTGRESQL, StoreUrl, parse_store_url
+from tradewind.storage._venue import PaperVenueState
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -268,6 +274,23 @@ class Store:
         """The summary text stored for a run (`Transaction.write_run_summary`), or None."""
         rows = await self._fetch(_sql.select_by_key(RUN_SUMMARIES, ("summary",)), run_id)
         return str(rows[0][0]) if rows else None
+
+    async def paper_venue(self) -> PaperVenueState:
+        """The paper venue's own state (`Transaction.write_paper_venue`): its orders by
+        submission, its fills in execution order, its cursors. Empty before the venue
+        first wrote (or after `Transaction.clear_paper_venue`).
+
+        Read in one call per table; the venue is the tables' only writer and is not
+        running while it loads them, so the three reads agree.
+        """
+        orders = await self._fetch(_sql.select_all(PAPER_VENUE_ORDERS, "submit_no"))
+        fills = await self._fetch(_sql.select_all(PAPER_VENUE_FILLS, "fill_no"))
+        cursors = await self._fetch(_sql.select_all(PAPER_VENUE_CURSORS, "instrument, timeframe"))
+        return PaperVenueState(
+            orders=(paper_venue_order_from_row(r) for r in orders),
+            fills=(paper_venue_fill_from_row(r) for r in fills),
+            cursors={(str(r[0]), str(r[1])): int(r[2]) for r in cursors},
+        )
 
     async def counts(self) -> StoreCounts:
         """Row counts of every table."""

@@ -19,7 +19,8 @@ Design notes
 * Append-only tables (bars, fills, order events, denials, dead letters, run starts) are
   merged into one write per table, placed where the table was first written: the
   backend then stages each table's rows once (PostgreSQL: one COPY) and checks conflicts
-  once. Upserts (instruments, order snapshots) and run finishes keep their order,
+  once. Upserts (instruments, order snapshots, the paper venue's rows), run finishes and
+  clears keep their order,
   because their outcome can depend on it (a later snapshot of the same order wins).
 """
 
@@ -37,6 +38,10 @@ from tradewind.storage._rows import (
     INSTRUMENTS,
     ORDER_EVENTS,
     ORDERS,
+    PAPER_VENUE_CURSORS,
+    PAPER_VENUE_FILLS,
+    PAPER_VENUE_ORDERS,
+    PAPER_VENUE_TABLES,
     RUN_START_COLUMNS,
     RUN_SUMMARIES,
     RUNS,
@@ -49,15 +54,18 @@ from tradewind.storage._rows import (
     instrument_row,
     order_event_row,
     order_row,
+    paper_venue_fill_row,
+    paper_venue_order_row,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from tradewind.actors._marketdata import Bar
     from tradewind.actors._orders import Fill, Order, OrderEvent
     from tradewind.actors._values import Instrument
     from tradewind.storage._records import DeadLetter, Denial
+    from tradewind.storage._venue import PaperVenueFill, PaperVenueOrder
 
 
 class WriteKind(enum.Enum):
@@ -67,6 +75,7 @@ class WriteKind(enum.Enum):
     UPSERT = "upsert"  # insert or replace (instruments)
     UPSERT_NEWER = "upsert_newer"  # insert or replace unless the stored one is newer (orders)
     FINISH_RUN = "finish_run"  # update an existing run's end
+    CLEAR = "clear"  # delete every row of the table (the paper venue's fresh start)
 
 
 @attrs.frozen
@@ -169,6 +178,37 @@ class Transaction:
     def write_run_summary(self, run_id: str, summary: str) -> None:
         """Store a run's summary text (JSON), replacing an earlier one; key run id."""
         self._add(WriteKind.UPSERT, RUN_SUMMARIES, [(run_id, summary)])
+
+    def write_paper_venue(
+        self,
+        orders: Iterable[PaperVenueOrder] = (),
+        fills: Iterable[PaperVenueFill] = (),
+        cursors: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        """Record a change of the paper venue's own state (`PaperVenueState`).
+
+        The venue's copies of orders replace the stored ones unless those are newer (more
+        events applied), as order snapshots do; fills are inserted, keyed by execution id
+        (the same fill again is skipped, a different one under a stored id conflicts);
+        the cursors (last bar traded per (instrument, timeframe)) replace the stored ones.
+        Write all three of one venue call in one unit: the venue's tables then never hold
+        half of a change.
+        """
+        self._add(
+            WriteKind.UPSERT_NEWER,
+            PAPER_VENUE_ORDERS,
+            [paper_venue_order_row(o) for o in orders],
+        )
+        rows = [paper_venue_fill_row(f) for f in fills]
+        self._add(WriteKind.APPEND, PAPER_VENUE_FILLS, rows, PAPER_VENUE_FILLS.values)
+        cursor_rows: list[Row] = [(i, tf, ts) for (i, tf), ts in sorted((cursors or {}).items())]
+        self._add(WriteKind.UPSERT, PAPER_VENUE_CURSORS, cursor_rows)
+
+    def clear_paper_venue(self) -> None:
+        """Delete the paper venue's whole state (a replay that starts from its first bar
+        opens a fresh venue)."""
+        for table in PAPER_VENUE_TABLES:
+            self._add(WriteKind.CLEAR, table, [()])
 
     def writes(self) -> tuple[Write, ...]:
         """The buffered writes, merged, in the order they are applied."""

@@ -53,7 +53,7 @@ class TestSchema:
         with pytest.raises(SchemaOutdated, match="0001_initial") as caught:
             async with open_store(store_url, migrate=False):
                 pass
-        assert caught.value.missing == ("0001_initial", "0002_run_summary")
+        assert caught.value.missing == ("0001_initial", "0002_run_summary", "0003_paper_venue")
 
 
 class TestUnitOfWork:

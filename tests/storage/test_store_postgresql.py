@@ -321,7 +321,7 @@ class TestOpening:
                     nursery.start_soon(open_one)
             async with admin(pg_url) as conn:
                 rows = await query(conn, "SELECT version FROM schema_migrations")
-        assert [r[0] for r in rows] == ["0001_initial", "0002_run_summary"]
+        assert [r[0] for r in rows] == ["0001_initial", "0002_run_summary", "0003_paper_venue"]
 
     async def test_an_older_schema_names_the_missing_migration(self, pg_url):
         async with open_aio_loop():
