@@ -319,12 +319,46 @@ def read_journal(path: Path) -> list[object]:
     return [decode_record(line) for line in path.read_bytes().splitlines()]
 
 
+TERMINATE_OTHERS = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE datname = current_database() "
+    "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+)
+
+
 class TestTerminatedBackends:
+    async def test_terminating_every_connection_while_units_are_written_loses_nothing(
+        self, pg_url: str
+    ) -> None:
+        # The producer never pauses: every 15 messages it terminates every other
+        # connection to the database, wherever the actor's unit of work is -- between
+        # statements, inside a COPY, in the commit. (An asyncpg error nobody retrieved
+        # used to end the trio-asyncio loop; the bridge now logs it.)
+        messages = mixed_messages(150)
+        terminated: list[int] = []
+        with trio.fail_after(60):
+            async with rig(pg_url, proxied=False, batch_size=10) as r:
+                conn = await run_aio(asyncpg.connect, pg_url)
+                try:
+                    for n, message in enumerate(messages):
+                        await r.ref.send(Persist(message))
+                        if n % 15 == 14:
+                            rows = await run_aio(conn.fetch, TERMINATE_OTHERS)
+                            terminated.append(sum(1 for row in rows if row[0]))
+                finally:
+                    await run_aio(conn.close)
+                total = sum(len(m) for m in messages)
+                assert await r.ref.ask(Flush()) == total
+                async with open_store(pg_url) as fresh:  # `direct` lost its connections too
+                    await assert_stored_once(fresh, messages)
+        assert sum(terminated) >= 1  # the actor's connections were open and were ended
+        statistics = r.keeper.statistics()
+        assert statistics.store_failures >= 1  # a unit of work was hit, and retried
+        assert statistics.accepted == total
+
     async def test_terminating_every_connection_mid_run_loses_nothing(self, pg_url: str) -> None:
         # The connections are terminated between units of work, while the producer is
-        # paused mid-stream: terminating one in the middle of a statement can leave an
-        # asyncpg future whose error nobody retrieves, and the trio-asyncio loop treats
-        # that as fatal (a storage-bridge issue of its own, not the actor's).
+        # paused mid-stream (every pool connection is open and idle then).
         messages = mixed_messages(120)
         pauses = {40: (trio.Event(), trio.Event()), 80: (trio.Event(), trio.Event())}
         terminated: list[int] = []
