@@ -32,7 +32,11 @@ from tradewind.actors import (
     decode_record,
 )
 from tradewind.actors._messages import Flush, OrderUpdated, Persist, StoreAvailabilityChanged
-from tradewind.actors._persistence import PersistenceActor, PersistenceKeeper
+from tradewind.actors._persistence import (
+    PersistenceActor,
+    PersistenceKeeper,
+    PersistenceStatistics,
+)
 from tradewind.runtime import (
     Actor,
     ActorRef,
@@ -326,73 +330,54 @@ TERMINATE_OTHERS = (
 )
 
 
+async def terminate_while_persisting(
+    pg_url: str, messages: list[tuple[object, ...]], at: set[int], *, idle_first: bool
+) -> tuple[list[int], PersistenceStatistics]:
+    """Send `messages`; after each index in `at` terminate every other connection to the
+    database (with `idle_first`, after a `Flush`, so the pool's connections are open and
+    idle). Check every record is stored once; return the connections ended per round and
+    the actor's statistics."""
+    terminated: list[int] = []
+    with trio.fail_after(60):
+        async with rig(pg_url, proxied=False, batch_size=10) as r:
+            conn = await run_aio(asyncpg.connect, pg_url)
+            try:
+                for n, message in enumerate(messages):
+                    await r.ref.send(Persist(message))
+                    if n in at:
+                        if idle_first:
+                            await r.ref.ask(Flush())
+                        rows = await run_aio(conn.fetch, TERMINATE_OTHERS)
+                        terminated.append(sum(1 for row in rows if row[0]))
+            finally:
+                await run_aio(conn.close)
+            total = sum(len(m) for m in messages)
+            assert await r.ref.ask(Flush()) == total
+            async with open_store(pg_url) as fresh:  # `direct` lost its connections too
+                await assert_stored_once(fresh, messages)
+    statistics = r.keeper.statistics()
+    assert statistics.accepted == total
+    return terminated, statistics
+
+
 class TestTerminatedBackends:
     async def test_terminating_every_connection_while_units_are_written_loses_nothing(
         self, pg_url: str
     ) -> None:
-        # The producer never pauses: every 15 messages it terminates every other
-        # connection to the database, wherever the actor's unit of work is -- between
-        # statements, inside a COPY, in the commit. (An asyncpg error nobody retrieved
-        # used to end the trio-asyncio loop; the bridge now logs it.)
-        messages = mixed_messages(150)
-        terminated: list[int] = []
-        with trio.fail_after(60):
-            async with rig(pg_url, proxied=False, batch_size=10) as r:
-                conn = await run_aio(asyncpg.connect, pg_url)
-                try:
-                    for n, message in enumerate(messages):
-                        await r.ref.send(Persist(message))
-                        if n % 15 == 14:
-                            rows = await run_aio(conn.fetch, TERMINATE_OTHERS)
-                            terminated.append(sum(1 for row in rows if row[0]))
-                finally:
-                    await run_aio(conn.close)
-                total = sum(len(m) for m in messages)
-                assert await r.ref.ask(Flush()) == total
-                async with open_store(pg_url) as fresh:  # `direct` lost its connections too
-                    await assert_stored_once(fresh, messages)
+        # The producer never pauses: every 15 messages every other connection to the
+        # database is ended, wherever the actor's unit of work is -- between statements,
+        # inside a COPY, in the commit. (An asyncpg error nobody retrieved used to end the
+        # trio-asyncio loop; the bridge now logs it.)
+        terminated, statistics = await terminate_while_persisting(
+            pg_url, mixed_messages(150), set(range(14, 150, 15)), idle_first=False
+        )
         assert sum(terminated) >= 1  # the actor's connections were open and were ended
-        statistics = r.keeper.statistics()
         assert statistics.store_failures >= 1  # a unit of work was hit, and retried
-        assert statistics.accepted == total
 
-    async def test_terminating_every_connection_mid_run_loses_nothing(self, pg_url: str) -> None:
-        # The connections are terminated between units of work, while the producer is
-        # paused mid-stream (every pool connection is open and idle then).
-        messages = mixed_messages(120)
-        pauses = {40: (trio.Event(), trio.Event()), 80: (trio.Event(), trio.Event())}
-        terminated: list[int] = []
-        with trio.fail_after(60):
-            async with rig(pg_url, proxied=False, batch_size=10) as r:
-                conn = await run_aio(asyncpg.connect, pg_url)
-                try:
-
-                    async def produce() -> None:
-                        for n, message in enumerate(messages):
-                            await r.ref.send(Persist(message))
-                            if n in pauses:
-                                await r.ref.ask(Flush())  # the pool's connections are open
-                                paused, resume = pauses[n]
-                                paused.set()
-                                await resume.wait()
-
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(produce)
-                        for paused, resume in pauses.values():
-                            await paused.wait()
-                            rows = await run_aio(
-                                conn.fetch,
-                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE datname = current_database() "
-                                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-                            )
-                            terminated.append(sum(1 for row in rows if row[0]))
-                            resume.set()
-                finally:
-                    await run_aio(conn.close)
-                total = sum(len(m) for m in messages)
-                assert await r.ref.ask(Flush()) == total
-                async with open_store(pg_url) as fresh:  # `direct` lost its connections too
-                    await assert_stored_once(fresh, messages)
+    async def test_terminating_every_idle_connection_mid_run_loses_nothing(
+        self, pg_url: str
+    ) -> None:
+        terminated, _ = await terminate_while_persisting(
+            pg_url, mixed_messages(120), {40, 80}, idle_first=True
+        )
         assert all(n >= 1 for n in terminated)
-        assert r.keeper.statistics().accepted == total
