@@ -8,6 +8,9 @@ Run on demand, not in the suite:
 Shapes, all measured in the same process and run:
 * one hop: a producer sends N messages to one consumer;
 * pipeline: a producer sends N messages through 4 stages; each stage forwards to the next;
+* lockstep: the pipeline with one message at a time -- the next is sent once the
+  previous one has left the last stage (tradewind: ``system.quiesce()`` after each send,
+  a replay's determinism barrier with empty handlers; raw channels: a reply channel);
 * latency: the pipeline fed at a steady 10,000 messages/second; per-message latency from
   the producer's send to the last stage's handler, p50 and p99, for tradewind and, as the
   floor set by trio's scheduler, for raw channels. Two ways of pacing the producer:
@@ -47,6 +50,7 @@ STAGES = 4
 REPEATS = 3
 RATE = 10_000
 LATENCY_SECONDS = 2.0
+LOCKSTEP_N = 20_000
 
 
 # ---------------------------------------------------------------------- tradewind
@@ -115,6 +119,22 @@ async def feed(
         await send(time.perf_counter_ns())
 
 
+async def tradewind_lockstep() -> float:
+    """Messages/second through the pipeline when each is sent only after the previous one's
+    cascade finished (``system.quiesce()`` after every send): a replay's determinism barrier
+    with no work in the handlers."""
+    async with open_actor_system(pipeline_spec(STAGES), asyncio_loop=False) as system:
+        head = system.ref("s1")
+        best = 0.0
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            for n in range(LOCKSTEP_N):
+                await head.send(n)
+                await system.quiesce()
+            best = max(best, LOCKSTEP_N / (time.perf_counter() - start))
+        return best
+
+
 async def tradewind_latency(pace: Callable[[float], Awaitable[None]]) -> list[int]:
     sink: list[int] = []
     async with open_actor_system(pipeline_spec(STAGES, sink), asyncio_loop=False) as system:
@@ -175,6 +195,32 @@ async def trio_latency(pace: Callable[[float], Awaitable[None]]) -> list[int]:
     return sink
 
 
+async def trio_lockstep() -> float:
+    """The same lockstep through raw channels: the last stage answers each message on a
+    reply channel before the producer sends the next."""
+    best = 0.0
+    for _ in range(REPEATS):
+        channels = [trio.open_memory_channel[int](CAPACITY) for _ in range(STAGES + 1)]
+
+        async def stage(index: int, channels: list[Any] = channels) -> None:
+            receive = channels[index][1]
+            send = channels[index + 1][0]
+            async for message in receive:
+                await send.send(message)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(STAGES):
+                nursery.start_soon(stage, index)
+            head, done = channels[0][0], channels[STAGES][1]
+            start = time.perf_counter()
+            for n in range(LOCKSTEP_N):
+                await head.send(n)
+                await done.receive()
+            best = max(best, LOCKSTEP_N / (time.perf_counter() - start))
+            nursery.cancel_scope.cancel()
+    return best
+
+
 # ---------------------------------------------------------------------- asyncio
 async def _asyncio_throughput(stages: int) -> float:
     best = 0.0
@@ -214,6 +260,8 @@ def run_all() -> dict[str, float]:
         results[f"asyncio.Queue {label}"] = asyncio_throughput(stages)
         results[f"trio channels {label}"] = trio.run(trio_throughput, stages)
         results[f"tradewind {label}"] = trio.run(tradewind_throughput, stages)
+    results["trio channels lockstep"] = trio.run(trio_lockstep)
+    results["tradewind lockstep (quiesce per message)"] = trio.run(tradewind_lockstep)
     for pacing, pace in (("steady", spin_until), ("bursty", sleep_until)):
         for label, measure in (("tradewind", tradewind_latency), ("trio channels", trio_latency)):
             latencies = sorted(trio.run(measure, pace))
