@@ -34,6 +34,8 @@ from tradewind.actors import (
     TimeInForce,
 )
 from tradewind.actors._paper_venue import DurablePaperBroker
+from tradewind.actors._settings import config_hash, load_settings
+from tradewind.runtime import ConfigError
 from tradewind.runtime._aio import open_aio_loop
 from tradewind.storage import (
     PaperVenueFill,
@@ -43,8 +45,11 @@ from tradewind.storage import (
 )
 
 from tests.faultproxy import open_fault_proxy
+from tests.system.conftest import write_config
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tradewind.storage import Store
 
 AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
@@ -292,6 +297,15 @@ class TestRefusals:
             with pytest.raises(DomainError, match="without its eligibility"):
                 await DurablePaperBroker.open(store, CONFIG)
 
+    async def test_loading_into_an_engine_that_has_traded_is_refused(
+        self, tmp_path: object
+    ) -> None:
+        async with open_store(f"sqlite:///{tmp_path}/twice.db") as store:
+            venue = await opened(store)
+            await venue.submit(submitted(1, T0))
+            with pytest.raises(DomainError, match="fresh engine"):
+                venue.exchange.load(await store.paper_venue())
+
     def test_records_validate_their_numbers(self) -> None:
         with pytest.raises(ValueError, match="submit_no: must be an int >= 1"):
             PaperVenueOrder(order=submitted(1, T0), submit_no=0, answer_ts=T0)
@@ -353,6 +367,7 @@ class TestStoreOutage:
         url = f"sqlite:///{tmp_path}/cancel.db"
         async with open_store(url) as store:
             venue = await opened(store)
+            await venue.subscribe(["AAPL"])
             with trio.CancelScope() as scope:
                 scope.cancel()
                 await venue.submit(submitted(1, T0))
@@ -362,6 +377,36 @@ class TestStoreOutage:
             (ack,) = await venue.submit(submitted(1, T0))
             assert isinstance(ack, OrderAccepted)
             assert venue.reloads == 1
+            assert venue.subscriptions == {"AAPL"}  # the session went on through the reload
             assert [o.order.client_order_id for o in (await store.paper_venue()).orders] == [
                 "s1-00000001"
             ]
+
+
+class TestTheStateSetting:
+    def test_the_default_is_the_journal(self, tmp_path: Path) -> None:
+        settings = load_settings(write_config(tmp_path), env={})
+        assert settings.broker.state == "journal"
+
+    def test_tables_is_taken_from_the_file_or_the_environment(self, tmp_path: Path) -> None:
+        path = write_config(tmp_path, extra="[broker]\nstate = 'tables'\n")
+        assert load_settings(path, env={}).broker.state == "tables"
+        env = {"TRADEWIND_BROKER__STATE": "tables"}
+        assert load_settings(write_config(tmp_path), env=env).broker.state == "tables"
+
+    def test_another_value_is_refused_naming_the_path_and_the_allowed_values(
+        self, tmp_path: Path
+    ) -> None:
+        path = write_config(tmp_path, extra="[broker]\nstate = 'disk'\n")
+        with pytest.raises(ConfigError) as caught:
+            load_settings(path, env={})
+        expected = (
+            "broker.state (TRADEWIND_BROKER__STATE): expected one of 'journal', 'tables', "
+            "got 'disk'"
+        )
+        assert caught.value.problems == (expected,)
+
+    def test_the_setting_is_part_of_the_configuration_hash(self, tmp_path: Path) -> None:
+        journal = load_settings(write_config(tmp_path), env={})
+        tables = load_settings(write_config(tmp_path, extra="[broker]\nstate = 'tables'\n"), env={})
+        assert config_hash(journal) != config_hash(tables)
