@@ -92,6 +92,7 @@ from tradewind.actors._paper import PaperConfig as PaperConfig
 from tradewind.actors._paper import PaperExchange as PaperExchange
 from tradewind.actors._paper import PaperFaults as PaperFaults
 from tradewind.actors._paper import PaperStatistics as PaperStatistics
+from tradewind.actors._paper_venue import DurablePaperBroker as DurablePaperBroker
 from tradewind.actors._reconcile import UNKNOWN_TO_BROKER as UNKNOWN_TO_BROKER
 from tradewind.actors._reconcile import BrokerView as BrokerView
 from tradewind.actors._reconcile import Reconciliation as Reconciliation
