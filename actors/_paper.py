@@ -55,10 +55,12 @@ Pure: plain data in, order events out; no clock, no randomness, no I/O.
 # * Cold start (`restore`): the engine dies with the process, and is rebuilt from the
 #   order journal of the store, which is taken as the venue's truth (an INITIALIZED or
 #   SUBMITTED order is taken as if it had just arrived; an accepted one keeps its status,
-#   fills and broker order id; the series are traded up to the last stored bar). Tables
-#   of the venue's own, written in units of work of its own, would be ahead of or behind
-#   the journal after a kill; rebuilt from the journal the two agree by construction
-#   (``docs/trading-system.md``, "Cold start").
+#   fills and broker order id; the series are traded up to the last stored bar): the
+#   two then agree by construction, and a restarted replay ends as an uninterrupted one.
+#   The other choice, ``[broker] state = "tables"``, is `DurablePaperBroker`
+#   (`_paper_venue.py`): the venue keeps its own tables, written through before it
+#   answers, so after a kill it may be ahead of or behind the journal and the restart's
+#   reconciliation meets real differences (``docs/trading-system.md``, "Cold start").
 # * `PaperBroker` is the `Broker` over the engine. Its async methods never block and
 #   are not checkpoints: the engine is pure, and a replay pays no scheduler round trip
 #   per bar for a simulated venue.

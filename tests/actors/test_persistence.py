@@ -192,9 +192,10 @@ class TestCascadeCut:
 
     async def test_a_size_triggered_commit_stops_before_the_newest_bar(self, store: Store) -> None:
         update = order_updates()[0]
-        async with persistence(
-            store, batch_size=3, flush_interval=3_600, cascade_cut=True
-        ) as (system, keeper):
+        async with persistence(store, batch_size=3, flush_interval=3_600, cascade_cut=True) as (
+            system,
+            keeper,
+        ):
             ref = system.ref("persistence")
             await ref.send(Persist((bar(0), update, bar(1))))
             await system.quiesce()
@@ -218,9 +219,10 @@ class TestCascadeCut:
 
     async def test_a_durable_write_commits_the_running_cascade_too(self, store: Store) -> None:
         update = order_updates()[0]
-        async with persistence(
-            store, batch_size=1_000, flush_interval=3_600, cascade_cut=True
-        ) as (system, keeper):
+        async with persistence(store, batch_size=1_000, flush_interval=3_600, cascade_cut=True) as (
+            system,
+            keeper,
+        ):
             ref = system.ref("persistence")
             await ref.send(Persist((bar(0), bar(1))))
             assert await ref.ask(PersistDurably((update,))) == 3
@@ -230,9 +232,10 @@ class TestCascadeCut:
     async def test_a_time_triggered_commit_waits_for_the_next_bar_when_only_a_cascade_is_pending(
         self, store: Store, autojump_clock: trio.testing.MockClock
     ) -> None:
-        async with persistence(
-            store, batch_size=1_000, flush_interval=2.0, cascade_cut=True
-        ) as (system, keeper):
+        async with persistence(store, batch_size=1_000, flush_interval=2.0, cascade_cut=True) as (
+            system,
+            keeper,
+        ):
             ref = system.ref("persistence")
             await ref.send(Persist((bar(0), order_updates()[0])))
             await trio.sleep(5.0)
