@@ -31,7 +31,15 @@ from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
 from tests.system.conftest import csv, write_config
-from tests.system.test_cold_start import MARK, config, processed_again, seen_bar, start
+from tests.system.test_cold_start import (
+    MARK,
+    config,
+    last_bars,
+    processed_again,
+    seen_bar,
+    start,
+    stored,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
@@ -270,26 +278,8 @@ TABLES_ONLY = "[broker]\nstate = 'tables'\n"
 
 
 def read_both(url: str) -> dict[str, Any]:
-    async def read() -> dict[str, Any]:
-        async with open_store(url) as store:
-            return {
-                "orders": await store.orders(),
-                "fills": await store.fills(),
-                "positions": dict(await store.positions()),
-                "bars": await store.bars(),
-                "runs": await store.runs(),
-                "venue": await store.paper_venue(),
-            }
-
-    return trio.run(read)
-
-
-def last_bars(url: str) -> dict[tuple[str, str], Any]:
-    async def read() -> dict[tuple[str, str], Any]:
-        async with open_store(url) as store:
-            return await store.last_bars()
-
-    return trio.run(read)
+    """What the store holds (as `stored`) and the venue's tables."""
+    return {**stored(url), "venue": trio.run(venue_of, url)}
 
 
 def run_noting_reconciliations(
