@@ -3,8 +3,8 @@
 The feed pulls items from a `BarSource`, drops what is not a good new bar (rejections,
 duplicates, conflicts, out-of-order bars, bars outside a trading session), tells risk
 when sessions open and close and when data goes stale, and sends each accepted bar to
-the order actor (where market data enters the trading subtree) and, batched, to
-persistence. In replay mode it releases one item at a time and waits for the whole
+persistence and then to the order actor (where market data enters the trading
+subtree). In replay mode it releases one item at a time and waits for the whole
 system to be quiet before the next (the determinism barrier).
 """
 
@@ -30,25 +30,25 @@ system to be quiet before the next (the determinism barrier).
 #   restart with it. So nothing is read twice and nothing is skipped.
 # * The cheapest correct barrier: only an accepted bar can make anything downstream react,
 #   so the pump quiesces only after items that could be accepted (a parsed bar), never
-#   after a row the source already rejected. Accepted bars go to persistence in batches
-#   (`persist_batch`); the batch waiting to be sent lives in the keeper, so a crash
-#   loses nothing, and `on_stop` and the end of data send the rest.
+#   after a row the source already rejected.
 # * Decide, then act: a bar is classified first (`BarSequencer.classify`, no change),
 #   sent on, and only then recorded (`offer`), with no await between the send to the
 #   order actor and the record. A send that is cancelled enqueued nothing, so a bar
 #   redelivered after a crash is either recorded (and dropped as a duplicate) or was
 #   never passed on; it is never sent twice. Session events are recorded one by one as
 #   they are sent, for the same reason.
-# * In a replay each accepted bar goes to persistence on its own, *before* the order
-#   actor sees it (`keeper.persisted` marks it sent, so a redelivery does not send it
-#   again). Persistence then holds the bar ahead of every record its cascade produces:
-#   the durable journal write of an intent decided on bar N also commits bar N, and a
-#   cold start, resuming after the last stored bar, never decides on bar N again (which
-#   would place the journaled order a second time under a new id). Persistence's own
-#   size- and time-triggered commits end where a cascade begins (`cascade_cut`), so the
-#   store holds whole cascades plus at most the journaled part of the last one. Batching
-#   bars in the feed (`persist_batch`) would let a journaled intent reach the store before
-#   its bar; it is kept for paper trading, where bars are never processed again.
+# * Each accepted bar goes to persistence on its own, *before* the order actor sees it
+#   (`keeper.persisted` marks it sent, so a redelivery does not send it again).
+#   Persistence then holds the bar ahead of every record its cascade produces: the
+#   durable journal write of an intent decided on bar N also commits bar N, and a cold
+#   start, resuming after the last stored bar, never decides on bar N again (which would
+#   place the journaled order a second time under a new id). In a replay persistence's
+#   own size- and time-triggered commits also end where a cascade begins (`cascade_cut`),
+#   so the store holds whole cascades plus at most the journaled part of the last one.
+#   Rejected: batching bars in the feed (one `Persist` per N bars). It saves a message
+#   per bar, but lets a journaled intent reach the store before its bar -- in a replay,
+#   and in paper trading from a source that a restart reads again (a file, the
+#   synthetic generator). Persistence batches its units of work anyway.
 # * The stale-data watchdog is a second owned task on trio time (virtual under MockClock):
 #   when no bar arrived for `stale_after` seconds while the session (as the bars have
 #   shown it) is open, it asks the handler to check, and the handler sends `FeedStale`
@@ -236,7 +236,6 @@ class FeedKeeper:
     finished: trio.Event = attrs.field(factory=trio.Event)
     error: Exception | None = None
     rejections: collections.deque[BarRejected] = attrs.field(init=False)
-    unsent: list[Bar] = attrs.field(factory=list)
     persisted: Bar | None = None
     resume_after: dict[tuple[str, str], int] = attrs.field(factory=dict)
     session_open: bool | None = None
@@ -315,8 +314,6 @@ class FeedActor(Actor):
             each (the determinism barrier), and finish with `EndOfData`.
         stale_after: seconds of trio time without a bar during an open session before
             `FeedStale` goes to risk; None disables the watchdog (replays).
-        persist_batch: accepted bars sent to persistence in one `Persist` (paper trading;
-            a replay sends each bar on its own, ahead of its cascade).
         orders_path, risk_path, persistence_path: the peers.
 
     Messages handled: `SourceBar`, `SourceRejection` (from its own pump), and internal
@@ -331,14 +328,10 @@ class FeedActor(Actor):
         calendar: TradingCalendar | None = None,
         replay: bool = True,
         stale_after: float | None = None,
-        persist_batch: int = 256,
         orders_path: str = "trading/orders",
         risk_path: str = "trading/risk",
         persistence_path: str = "persistence",
     ) -> None:
-        if persist_batch < 1:
-            msg = f"persist_batch: must be >= 1, got {persist_batch}"
-            raise ValueError(msg)
         if stale_after is not None and not stale_after > 0:
             msg = f"stale_after: must be > 0 or None, got {stale_after}"
             raise ValueError(msg)
@@ -347,7 +340,6 @@ class FeedActor(Actor):
         self._calendar = calendar
         self._replay = replay
         self._stale_after = stale_after
-        self._persist_batch = persist_batch
         self._paths = (orders_path, risk_path, persistence_path)
         self._tasks: list[OwnedTask] = []
 
@@ -368,10 +360,9 @@ class FeedActor(Actor):
             task.start()
 
     async def on_stop(self) -> None:
-        """Stop the owned tasks, then send persistence the bars still batched."""
+        """Stop the owned tasks."""
         for task in self._tasks:
             await task.stop()
-        await self._send_persist()
 
     # ------------------------------------------------------------------ the pump
 
@@ -477,21 +468,16 @@ class FeedActor(Actor):
         if keeper.stale:
             await self._risk.send(FeedResumed(bar.ts))
             keeper.stale = False
-        if self._replay:
+        if keeper.persisted is not bar:
             # Persistence has the bar before anything its cascade produces (see the notes).
-            if keeper.persisted is not bar:
-                await self._persistence.send(Persist((bar,)))
-                keeper.persisted = bar
-        else:
-            keeper.unsent.append(bar)
+            await self._persistence.send(Persist((bar,)))
+            keeper.persisted = bar
         await self._orders.send(bar)
         keeper.sequencer.offer(bar)
         keeper.last_ts = bar.ts
         if self._stale_after is not None:
             keeper.last_bar_clock = keeper.quiet_since = trio.current_time()
             keeper._wake()
-        if len(keeper.unsent) >= self._persist_batch:
-            await self._send_persist()
 
     async def _session_events(self, ts: int, *, from_bar: bool) -> None:
         """Send risk the session opens and closes up to `ts`, in time order.
@@ -520,7 +506,6 @@ class FeedActor(Actor):
 
     async def _on_exhausted(self) -> None:
         keeper = self._keeper
-        await self._send_persist()
         end_ts = keeper.last_ts if keeper.last_ts is not None else 0
         await self._risk.send(EndOfData(end_ts))
         self.context.log.info("source_exhausted", statistics=attrs.asdict(keeper.statistics()))
@@ -540,12 +525,6 @@ class FeedActor(Actor):
             keeper.stale_events += 1
             self.context.log.warning("feed_stale", silent_s=silent)
         keeper._wake()
-
-    async def _send_persist(self) -> None:
-        keeper = self._keeper
-        if keeper.unsent:
-            await self._persistence.send(Persist(tuple(keeper.unsent)))
-            keeper.unsent = []
 
     def _reject(self, location: str, reason: str, ts: int | None) -> None:
         rejection = BarRejected(ts if ts is not None else 0, reason, location)

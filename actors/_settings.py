@@ -203,7 +203,6 @@ class DataSection:
             time steps, the first step's time (ns since the epoch) and the first open.
         interval: synthetic: seconds between time steps (paper mode); 0 for as fast as
             the system takes them.
-        persist_batch: accepted bars the feed sends persistence at once.
         conflate: market data toward the strategy replaces a queued bar of the same
             instrument (CONFLATE) instead of waiting (BLOCK); skipped bars are counted.
         stale_after: paper mode: seconds without a bar during a session before the feed
@@ -218,7 +217,6 @@ class DataSection:
     start_ts: int = attrs.field(default=DEFAULT_SYNTHETIC_START, validator=non_negative)
     start_price: Decimal = attrs.field(default=Decimal(100), validator=positive)
     interval: float = attrs.field(default=0.0, validator=non_negative)
-    persist_batch: int = attrs.field(default=256, validator=positive)
     conflate: bool = False
     stale_after: float | None = attrs.field(default=None, validator=_optional_positive)
 

@@ -641,7 +641,6 @@ def _tree(
             calendar=calendar,
             replay=settings.replay,
             stale_after=None if settings.replay else data.stale_after,
-            persist_batch=data.persist_batch,
         ),
     )
     trading_children: tuple[AnySpec, ...] = (orders, risk, strategy)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
@@ -195,36 +195,29 @@ class TestSequencing:
 
 class TestFanOut:
     async def test_every_accepted_bar_goes_to_orders_and_persistence_in_order(self) -> None:
-        journal, keeper = await replay(synthetic(40), persist_batch=16)
+        journal, keeper = await replay(synthetic(40))
         expected = list(synthetic_bars([AAPL, MSFT], seed=11, start_ts=T0, count=40))
         assert journal.bars() == expected
         assert journal.persisted() == expected
         assert keeper.statistics().accepted == len(expected)
 
-    async def test_a_replay_hands_each_bar_to_persistence_before_the_order_actor_sees_it(
-        self,
+    @pytest.mark.parametrize("replay", [True, False], ids=["replay", "paper"])
+    async def test_each_bar_reaches_persistence_before_the_order_actor_sees_it(
+        self, replay: bool
     ) -> None:
         # So the durable journal write of an intent decided on a bar always commits that
         # bar too, and a cold start never decides on it again.
-        journal, _ = await replay(synthetic(40), persist_batch=16)
+        journal = Journal()
+        keeper = FeedKeeper()
+        async with running(
+            journal, lambda: FeedActor(keeper, synthetic(40), replay=replay)
+        ) as system:
+            await keeper.wait_finished()
+            await system.quiesce()
         sizes = [len(m.records) for m in journal.of("persistence") if isinstance(m, Persist)]
         assert sizes == [1] * 80
         # the n-th bar the order actor handles was already the n-th Persist taken in
         assert [a >= n for n, a in enumerate(journal.persistence_accepted, 1)] == [True] * 80
-
-    async def test_a_paper_feed_batches_bars_for_persistence(self) -> None:
-        keeper = FeedKeeper()
-        journal = Journal()
-        bars = [bar(T0 + i * MINUTE) for i in range(40)]
-        source = GatedSource(bars, [])
-        feed = lambda: FeedActor(keeper, source, replay=False, persist_batch=16)  # noqa: E731
-        async with running(journal, feed) as system:
-            while len(journal.bars()) < 40:
-                await journal.got.wait()
-            await system.quiesce()
-            sizes = [len(m.records) for m in journal.of("persistence") if isinstance(m, Persist)]
-            assert sizes == [16, 16]
-        assert journal.persisted() == bars
 
     async def test_replay_releases_one_bar_per_quiet_system(self) -> None:
         journal, _ = await replay(synthetic(30))
@@ -247,8 +240,6 @@ class TestFanOut:
         assert bar_conflation_key(stale) != bar_conflation_key(FeedStale(1, 2))
 
     def test_bad_options_are_refused(self) -> None:
-        with pytest.raises(ValueError, match="persist_batch"):
-            FeedActor(FeedKeeper(), synthetic(), persist_batch=0)
         with pytest.raises(ValueError, match="stale_after"):
             FeedActor(FeedKeeper(), synthetic(), stale_after=0)
 
@@ -365,7 +356,7 @@ class TestRestarts:
         journal = Journal()
         keeper = FeedKeeper()
         source = synthetic(20)
-        async with running(journal, lambda: CrashOnce(keeper, source, persist_batch=4)) as system:
+        async with running(journal, lambda: CrashOnce(keeper, source)) as system:
             await keeper.wait_finished()
             await system.quiesce()
             restarts = system.statistics().actors["feed"].restarts
@@ -374,6 +365,46 @@ class TestRestarts:
         assert journal.bars() == expected
         assert journal.persisted() == expected
         assert keeper.statistics().duplicates == 1  # the redelivered bar, dropped
+
+    async def test_a_crash_between_persistence_and_the_order_actor_sends_the_bar_once(
+        self,
+    ) -> None:
+        # The bar went to persistence, then the send to the order actor crashed: the
+        # redelivered bar goes on to the order actor, but not to persistence again.
+        failing = T0 + 5 * MINUTE
+
+        class FailingOrders:
+            def __init__(self, ref: Any) -> None:
+                self.ref = ref
+                self.failed = False
+
+            async def send(self, message: object) -> None:
+                if isinstance(message, Bar) and message.ts == failing and not self.failed:
+                    self.failed = True
+                    raise RuntimeError("injected")
+                await self.ref.send(message)
+
+        wrappers: list[FailingOrders] = []
+
+        class CrashingSend(FeedActor):
+            async def on_start(self) -> None:
+                await super().on_start()
+                if not wrappers:
+                    wrappers.append(FailingOrders(self._orders))
+                self._orders = wrappers[0]  # type: ignore[assignment]
+
+        journal = Journal()
+        keeper = FeedKeeper()
+        async with running(journal, lambda: CrashingSend(keeper, synthetic(20))) as system:
+            await keeper.wait_finished()
+            await system.quiesce()
+            restarts = system.statistics().actors["feed"].restarts
+        expected = list(synthetic_bars([AAPL, MSFT], seed=11, start_ts=T0, count=20))
+        assert restarts == 1
+        assert wrappers[0].failed
+        assert journal.bars() == expected
+        assert journal.persisted() == expected  # the failing bar once
+        assert keeper.statistics().duplicates == 0
 
     async def test_a_restarted_feed_resumes_its_source_where_it_stopped(self) -> None:
         keeper = FeedKeeper()
@@ -408,15 +439,3 @@ class TestRestarts:
         with pytest.raises(SupervisorFailed):
             async with running(journal, lambda: FeedActor(keeper, source), max_restarts=1):
                 await trio.sleep_forever()
-
-    async def test_on_stop_sends_the_pending_batch(self) -> None:
-        keeper = FeedKeeper()
-        journal = Journal()
-        source = GatedSource([bar(T0), bar(T0 + MINUTE)], [])
-        feed = lambda: FeedActor(keeper, source, replay=False, persist_batch=100)  # noqa: E731
-        async with running(journal, feed) as system:
-            while len(journal.bars()) < 2:
-                await journal.got.wait()
-            await system.quiesce()
-            assert journal.persisted() == []
-        assert journal.persisted() == journal.bars()

@@ -196,7 +196,7 @@ class TestPersistenceWiring:
             tmp_path,
             mode="paper",
             extra=extra,
-            data=synthetic(count=30, interval=0.002, persist_batch=1),
+            data=synthetic(count=30, interval=0.002),
         )
         journal = tmp_path.resolve() / "journals" / "outage.jsonl"
         store = OutageStore()

@@ -64,7 +64,6 @@ tick_size = 0.01
 source = "synthetic"
 seed = 42
 count = {steps}
-persist_batch = 1024
 [strategy]
 path = "{sma}:SmaCrossover"
 id = "bench"
