@@ -671,8 +671,11 @@ class PersistenceActor(Actor):
         count = _cascade_start(batch) if cut else len(batch)
         if count == 0:
             # All of it belongs to the running cascade: wait for the next bar (or the
-            # durable, on-demand or final commit); the interval starts again.
+            # durable, on-demand or final commit); the interval starts again. A retry due
+            # after a failed durable write is dropped too: there is nothing to retry with
+            # until then, and the ticker would otherwise fire at once, again and again.
             keeper.batch_started = trio.current_time()
+            keeper.retry_at = None
             return True
         if not await self._commit(batch if count == len(batch) else batch[:count]):
             return False

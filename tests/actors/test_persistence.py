@@ -248,6 +248,35 @@ class TestCascadeCut:
             assert await store.bars() == [bar(0)]
             assert keeper.statistics().commits == 1
 
+    async def test_a_failed_durable_write_of_a_running_cascade_does_not_tick_in_a_loop(
+        self, store: Store, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        # A durable write during an outage leaves the running cascade pending with a retry
+        # due. The cut cannot commit any of it, so the retry must not be re-armed every
+        # tick: the ticker falls back to the flush interval until the next bar.
+        flaky = FlakyStore(store, down=True)
+        options = {"retry_initial": 0.5, "retry_max": 2.0, "durable_timeout": 0.0}
+        async with persistence(
+            flaky, batch_size=1_000, flush_interval=1.0, cascade_cut=True, **options
+        ) as (system, keeper):  # type: ignore[arg-type]
+            ref = system.ref("persistence")
+            await ref.send(Persist((bar(0),)))
+            answer = await ref.ask(PersistDurably((order_updates()[0],)), timeout=60)
+            assert isinstance(answer, NotDurable)
+            flaky.down = False
+            before = system.statistics().actors["persistence"].processed
+            await trio.sleep(10.0)
+            await system.quiesce()
+            ticks = system.statistics().actors["persistence"].processed - before
+            assert ticks <= 25  # one or two a second, not one a millisecond
+            assert keeper.statistics().pending == 2  # still all of bar 0's cascade
+            await ref.send(Persist((bar(1),)))
+            await trio.sleep(1.5)
+            await system.quiesce()
+            assert keeper.statistics().pending == 1  # bar 0 and its cascade committed
+            assert keeper.statistics().store_available
+        assert await store.bars() == list(bars(2))
+
 
 class TestDurability:
     async def test_persist_durably_answers_only_after_commit(self, store: Store) -> None:
