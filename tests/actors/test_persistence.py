@@ -255,10 +255,15 @@ class TestCascadeCut:
         # due. The cut cannot commit any of it, so the retry must not be re-armed every
         # tick: the ticker falls back to the flush interval until the next bar.
         flaky = FlakyStore(store, down=True)
-        options = {"retry_initial": 0.5, "retry_max": 2.0, "durable_timeout": 0.0}
         async with persistence(
-            flaky, batch_size=1_000, flush_interval=1.0, cascade_cut=True, **options
-        ) as (system, keeper):  # type: ignore[arg-type]
+            flaky,
+            batch_size=1_000,
+            flush_interval=1.0,
+            cascade_cut=True,
+            retry_initial=0.5,
+            retry_max=2.0,
+            durable_timeout=0.0,
+        ) as (system, keeper):
             ref = system.ref("persistence")
             await ref.send(Persist((bar(0),)))
             answer = await ref.ask(PersistDurably((order_updates()[0],)), timeout=60)
