@@ -20,8 +20,8 @@ Design notes
   merged into one write per table, placed where the table was first written: the
   backend then stages each table's rows once (PostgreSQL: one COPY) and checks conflicts
   once. Upserts (instruments, order snapshots, the paper venue's rows), run finishes and
-  clears keep their order,
-  because their outcome can depend on it (a later snapshot of the same order wins).
+  clears keep their order, because their outcome can depend on it (a later snapshot of
+  the same order wins).
 """
 
 from __future__ import annotations
