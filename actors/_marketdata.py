@@ -92,18 +92,36 @@ def _non_negative(_instance: object, attribute: attrs.Attribute[Decimal], value:
         raise InvalidMarketData(attribute.name, value, "must be >= 0")
 
 
+# Symbols and timeframes that passed their check once: every bar of a series repeats
+# them, so later bars skip the check (bounded: a feed has few series).
+_GOOD_SYMBOLS: set[str] = set()
+_GOOD_TIMEFRAMES: set[str] = set()
+_GOOD_MAX = 4_096
+
+
+def _remember(good: set[str], value: str) -> None:
+    if len(good) < _GOOD_MAX:
+        good.add(value)
+
+
 def _symbol(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if type(value) is str and value in _GOOD_SYMBOLS:
+        return
     if not isinstance(value, str) or not value or value != value.strip():
         raise InvalidMarketData(
             attribute.name, value, "must be a non-empty symbol without surrounding spaces"
         )
+    _remember(_GOOD_SYMBOLS, value)
 
 
 def _timeframe(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if type(value) is str and value in _GOOD_TIMEFRAMES:
+        return
     if not isinstance(value, str) or not _TIMEFRAME.fullmatch(value):
         raise InvalidMarketData(
             attribute.name, value, "must be a count and a unit, such as '1m', '5m', '1d'"
         )
+    _remember(_GOOD_TIMEFRAMES, value)
 
 
 def _timestamp(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:

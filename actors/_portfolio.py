@@ -298,13 +298,20 @@ class Portfolio:
         Raises:
             MissingPrice: an open position has never been marked.
         """
-        return self._by_currency(
-            [
-                *self.realized_pnl_by_currency().items(),
-                *self.unrealized_pnl_by_currency().items(),
-                *((currency, -fee) for currency, fee in self._fees.items()),
-            ]
-        )
+        # One pass (risk values this on every bar of an open position); the sums are the
+        # same as realized + unrealized - fees per currency, added in that order.
+        totals: dict[str, Decimal] = {}
+        for position in self._positions.values():
+            currency = position.currency
+            totals[currency] = totals.get(currency, _ZERO) + position.realized_pnl
+        for position in self._positions.values():
+            if position.quantity:
+                currency = position.currency
+                pnl = position.unrealized_pnl(self._mark_of(position.instrument))
+                totals[currency] = totals.get(currency, _ZERO) + pnl
+        for currency, fee in self._fees.items():
+            totals[currency] = totals.get(currency, _ZERO) - fee
+        return totals
 
     def market_value_by_currency(self) -> dict[str, Decimal]:
         """The signed marked value of the open positions, per currency.

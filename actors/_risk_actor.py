@@ -567,8 +567,8 @@ class RiskBook:
         if self.killed:
             return []
         day_pnl = self.day_pnl()
-        if day_pnl is None:
-            return []
+        if day_pnl is None or day_pnl > -self.limits.daily_loss_limit:
+            return []  # within the limit: the common case, decided without `kill_switch`
         limits = self.limits
         if self.settings.flatten_on_kill is not None:
             limits = limits.replace(flatten_on_halt=self.settings.flatten_on_kill)

@@ -331,11 +331,15 @@ class CrashPlan:
 class StoppableSource:
     """A `BarSource` whose iteration ends early when `stop` is called.
 
-    The wait for the next item is cancelled by `stop`, so a paper feed waiting for its
-    next bar ends at once; the item in hand is never cut in half.
+    With ``cancel_waits`` (paper mode) the wait for the next item is cancelled by `stop`,
+    so a paper feed waiting for its next bar ends at once; without it (replays: a file or
+    a generator, never waiting long) `stop` takes effect before the next item is read,
+    and no cancel scope is entered per item (one costs about 3 µs, a tenth of a
+    replayed bar's budget). Either way the item in hand is never cut in half.
     """
 
     inner: BarSource
+    cancel_waits: bool = True
     _stopped: bool = False
     _scope: trio.CancelScope | None = None
 
@@ -363,6 +367,14 @@ class StoppableSource:
         """The inner source's items until it ends or `stop` is called."""
         async with aclosing(self.inner.items(skip=skip)) as items:
             iterator = aiter(items)
+            if not self.cancel_waits:
+                while not self._stopped:
+                    try:
+                        item = await anext(iterator)
+                    except StopAsyncIteration:
+                        return
+                    yield item
+                return
             while not self._stopped:
                 with trio.CancelScope() as scope:
                     self._scope = scope
@@ -833,7 +845,10 @@ async def open_trading_system(
                 open_store(settings.store.url.reveal(), pool_size=settings.store.pool_size)
             )
         factory = strategy_factory or load_strategy_factory(settings)
-        stoppable = StoppableSource(source if source is not None else make_source(settings))
+        stoppable = StoppableSource(
+            source if source is not None else make_source(settings),
+            cancel_waits=settings.mode != "replay",
+        )
         expected = None
         if source is None and settings.data.source == "csv":
             expected = await trio.to_thread.run_sync(_count_data_lines, str(settings.data.path))

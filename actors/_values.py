@@ -123,6 +123,8 @@ def to_decimal(value: object, field: str) -> Decimal:
         DomainError: `value` is a bool, NaN, infinite, a string that is not a plain
             decimal number, or of any other type. The message names `field` and `value`.
     """
+    if type(value) is Decimal and value.is_finite():
+        return value  # the hot path: every price of every bar passes here
     if isinstance(value, float):
         raise FloatRefused(
             f"{field}: float {value!r} refused; pass a Decimal, an int or a decimal string"

@@ -60,6 +60,26 @@ class TestStoppableSource:
         source.stop()
         assert [item async for item in source.items()] == []
 
+    async def test_without_cancelling_waits_stop_ends_before_the_next_item(self):
+        # The replay form: no cancel scope per item; stop is seen before the next read.
+        inner = SyntheticBarSource([AAPL], seed=1, start_ts=0, count=50)
+        source = StoppableSource(inner, cancel_waits=False)
+        taken = []
+        async for item in source.items():
+            taken.append(item)
+            if len(taken) == 3:
+                source.stop()
+        assert source.stopped
+        expected = [item async for item in inner.items()][:3]
+        assert taken == expected
+
+    async def test_without_cancelling_waits_the_whole_source_is_read(self):
+        inner = SyntheticBarSource([AAPL], seed=1, start_ts=0, count=20)
+        source = StoppableSource(inner, cancel_waits=False)
+        assert [item async for item in source.items(skip=5)] == [
+            item async for item in inner.items(skip=5)
+        ]
+
 
 class TestPaperColdStart:
     async def test_a_second_paper_run_resumes_after_the_stored_bars_and_keeps_positions(
