@@ -29,8 +29,14 @@ system to be quiet before the next (the determinism barrier).
 #   pump re-opens the source with ``skip=position``. Items in the mailbox survive the
 #   restart with it. So nothing is read twice and nothing is skipped.
 # * The cheapest correct barrier: only an accepted bar can make anything downstream react,
-#   so the pump quiesces only after items that could be accepted (a parsed bar), never
-#   after a row the source already rejected.
+#   so the pump waits only after items that could be accepted (a parsed bar), never
+#   after a row the source already rejected. It waits with `system.settle()`, not
+#   `quiesce()`: in a replay persistence's mailbox wakes lazily (`wake_after`), and the
+#   records parked there change no decision, so persistence drains them in batches of
+#   hundreds instead of being scheduled once per bar. The journal write of an intent is
+#   an ask, which wakes it at once, and it takes the parked records first (FIFO), so a
+#   bar is still stored no later than the intents decided on it. The end of the source
+#   is followed by a full `quiesce()`.
 # * Decide, then act: a bar is classified first (`BarSequencer.classify`, no change),
 #   sent on, and only then recorded (`offer`), with no await between the send to the
 #   order actor and the record. A send that is cancelled enqueued nothing, so a bar
@@ -372,14 +378,14 @@ class FeedActor(Actor):
         system = self.context.system
         replay = self._replay
         if replay:
-            await system.quiesce()  # a redelivered item's cascade first
+            await system.settle()  # a redelivered item's cascade first
         if not keeper.exhausted:
             async with aclosing(self._source.items(skip=keeper.position)) as items:
                 async for item in items:
                     await ref.send(item)
                     keeper.position += 1
                     if replay and type(item) is SourceBar:
-                        await system.quiesce()
+                        await system.settle()
             await ref.send(_SourceExhausted())
             keeper.exhausted = True
         if replay:

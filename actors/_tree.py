@@ -579,6 +579,11 @@ def make_source(settings: Settings, *, interval: float | None = None) -> BarSour
     )
 
 
+#: In a replay, persistence is woken once this many records are queued (or by an ask,
+#: or at the end): a batch per wake-up instead of one scheduler pass per bar.
+_REPLAY_PERSISTENCE_WAKE = 256
+
+
 def _tree(
     parts: _Parts,
     wrap: Callable[[str, Callable[[], Actor]], Callable[[], Actor]],
@@ -618,8 +623,18 @@ def _tree(
             cascade_cut=settings.replay,
         ),
     )
-    # Persistence flushes may wait on the database: its handler has no timeout.
-    persistence = attrs.evolve(persistence, handler_timeout=None)
+    # Persistence flushes may wait on the database: its handler has no timeout. In a
+    # replay its mailbox wakes lazily: it drains records in batches while the feed's
+    # barrier (`settle()`) waits only for the trading cascade (see `_feed.py`).
+    persistence = attrs.evolve(
+        persistence,
+        handler_timeout=None,
+        mailbox=MailboxSpec(
+            capacity,
+            Overflow.BLOCK,
+            wake_after=min(_REPLAY_PERSISTENCE_WAKE, capacity) if settings.replay else 1,
+        ),
+    )
     reconnect_backoff = settings.broker.reconnect_backoff()
     subscriptions = tuple(settings.instrument_map())
     orders = child(

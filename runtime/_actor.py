@@ -188,7 +188,10 @@ class ActorRef:
             mailbox.accepted += 1
             mailbox.in_flight.count += 1
             if mailbox.consumer is not None:
-                mailbox.wake_consumer()
+                if mailbox.wake_after == 1:
+                    mailbox.wake_consumer()
+                else:
+                    mailbox.park_or_wake()
             return
         await mailbox.put(message)
 
@@ -439,7 +442,7 @@ class ActorCell(Node):
                 # early, and the handlers' own sends were counted as they happened.
                 self.processed += done
                 in_flight.count -= done
-                if not in_flight.count:
+                if in_flight.count == in_flight.parked:
                     in_flight.finished(0)
             if queue:
                 await trio.lowlevel.checkpoint()

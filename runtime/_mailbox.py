@@ -25,6 +25,13 @@ Design notes
   message is accepted, -1 once it is finished (handled, conflated away or dead-lettered).
   A handler's sends happen before its own -1, so a cascade A -> B -> C never reads zero
   half-way.
+* Lazy wake-up (``MailboxSpec.wake_after`` > 1): a plain ``send`` into a mailbox whose
+  consumer is parked leaves it parked until ``wake_after`` messages are queued; the
+  messages are *parked* (counted in ``InFlight.parked`` as well as in ``count``). An
+  ask, a full mailbox, ``send_nowait`` and ``quiesce()`` wake it at once. So a consumer
+  that only stores what others did (persistence in a replay) drains hundreds of
+  messages per wake-up instead of one per scheduler pass, and ``settle()`` -- "nothing
+  but parked messages is in flight" -- is a barrier that does not wake it.
 """
 
 from __future__ import annotations
@@ -48,32 +55,60 @@ CLOSED = 2
 
 
 class InFlight:
-    """The system-wide count of accepted, unfinished messages, with idle waiters."""
+    """The system-wide count of accepted, unfinished messages, with idle waiters.
 
-    __slots__ = ("_lot", "count", "waiting")
+    ``parked`` counts the messages of that total that wait in lazy mailboxes whose
+    consumer has not been woken (see the module notes); the system is *settled* when
+    nothing else is in flight (``count == parked``) and *idle* at zero.
+    """
+
+    __slots__ = ("_lot", "count", "lazy", "parked", "waiting")
 
     def __init__(self) -> None:
         self.count = 0
+        self.parked = 0
         self.waiting = 0
+        self.lazy: list[Mailbox] = []
         self._lot = trio.lowlevel.ParkingLot()
 
     def finished(self, n: int = 1) -> None:
-        """Count ``n`` messages as finished and wake idle waiters at zero."""
+        """Count ``n`` messages as finished and wake waiters once the system settles."""
         self.count -= n
-        if self.count == 0 and self.waiting:
+        if self.count == self.parked and self.waiting:
             self._lot.unpark_all()
 
+    def wake_parked(self) -> None:
+        """Wake every lazy mailbox's consumer that has parked messages."""
+        for mailbox in self.lazy:
+            if mailbox.parked:
+                mailbox.wake_consumer()
+
+    async def wait_settled(self) -> None:
+        """Return once nothing but parked messages is in flight (a checkpoint even when
+        that is already so); parked messages stay parked."""
+        if self.count == self.parked:
+            await trio.lowlevel.checkpoint()
+            return
+        while self.count != self.parked:
+            await self._park()
+
     async def wait_idle(self) -> None:
-        """Return once the count is zero (a checkpoint even when it already is)."""
+        """Return once the count is zero, waking parked messages whenever nothing else
+        is left (a checkpoint even when the count already is zero)."""
         if self.count == 0:
             await trio.lowlevel.checkpoint()
             return
         while self.count:
-            self.waiting += 1
-            try:
-                await self._lot.park()
-            finally:
-                self.waiting -= 1
+            if self.count == self.parked:
+                self.wake_parked()
+            await self._park()
+
+    async def _park(self) -> None:
+        self.waiting += 1
+        try:
+            await self._lot.park()
+        finally:
+            self.waiting -= 1
 
 
 class Ask:
@@ -135,9 +170,11 @@ class Mailbox:
         "in_flight",
         "on_dead",
         "overflow",
+        "parked",
         "queue",
         "rejected",
         "state",
+        "wake_after",
     )
 
     def __init__(
@@ -159,6 +196,11 @@ class Mailbox:
         self.consumer: trio.lowlevel.Task | None = None
         self._senders = trio.lowlevel.ParkingLot()
         self.blocked = 0
+        # Lazy wake-up: 1 wakes the consumer on every message (see the module notes).
+        self.wake_after = spec.wake_after
+        self.parked = 0
+        if spec.wake_after > 1:
+            in_flight.lazy.append(self)
         self.accepted = 0
         self.conflated = 0
         self.rejected = 0
@@ -241,7 +283,22 @@ class Mailbox:
         task = self.consumer
         if task is not None:
             self.consumer = None
+            self._unpark()
             trio.lowlevel.reschedule(task)
+
+    def park_or_wake(self) -> None:
+        """After a plain send into a lazy mailbox: wake the parked consumer once
+        ``wake_after`` messages are queued, else count the message as parked."""
+        if len(self.queue) >= self.wake_after:
+            self.wake_consumer()
+        else:
+            self.parked += 1
+            self.in_flight.parked += 1
+
+    def _unpark(self) -> None:
+        if self.parked:
+            self.in_flight.parked -= self.parked
+            self.parked = 0
 
     # ------------------------------------------------------------------ consumer
     def taken_conflated(self, item: Message) -> Message:
@@ -263,6 +320,7 @@ class Mailbox:
 
         def abort(_: object) -> trio.lowlevel.Abort:
             self.consumer = None
+            self._unpark()  # what it parked is plain queued work again
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
@@ -289,6 +347,7 @@ class Mailbox:
         self.fast = False
 
     def _drain(self, reason: str) -> None:
+        self._unpark()
         while self.queue:
             item = self.queue.popleft()
             message = item.message if type(item) is _Slot else item

@@ -80,11 +80,18 @@ class MailboxSpec:
         overflow: the policy when it is full.
         key: for ``CONFLATE``, maps a message to its conflation key (e.g. the
             instrument); a queued message with the same key is replaced in place.
+        wake_after: how many messages must be queued before a plain ``send`` wakes the
+            idle consumer, 1 to ``capacity``. Above 1 the consumer drains in batches:
+            until then the messages are *parked*, and an ask, a full mailbox or
+            ``ActorSystem.quiesce()`` wakes it at once, while ``ActorSystem.settle()``
+            does not (for an actor whose timing nobody waits on, e.g. persistence
+            during a replay). 1, the default, wakes it on every message.
     """
 
     capacity: int = 1024
     overflow: Overflow = Overflow.BLOCK
     key: Callable[[Any], Hashable] | None = None
+    wake_after: int = 1
 
 
 @attrs.frozen
@@ -207,6 +214,16 @@ def _child_problems(spec: ChildSpec, where: str) -> list[str]:
             problems.append(f"{where}: mailbox overflow CONFLATE needs a key function")
         if b["key"] is not None and not callable(b["key"]):
             problems.append(f"{where}: mailbox key must be callable, got {b['key']!r}")
+        wake_after = b["wake_after"]
+        if (
+            isinstance(wake_after, bool)
+            or not isinstance(wake_after, int)
+            or not 1 <= wake_after <= (capacity if isinstance(capacity, int) else wake_after)
+        ):
+            problems.append(
+                f"{where}: mailbox wake_after must be an int from 1 to the capacity"
+                f" ({capacity!r}), got {wake_after!r}"
+            )
     if f["handler_timeout"] is not None and not _positive_finite(f["handler_timeout"]):
         problems.append(
             f"{where}: handler_timeout must be None or a number > 0, got {f['handler_timeout']!r}"

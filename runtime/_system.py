@@ -95,9 +95,21 @@ class ActorSystem:
         for redelivery during a restart backoff still counts, and so does every restart a
         supervisor has yet to carry out.
 
+        Messages parked in lazy mailboxes (``MailboxSpec.wake_after``) are woken as soon
+        as nothing else is in flight, and waited for too.
+
         Cancellation: a checkpoint; safe to cancel.
         """
         await self._in_flight.wait_idle()
+
+    async def settle(self) -> None:
+        """Wait until nothing is in flight but messages parked in lazy mailboxes
+        (``MailboxSpec.wake_after``), leaving those parked: `quiesce` without draining
+        the actors that batch their work. With no lazy mailbox it is `quiesce`.
+
+        Cancellation: a checkpoint; safe to cancel.
+        """
+        await self._in_flight.wait_settled()
 
     @property
     def dead_letters(self) -> tuple[DeadLetter, ...]:

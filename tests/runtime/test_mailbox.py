@@ -245,3 +245,104 @@ class TestClosed:
         reasons = [(d.message, d.reason) for d in system.dead_letters]
         assert reasons == [("in hand", "system stopped"), ("still queued", "system stopped")]
         assert system.statistics().in_flight == 0
+
+
+class Recorder(Actor):
+    """Records every message it handles; raises on ``"boom"`` (once per instance)."""
+
+    def __init__(self, seen: list[Any]) -> None:
+        self.seen = seen
+
+    async def handle(self, message: Any) -> Any:
+        if message == "boom" and "boom" not in self.seen:
+            self.seen.append("boom")
+            raise RuntimeError("boom")
+        self.seen.append(message)
+        return len(self.seen)
+
+
+def lazy(wake_after: int, capacity: int = 64) -> tuple[SupervisorSpec, list[Any]]:
+    seen: list[Any] = []
+    box = MailboxSpec(capacity, Overflow.BLOCK, wake_after=wake_after)
+    spec = SupervisorSpec(
+        "root",
+        [ChildSpec("store", lambda: Recorder(seen), mailbox=box)],
+        backoff=Backoff(initial=0.01, maximum=0.01),
+    )
+    return spec, seen
+
+
+class TestLazyWake:
+    async def test_settle_leaves_parked_messages_and_quiesce_drains_them(self):
+        spec, seen = lazy(wake_after=8)
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.settle()  # the consumer is parked on its empty mailbox
+            ref = system.ref("store")
+            for n in range(5):
+                await ref.send(n)
+            await system.settle()
+            assert seen == []  # below wake_after: parked, not handled
+            assert system.statistics().in_flight == 5
+            await system.quiesce()
+            assert seen == [0, 1, 2, 3, 4]
+            assert system.statistics().in_flight == 0
+
+    async def test_the_consumer_wakes_once_wake_after_messages_are_queued(self):
+        spec, seen = lazy(wake_after=4)
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.settle()
+            ref = system.ref("store")
+            for n in range(3):
+                await ref.send(n)
+            await system.settle()
+            assert seen == []
+            await ref.send(3)
+            await system.settle()
+            assert seen == [0, 1, 2, 3]  # the fourth woke it; it drained them all
+
+    async def test_an_ask_wakes_it_and_is_answered_after_the_parked_messages(self):
+        spec, seen = lazy(wake_after=16)
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.settle()
+            ref = system.ref("store")
+            for n in range(3):
+                await ref.send(n)
+            assert await ref.ask("question") == 4  # FIFO: the three parked ones first
+            assert seen == [0, 1, 2, "question"]
+
+    async def test_a_crash_with_parked_messages_behind_it_loses_nothing(self):
+        spec, seen = lazy(wake_after=4)
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.settle()
+            ref = system.ref("store")
+            for message in ["boom", 1, 2, 3, 4, 5]:
+                await ref.send(message)
+            await system.quiesce()
+            assert seen == ["boom", "boom", 1, 2, 3, 4, 5]  # redelivered, then the rest
+            assert system.statistics().actors["store"].restarts == 1
+            assert system.statistics().in_flight == 0
+
+    async def test_with_wake_after_1_settle_is_quiesce(self):
+        spec, seen = lazy(wake_after=1)
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.settle()
+            await system.ref("store").send("x")
+            await system.settle()
+            assert seen == ["x"]
+
+    async def test_parked_messages_at_shutdown_are_dead_lettered_like_queued_ones(
+        self, autojump_clock: MockClock
+    ):
+        # Leaving without quiesce(): the consumer's wait is cancelled, its parked count
+        # is given back, and what it never handled is counted as dead letters.
+        spec, seen = lazy(wake_after=8)
+        with trio.move_on_after(10) as scope:
+            async with open_actor_system(spec, asyncio_loop=False) as system:
+                await system.settle()
+                for n in range(3):
+                    await system.ref("store").send(n)
+                await system.settle()
+        assert not scope.cancelled_caught
+        assert seen == []
+        stats = system.statistics()
+        assert (stats.dead_letters, stats.in_flight) == (3, 0)

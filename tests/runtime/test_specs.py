@@ -47,6 +47,17 @@ class TestValidation:
             async with open_actor_system(spec, asyncio_loop=False):
                 pass  # pragma: no cover
 
+    @pytest.mark.parametrize("wake_after", [0, 9, True, 2.5])
+    async def test_wake_after_outside_one_to_the_capacity_is_refused(self, wake_after):
+        spec = SupervisorSpec(
+            "root", [child("store", mailbox=MailboxSpec(8, wake_after=wake_after))]
+        )
+        with pytest.raises(
+            InvalidSpec, match=r"store: mailbox wake_after must be an int from 1 to the capacity"
+        ):
+            async with open_actor_system(spec, asyncio_loop=False):
+                pass  # pragma: no cover
+
     async def test_conflate_without_key_is_refused(self):
         spec = SupervisorSpec("root", [child("feed", mailbox=MailboxSpec(8, Overflow.CONFLATE))])
         with pytest.raises(InvalidSpec, match="feed: mailbox overflow CONFLATE needs a key"):
