@@ -108,6 +108,8 @@ class SqliteBackend:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             if not self.url.is_memory:
                 conn.execute("PRAGMA journal_mode = WAL")
+                # FULL or NORMAL only (the URL parser refuses anything else).
+                conn.execute(f"PRAGMA synchronous = {self.url.synchronous}")
         except sqlite3.Error:
             conn.close()
             raise

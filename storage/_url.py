@@ -9,7 +9,13 @@ string or ``--url`` option selects the backend:
   asyncpg unchanged; asyncpg passes unknown query parameters on as server settings, which
   is how tests give each store its own schema.
 - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (SQLAlchemy's form)
-  and ``sqlite://:memory:`` for a throw-away database.
+  and ``sqlite://:memory:`` for a throw-away database. One query parameter is known,
+  ``synchronous=full`` (the default) or ``synchronous=normal``: SQLite's ``PRAGMA
+  synchronous`` in WAL mode. ``full`` syncs the log on every commit, so a commit survives
+  a power loss; ``normal`` syncs it only at checkpoints, so a commit survives a crash of
+  the process (or a SIGKILL) but the last ones may roll back after a power loss or an
+  OS crash -- never half-written. ``off`` is refused (an OS crash could corrupt the
+  file), and so is any other parameter: a misspelt one must not be ignored.
 
 The password must never reach a message, a log line or a repr: `StoreUrl` keeps the raw
 URL out of its repr and offers `masked` for every message. Parsing errors mask too: a
@@ -52,12 +58,14 @@ class StoreUrl:
 
     ``backend`` is ``"postgresql"`` or ``"sqlite"``; ``masked`` is the URL with its
     password replaced by ``***`` (use it in every message); ``path`` is the SQLite file
-    path or ``":memory:"``. The raw URL (``dsn``) is kept out of the repr.
+    path or ``":memory:"``; ``synchronous`` is SQLite's sync level, ``"FULL"`` or
+    ``"NORMAL"``. The raw URL (``dsn``) is kept out of the repr.
     """
 
     backend: str
     masked: str
     path: str = ""
+    synchronous: str = "FULL"
     dsn: str = attrs.field(default="", repr=False)
     password: str = attrs.field(default="", repr=False)
 
@@ -117,14 +125,48 @@ def _parse_postgresql(url: str, masked: str) -> StoreUrl:
     return StoreUrl(backend=POSTGRESQL, masked=masked, dsn=url, password=password)
 
 
+_SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
+
+
+def _sqlite_synchronous(query: str, masked: str) -> str:
+    try:
+        params = urllib.parse.parse_qs(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise InvalidStoreUrl(
+            f"store URL {masked!r} has a malformed query {query!r}; expected synchronous=full "
+            "or synchronous=normal"
+        ) from None
+    unknown = sorted(set(params) - {"synchronous"})
+    if unknown:
+        raise InvalidStoreUrl(
+            f"store URL {masked!r} has unknown parameter(s) {', '.join(unknown)}; "
+            "an SQLite URL knows only synchronous=full or synchronous=normal"
+        )
+    values = params.get("synchronous", ["full"])
+    level = values[-1].upper()
+    if len(values) > 1 or level not in _SQLITE_SYNCHRONOUS:
+        raise InvalidStoreUrl(
+            f"store URL {masked!r}: synchronous={'&'.join(values)!s} is not allowed; "
+            "expected full (a commit survives a power loss) or normal (it survives a "
+            "crash of the process)"
+        )
+    return level
+
+
 def _parse_sqlite(rest: str, masked: str) -> StoreUrl:
-    path = rest.partition("?")[0]
+    path, _, query = rest.partition("?")
+    synchronous = _sqlite_synchronous(query, masked) if query else "FULL"
     if path in (MEMORY, f"/{MEMORY}"):
-        return StoreUrl(backend=SQLITE, masked=masked, path=MEMORY)
+        return StoreUrl(backend=SQLITE, masked=masked, path=MEMORY, synchronous=synchronous)
     if not path.startswith("/") or path == "/":
         raise InvalidStoreUrl(
             f"store URL {masked!r} has no file path; use sqlite:///relative.db, "
             "sqlite:////absolute.db or sqlite://:memory:"
         )
     # "sqlite:///x.db" -> "x.db" (relative); "sqlite:////abs/x.db" -> "/abs/x.db"
-    return StoreUrl(backend=SQLITE, masked=masked, path=urllib.parse.unquote(path[1:]))
+    return StoreUrl(
+        backend=SQLITE,
+        masked=masked,
+        path=urllib.parse.unquote(path[1:]),
+        synchronous=synchronous,
+    )

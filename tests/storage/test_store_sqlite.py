@@ -54,3 +54,26 @@ class TestSqlite:
         with pytest.raises(ValueError, match="pool_size"):
             async with open_store("sqlite://:memory:", pool_size=0):
                 pass
+
+
+class TestSynchronous:
+    """The URL's ``synchronous`` reaches the connection (SQLite numbers: FULL 2, NORMAL 1);
+    it is a property of the connection, so the test reads the store's own."""
+
+    @staticmethod
+    async def level(store) -> int:
+        conn = store._backend._conn
+        return await trio.to_thread.run_sync(
+            lambda: conn.execute("PRAGMA synchronous").fetchone()[0]
+        )
+
+    @pytest.mark.parametrize(
+        ("query", "level"), [("", 2), ("?synchronous=full", 2), ("?synchronous=NORMAL", 1)]
+    )
+    async def test_the_level_is_applied_to_a_file_database(self, tmp_path, query, level):
+        async with open_store(f"sqlite:///{tmp_path / 'store.db'}{query}") as store:
+            assert await self.level(store) == level
+            async with store.transaction() as tx:
+                tx.write_bars([bar(1)])
+        async with open_store(f"sqlite:///{tmp_path / 'store.db'}") as again:
+            assert (await again.counts()).bars == 1  # committed either way

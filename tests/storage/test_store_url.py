@@ -42,6 +42,34 @@ class TestParsing:
         parsed = parse_store_url(url)
         assert (parsed.backend, parsed.path) == ("sqlite", path)
         assert parsed.is_memory == (path == ":memory:")
+        assert parsed.synchronous == "FULL"
+
+    @pytest.mark.parametrize(
+        ("query", "level"),
+        [
+            ("synchronous=full", "FULL"),
+            ("synchronous=normal", "NORMAL"),
+            ("synchronous=Normal", "NORMAL"),
+        ],
+    )
+    def test_sqlite_synchronous(self, query, level):
+        parsed = parse_store_url(f"sqlite:///data/store.db?{query}")
+        assert (parsed.path, parsed.synchronous) == ("data/store.db", level)
+
+    @pytest.mark.parametrize(
+        ("query", "reason"),
+        [
+            ("synchronous=off", "synchronous=off is not allowed; expected full"),
+            ("synchronous=", "synchronous= is not allowed"),
+            ("synchronous=full&synchronous=normal", "is not allowed"),
+            ("journal_mode=delete", "unknown parameter\\(s\\) journal_mode"),
+            ("synchronus=normal", "unknown parameter\\(s\\) synchronus"),
+            ("synchronous", "malformed query"),
+        ],
+    )
+    def test_sqlite_query_refusals_name_the_parameter(self, query, reason):
+        with pytest.raises(InvalidStoreUrl, match=reason):
+            parse_store_url(f"sqlite:///store.db?{query}")
 
     @pytest.mark.parametrize(
         ("url", "reason"),
