@@ -62,20 +62,23 @@ class InFlight:
     nothing else is in flight (``count == parked``) and *idle* at zero.
     """
 
-    __slots__ = ("_lot", "count", "lazy", "parked", "waiting")
+    __slots__ = ("count", "lazy", "parked", "waiting")
 
     def __init__(self) -> None:
         self.count = 0
         self.parked = 0
-        self.waiting = 0
+        # The tasks parked in `_park` (a replay's feed waits here once per bar: a plain
+        # list and `reschedule` cost a fraction of a `ParkingLot`).
+        self.waiting: list[trio.lowlevel.Task] = []
         self.lazy: list[Mailbox] = []
-        self._lot = trio.lowlevel.ParkingLot()
 
     def finished(self, n: int = 1) -> None:
         """Count ``n`` messages as finished and wake waiters once the system settles."""
         self.count -= n
         if self.count == self.parked and self.waiting:
-            self._lot.unpark_all()
+            waiting, self.waiting = self.waiting, []
+            for task in waiting:
+                trio.lowlevel.reschedule(task)
 
     def wake_parked(self) -> None:
         """Wake every lazy mailbox's consumer that has parked messages."""
@@ -104,11 +107,14 @@ class InFlight:
             await self._park()
 
     async def _park(self) -> None:
-        self.waiting += 1
-        try:
-            await self._lot.park()
-        finally:
-            self.waiting -= 1
+        task = trio.lowlevel.current_task()
+        self.waiting.append(task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self.waiting.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 class Ask:

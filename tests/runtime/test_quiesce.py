@@ -84,6 +84,23 @@ class TestQuiesce:
                     nursery.start_soon(waiter, n)
         assert sorted(woken) == [0, 1, 2]
 
+    async def test_a_cancelled_waiter_leaves_and_the_others_are_still_woken(
+        self, autojump_clock: MockClock
+    ):
+        class Slow(Actor):
+            async def handle(self, message: Any) -> None:
+                await trio.sleep(5)
+
+        spec = SupervisorSpec("root", [ChildSpec("s", Slow)])
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.ref("s").send(1)
+            with trio.move_on_after(1) as scope:
+                await system.quiesce()
+            assert scope.cancelled_caught
+            assert trio.current_time() == pytest.approx(1)
+            await system.quiesce()  # not confused by the waiter that left
+            assert trio.current_time() == pytest.approx(5)
+
 
 class Holder(Actor):
     """Holds one unit of work per message and lets the test release it later."""
