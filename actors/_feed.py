@@ -11,7 +11,8 @@ system to be quiet before the next (the determinism barrier).
 # Design notes
 # ------------
 # * Two halves. A *pump* task, owned by the actor instance, reads the source and sends
-#   each item to the feed's own mailbox, then (replay) awaits `system.quiesce()`. The
+#   each item to the feed's own mailbox; in a replay a settle hook hands over the next
+#   bar the moment the previous one's cascade has finished (`_release_in_lockstep`). The
 #   handler does everything else: sequencing, gating, fan-out. So all state changes happen
 #   in the handler, one message at a time, and a crash while handling a bar is an ordinary
 #   supervised crash: the item is redelivered to the next instance, and the keeper's
@@ -86,11 +87,14 @@ from tradewind.runtime._actor import Actor
 from tradewind.runtime._errors import MailboxClosed, MailboxFull
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Hashable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 
+    from tradewind.actors._sources import SourceItem
     from tradewind.runtime._actor import ActorContext
 
 _NS_PER_SECOND = 1_000_000_000
+#: Items a replay's pump reads ahead of the feed (see `FeedActor._release_in_lockstep`).
+_READ_AHEAD = 64
 
 
 # ----------------------------------------------------------------------------- owned tasks
@@ -381,16 +385,98 @@ class FeedActor(Actor):
             await system.settle()  # a redelivered item's cascade first
         if not keeper.exhausted:
             async with aclosing(self._source.items(skip=keeper.position)) as items:
-                async for item in items:
-                    await ref.send(item)
-                    keeper.position += 1
-                    if replay and type(item) is SourceBar:
-                        await system.settle()
+                if replay:
+                    await self._release_in_lockstep(aiter(items))
+                else:
+                    async for item in items:
+                        await ref.send(item)
+                        keeper.position += 1
             await ref.send(_SourceExhausted())
             keeper.exhausted = True
         if replay:
             await system.quiesce()
         keeper.finished.set()
+
+    async def _release_in_lockstep(self, items: AsyncIterator[SourceItem]) -> None:
+        """Replay: hand the items over one bar per settled system.
+
+        Two halves share a queue of items read ahead. The pump's task reads the source
+        while items are ready, up to `_READ_AHEAD`; a settle hook, run by the runtime the
+        moment a bar's cascade has finished, hands the next bar to the feed's mailbox
+        (with any rows the source rejected before it: nothing reacts to those). So a
+        bar leaves without a task switch of its own, and the pump wakes once per
+        `_READ_AHEAD // 2` bars. The source is never read further than it can produce:
+        one that paces itself (``interval``) still sleeps before its next time step, so
+        no bar is handed over earlier than the source gives it. Items read but not
+        handed over are dropped with the task and read again from `keeper.position` by
+        the next instance.
+        """
+        keeper = self._keeper
+        ref = self.context.ref
+        system = self.context.system
+        source = self._source
+        ahead: collections.deque[SourceItem] = collections.deque()
+        wake = trio.Event()
+        armed = stuck = exhausted = False
+
+        def stopped() -> bool:
+            # A stopped source (`StoppableSource.stop`: SIGINT, SIGTERM) ends after the
+            # item in hand: what was read ahead is not handed over.
+            return bool(getattr(source, "stopped", False))
+
+        def ready() -> bool:
+            # A unit to hand over: up to a bar, or the rest once the source has ended.
+            return bool(ahead) and (exhausted or any(type(i) is SourceBar for i in ahead))
+
+        def hand_over() -> None:
+            nonlocal armed, stuck
+            armed = False
+            if stopped():
+                ahead.clear()
+            while ahead:
+                try:
+                    ref.send_nowait(ahead[0])
+                except (MailboxFull, MailboxClosed):
+                    stuck = True  # the pump sends it the slow way
+                    break
+                item = ahead.popleft()
+                keeper.position += 1
+                if type(item) is SourceBar:
+                    break
+            if not stuck and ready():
+                armed = True
+                system.when_settled(hand_over)  # the next bar after this cascade
+            if stuck or len(ahead) <= _READ_AHEAD // 2:
+                wake.set()
+
+        try:
+            while True:
+                while not exhausted and len(ahead) < _READ_AHEAD:
+                    try:
+                        ahead.append(await anext(items))
+                    except StopAsyncIteration:
+                        exhausted = True
+                    if not armed and not stuck and ready():
+                        armed = True
+                        system.when_settled(hand_over)
+                if stopped():
+                    ahead.clear()
+                    break
+                if not ahead and exhausted:
+                    break
+                if stuck:
+                    stuck = False
+                    await ref.send(ahead.popleft())
+                    keeper.position += 1
+                    continue
+                if not armed and ready():
+                    armed = True
+                    system.when_settled(hand_over)
+                await wake.wait()
+                wake = trio.Event()
+        finally:
+            system.cancel_when_settled(hand_over)
+        await system.settle()
 
     async def _watch(self) -> None:
         keeper = self._keeper

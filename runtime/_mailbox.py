@@ -62,7 +62,7 @@ class InFlight:
     nothing else is in flight (``count == parked``) and *idle* at zero.
     """
 
-    __slots__ = ("count", "lazy", "parked", "waiting")
+    __slots__ = ("count", "lazy", "on_settle", "parked", "waiting")
 
     def __init__(self) -> None:
         self.count = 0
@@ -71,14 +71,35 @@ class InFlight:
         # list and `reschedule` cost a fraction of a `ParkingLot`).
         self.waiting: list[trio.lowlevel.Task] = []
         self.lazy: list[Mailbox] = []
+        self.on_settle: Callable[[], None] | None = None
 
     def finished(self, n: int = 1) -> None:
-        """Count ``n`` messages as finished and wake waiters once the system settles."""
+        """Count ``n`` messages as finished; once the system settles, run the settle
+        hook (which may send more) and wake the waiters if it is still settled."""
         self.count -= n
-        if self.count == self.parked and self.waiting:
-            waiting, self.waiting = self.waiting, []
-            for task in waiting:
-                trio.lowlevel.reschedule(task)
+        if self.count == self.parked:
+            hook = self.on_settle
+            if hook is not None:
+                self.on_settle = None  # one-shot; the hook may arm itself again
+                hook()
+                if self.count != self.parked:
+                    return
+            if self.waiting:
+                waiting, self.waiting = self.waiting, []
+                for task in waiting:
+                    trio.lowlevel.reschedule(task)
+
+    def when_settled(self, hook: Callable[[], None]) -> None:
+        """Run `hook` (synchronously, once) the next time the system settles -- at once
+        if it is settled now. One hook at a time."""
+        if self.on_settle is not None and self.on_settle is not hook:
+            msg = "a settle hook is already armed"
+            raise RuntimeError(msg)
+        if self.count == self.parked:
+            self.on_settle = None
+            hook()
+        else:
+            self.on_settle = hook
 
     def wake_parked(self) -> None:
         """Wake every lazy mailbox's consumer that has parked messages."""

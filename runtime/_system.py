@@ -102,6 +102,24 @@ class ActorSystem:
         """
         await self._in_flight.wait_idle()
 
+    def when_settled(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once, synchronously, the moment the system next settles (see
+        `settle`), or at once if it is settled now; `cancel_when_settled` disarms it.
+
+        A barrier without a task switch: the hook runs inside the runtime's own
+        bookkeeping of the handler that finished last, so it must not block or raise; it
+        may send with ``send_nowait`` (and arm itself again). One hook at a time.
+
+        Raises:
+            RuntimeError: another hook is armed.
+        """
+        self._in_flight.when_settled(hook)
+
+    def cancel_when_settled(self, hook: Callable[[], None]) -> None:
+        """Disarm `hook` if it is still armed (safe to call when it is not)."""
+        if self._in_flight.on_settle is hook:
+            self._in_flight.on_settle = None
+
     async def settle(self) -> None:
         """Wait until nothing is in flight but messages parked in lazy mailboxes
         (``MailboxSpec.wake_after``), leaving those parked: `quiesce` without draining

@@ -33,6 +33,7 @@ from tradewind.actors._sources import (
     SyntheticBarSource,
 )
 from tradewind.actors._synthetic import synthetic_bars
+from tradewind.actors._tree import StoppableSource
 from tradewind.runtime import (
     Actor,
     ActorSystem,
@@ -365,6 +366,67 @@ class TestRestarts:
         assert journal.bars() == expected
         assert journal.persisted() == expected
         assert keeper.statistics().duplicates == 1  # the redelivered bar, dropped
+
+    async def test_a_crash_with_bars_read_ahead_resumes_at_the_first_not_handed_over(
+        self,
+    ) -> None:
+        # 200 items, so the pump holds up to 64 read ahead when the feed crashes at the
+        # 101st: those were never handed over and are read again by the next instance.
+        crashed: list[int] = []
+
+        class CrashOnce(FeedActor):
+            async def handle(self, message: object) -> None:
+                await super().handle(message)
+                at_101 = isinstance(message, SourceBar) and message.location == "synthetic:101"
+                if at_101 and not crashed:
+                    crashed.append(1)
+                    raise RuntimeError("injected")
+
+        journal = Journal()
+        keeper = FeedKeeper()
+        source = synthetic(100)
+        async with running(journal, lambda: CrashOnce(keeper, source)) as system:
+            await keeper.wait_finished()
+            await system.quiesce()
+            restarts = system.statistics().actors["feed"].restarts
+        expected = list(synthetic_bars([AAPL, MSFT], seed=11, start_ts=T0, count=100))
+        assert (restarts, len(expected)) == (1, 200)
+        assert journal.bars() == expected
+        assert journal.persisted() == expected
+        assert keeper.position == 200
+
+    async def test_a_stopped_replay_hands_over_nothing_it_read_ahead(self) -> None:
+        # Stopped from inside the cascade of the 25th bar: the 26th, already read
+        # ahead, never reaches the feed.
+        journal = Journal()
+        keeper = FeedKeeper()
+        source = StoppableSource(synthetic(100), cancel_waits=False)
+
+        class StopAt25(Recorder):
+            async def handle(self, message: object) -> None:
+                await super().handle(message)
+                if len(self.journal.bars()) == 25:
+                    source.stop()
+
+        children = (
+            ChildSpec("persistence", lambda: Recorder(journal, "persistence")),
+            SupervisorSpec(
+                "trading",
+                (
+                    ChildSpec("orders", lambda: StopAt25(journal, "trading/orders")),
+                    ChildSpec("risk", lambda: Recorder(journal, "trading/risk")),
+                ),
+            ),
+            ChildSpec("feed", lambda: FeedActor(keeper, source)),
+        )
+        async with open_actor_system(
+            SupervisorSpec("test", children), asyncio_loop=False
+        ) as system:
+            await keeper.wait_finished()
+            await system.quiesce()
+        assert len(journal.bars()) == 25
+        assert keeper.position == 25
+        assert journal.of("trading/risk")[-1] == EndOfData(journal.bars()[-1].ts)
 
     async def test_a_crash_between_persistence_and_the_order_actor_sends_the_bar_once(
         self,

@@ -153,3 +153,83 @@ class TestHasRoom:
             gate.set()
             await system.quiesce()
             assert ref.has_room()
+
+
+class Relay(Actor):
+    """Passes each message (an int) on to ``next`` until it reaches zero."""
+
+    def __init__(self, seen: list[Any], next_path: str) -> None:
+        self.seen = seen
+        self.next_path = next_path
+
+    async def handle(self, message: Any) -> None:
+        self.seen.append((self.context.path, message))
+        if message > 0:
+            await self.context.system.ref(self.next_path).send(message - 1)
+
+
+def relay_pair() -> tuple[SupervisorSpec, list[Any]]:
+    seen: list[Any] = []
+    spec = SupervisorSpec(
+        "root",
+        [ChildSpec("a", lambda: Relay(seen, "b")), ChildSpec("b", lambda: Relay(seen, "a"))],
+    )
+    return spec, seen
+
+
+class TestWhenSettled:
+    async def test_runs_at_once_when_the_system_is_settled(self):
+        spec, _ = relay_pair()
+        calls: list[int] = []
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.settle()
+            system.when_settled(lambda: calls.append(1))
+            assert calls == [1]
+
+    async def test_runs_once_when_the_cascade_has_finished_and_may_send_more(self):
+        spec, seen = relay_pair()
+        at_hook: list[int] = []
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.settle()
+
+            def hook() -> None:
+                at_hook.append(len(seen))
+                if len(at_hook) < 3:
+                    system.ref("a").send_nowait(2)
+                    system.when_settled(hook)  # armed again: after the next cascade
+
+            await system.ref("a").send(3)
+            system.when_settled(hook)
+            assert at_hook == []  # the cascade 3, 2, 1, 0 is still to run
+            await system.quiesce()
+        # each call saw a whole cascade: 4 hops, then 3, then 3
+        assert at_hook == [4, 7, 10]
+        assert len(seen) == 10
+
+    async def test_quiesce_waits_for_what_the_hook_sent(self):
+        spec, seen = relay_pair()
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.settle()
+            system.when_settled(lambda: None)  # fires now; nothing armed afterwards
+            await system.ref("a").send(1)
+            system.when_settled(lambda: system.ref("b").send_nowait(0))
+            await system.quiesce()
+            assert seen == [("a", 1), ("b", 0), ("b", 0)]
+
+    async def test_a_cancelled_hook_does_not_run_and_a_second_hook_is_refused(self):
+        spec, _ = relay_pair()
+        calls: list[str] = []
+
+        def first() -> None:
+            calls.append("first")
+
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.settle()
+            await system.ref("a").send(5)
+            system.when_settled(first)
+            with pytest.raises(RuntimeError, match="already armed"):
+                system.when_settled(lambda: calls.append("second"))
+            system.cancel_when_settled(first)
+            system.cancel_when_settled(first)  # not armed: nothing to do
+            await system.quiesce()
+        assert calls == []
