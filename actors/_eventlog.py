@@ -45,18 +45,23 @@ def _quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=4_096)
+def _bar_head(instrument: str, timeframe: str) -> str:
+    return f"Bar(instrument={_quoted(instrument)},timeframe={_quoted(timeframe)},"
+
+
 def canonical(value: object) -> str:
     """The stable text form of a value (see the module notes)."""
     cls = type(value)
     if cls is Bar:
         # The hot path of a replay (one line per bar): the same text as the generic
         # attrs branch below, without its per-field dispatch.
+        # (`!s`: a Decimal's str is twice as fast as its empty-spec format.)
         bar: Bar = value  # type: ignore[assignment]
         return (
-            f"Bar(instrument={_quoted(bar.instrument)},"
-            f"timeframe={_quoted(bar.timeframe)},ts={bar.ts},"
-            f"open={bar.open},high={bar.high},low={bar.low},close={bar.close},"
-            f"volume={bar.volume})"
+            f"{_bar_head(bar.instrument, bar.timeframe)}ts={bar.ts},"
+            f"open={bar.open!s},high={bar.high!s},low={bar.low!s},close={bar.close!s},"
+            f"volume={bar.volume!s})"
         )
     if value is None:
         return "null"
