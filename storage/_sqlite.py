@@ -63,8 +63,15 @@ if TYPE_CHECKING:
 _BUSY_TIMEOUT_MS: Final = 5000
 
 
+def _decimal_text(value: Decimal) -> str:
+    text = str(value)
+    # Only a text with an exponent can need `plain_decimal` (a positive one written out);
+    # the common case, plain digits, skips its `as_tuple`.
+    return str(plain_decimal(value)) if "E" in text else text
+
+
 def _adapt(row: Row) -> tuple[Any, ...]:
-    return tuple(str(plain_decimal(v)) if isinstance(v, Decimal) else v for v in row)
+    return tuple(_decimal_text(v) if isinstance(v, Decimal) else v for v in row)
 
 
 def _same(stored: object, written: object) -> bool:

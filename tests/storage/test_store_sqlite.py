@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 from tradewind.storage import PoolStatistics, StoreError, StoreUnavailable, open_store
+from tradewind.storage._rows import plain_decimal
+from tradewind.storage._sqlite import _decimal_text
 
 from tests.storage.samples import bar
 
@@ -77,3 +83,15 @@ class TestSynchronous:
                 tx.write_bars([bar(1)])
         async with open_store(f"sqlite:///{tmp_path / 'store.db'}") as again:
             assert (await again.counts()).bars == 1  # committed either way
+
+
+class TestDecimalText:
+    @given(st.decimals(allow_nan=False, allow_infinity=False))
+    def test_the_fast_text_is_the_plain_decimals_text(self, value):
+        assert _decimal_text(value) == str(plain_decimal(value))
+
+    @pytest.mark.parametrize(
+        ("value", "text"), [("1E+5", "100000"), ("1E-7", "1E-7"), ("100.01", "100.01")]
+    )
+    def test_examples(self, value, text):
+        assert _decimal_text(Decimal(value)) == text
