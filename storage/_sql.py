@@ -9,6 +9,7 @@ never from callers.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Final
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
+@functools.lru_cache(maxsize=256)  # the statements are few and built from fixed tables
 def for_sqlite(sql: str) -> str:
     """PostgreSQL's ``$n`` placeholders spelled as SQLite's ``?n``."""
     return _PLACEHOLDER.sub(r"?\1", sql)
@@ -33,6 +35,7 @@ def _params(count: int, start: int = 1) -> str:
     return ", ".join(f"${i}" for i in range(start, start + count))
 
 
+@functools.lru_cache(maxsize=64)
 def insert_ignore(table: Table) -> str:
     """Insert one row; skip it when its key is stored."""
     return (

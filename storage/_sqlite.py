@@ -71,7 +71,7 @@ def _decimal_text(value: Decimal) -> str:
 
 
 def _adapt(row: Row) -> tuple[Any, ...]:
-    return tuple(_decimal_text(v) if isinstance(v, Decimal) else v for v in row)
+    return tuple([_decimal_text(v) if isinstance(v, Decimal) else v for v in row])
 
 
 def _same(stored: object, written: object) -> bool:
