@@ -234,6 +234,22 @@ class TestPortfolioProperties:
         assert a.equity_by_currency() == b.equity_by_currency()
 
     @given(fill_sets(), marks_strategy)
+    def test_pnl_is_realized_plus_unrealized_less_fees_per_currency(self, fills, marks):
+        book = book_of(fills, marks)
+        expected: dict[str, D] = {}
+        for part, sign in (
+            (book.realized_pnl_by_currency(), 1),
+            (book.unrealized_pnl_by_currency(), 1),
+            (book.fees, -1),
+        ):
+            for currency, amount in part.items():
+                expected[currency] = expected.get(currency, D(0)) + sign * amount
+        got = book.pnl_by_currency()
+        assert got == expected
+        # the same digits too (the kill switch prints the day's PnL)
+        assert {c: str(v) for c, v in got.items()} == {c: str(v) for c, v in expected.items()}
+
+    @given(fill_sets(), marks_strategy)
     def test_position_is_the_sum_of_its_signed_fills(self, fills, marks):
         book = book_of(fills, marks)
         for symbol in SYMBOLS:
