@@ -62,7 +62,7 @@ class InFlight:
     nothing else is in flight (``count == parked``) and *idle* at zero.
     """
 
-    __slots__ = ("count", "lazy", "on_settle", "parked", "waiting")
+    __slots__ = ("count", "hooks", "lazy", "parked", "waiting")
 
     def __init__(self) -> None:
         self.count = 0
@@ -71,19 +71,19 @@ class InFlight:
         # list and `reschedule` cost a fraction of a `ParkingLot`).
         self.waiting: list[trio.lowlevel.Task] = []
         self.lazy: list[Mailbox] = []
-        self.on_settle: Callable[[], None] | None = None
+        # One-shot settle hooks, oldest first (see `when_settled`).
+        self.hooks: deque[Callable[[], None]] = deque()
 
     def finished(self, n: int = 1) -> None:
         """Count ``n`` messages as finished; once the system settles, run the settle
-        hook (which may send more) and wake the waiters if it is still settled."""
+        hooks while it stays settled (a hook may send more) and then wake the waiters."""
         self.count -= n
         if self.count == self.parked:
-            hook = self.on_settle
-            if hook is not None:
-                self.on_settle = None  # one-shot; the hook may arm itself again
-                hook()
+            hooks = self.hooks
+            while hooks:
+                hooks.popleft()()
                 if self.count != self.parked:
-                    return
+                    return  # the hook sent work: the rest wait for the next settle
             if self.waiting:
                 waiting, self.waiting = self.waiting, []
                 for task in waiting:
@@ -91,15 +91,16 @@ class InFlight:
 
     def when_settled(self, hook: Callable[[], None]) -> None:
         """Run `hook` (synchronously, once) the next time the system settles -- at once
-        if it is settled now. One hook at a time."""
-        if self.on_settle is not None and self.on_settle is not hook:
-            msg = "a settle hook is already armed"
-            raise RuntimeError(msg)
-        if self.count == self.parked:
-            self.on_settle = None
+        if it is settled now and no earlier hook waits."""
+        if self.count == self.parked and not self.hooks:
             hook()
         else:
-            self.on_settle = hook
+            self.hooks.append(hook)
+
+    def cancel_hook(self, hook: Callable[[], None]) -> None:
+        """Disarm every pending call of `hook` (nothing if none)."""
+        while hook in self.hooks:
+            self.hooks.remove(hook)
 
     def wake_parked(self) -> None:
         """Wake every lazy mailbox's consumer that has parked messages."""

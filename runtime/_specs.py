@@ -85,7 +85,8 @@ class MailboxSpec:
             until then the messages are *parked*, and an ask, a full mailbox or
             ``ActorSystem.quiesce()`` wakes it at once, while ``ActorSystem.settle()``
             does not (for an actor whose timing nobody waits on, e.g. persistence
-            during a replay). 1, the default, wakes it on every message.
+            during a replay). 1, the default, wakes it on every message; a ``CONFLATE``
+            mailbox always does.
     """
 
     capacity: int = 1024
@@ -223,6 +224,11 @@ def _child_problems(spec: ChildSpec, where: str) -> list[str]:
             problems.append(
                 f"{where}: mailbox wake_after must be an int from 1 to the capacity"
                 f" ({capacity!r}), got {wake_after!r}"
+            )
+        elif wake_after != 1 and b["overflow"] is Overflow.CONFLATE:
+            problems.append(
+                f"{where}: mailbox wake_after must be 1 with CONFLATE, got {wake_after!r}"
+                " (a conflating mailbox wakes its consumer on every message)"
             )
     if f["handler_timeout"] is not None and not _positive_finite(f["handler_timeout"]):
         problems.append(

@@ -108,17 +108,15 @@ class ActorSystem:
 
         A barrier without a task switch: the hook runs inside the runtime's own
         bookkeeping of the handler that finished last, so it must not block or raise; it
-        may send with ``send_nowait`` (and arm itself again). One hook at a time.
-
-        Raises:
-            RuntimeError: another hook is armed.
+        may send with ``send_nowait`` (and arm itself again). Several hooks run oldest
+        first, as long as the system stays settled: a hook that sends work leaves the
+        rest for the next time.
         """
         self._in_flight.when_settled(hook)
 
     def cancel_when_settled(self, hook: Callable[[], None]) -> None:
         """Disarm `hook` if it is still armed (safe to call when it is not)."""
-        if self._in_flight.on_settle is hook:
-            self._in_flight.on_settle = None
+        self._in_flight.cancel_hook(hook)
 
     async def settle(self) -> None:
         """Wait until nothing is in flight but messages parked in lazy mailboxes

@@ -58,6 +58,13 @@ class TestValidation:
             async with open_actor_system(spec, asyncio_loop=False):
                 pass  # pragma: no cover
 
+    async def test_lazy_wake_up_is_refused_with_conflate(self):
+        box = MailboxSpec(8, Overflow.CONFLATE, key=lambda m: m, wake_after=4)
+        spec = SupervisorSpec("root", [child("md", mailbox=box)])
+        with pytest.raises(InvalidSpec, match="md: mailbox wake_after must be 1 with CONFLATE"):
+            async with open_actor_system(spec, asyncio_loop=False):
+                pass  # pragma: no cover
+
     async def test_conflate_without_key_is_refused(self):
         spec = SupervisorSpec("root", [child("feed", mailbox=MailboxSpec(8, Overflow.CONFLATE))])
         with pytest.raises(InvalidSpec, match="feed: mailbox overflow CONFLATE needs a key"):
