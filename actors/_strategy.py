@@ -706,6 +706,8 @@ class StrategyActor(Actor):
     async def _deliver(self) -> None:
         """Send from the outbox inline while risk's mailbox has room and the sender is
         idle (the usual case, and always in a replay); the rest is the sender's."""
+        if not self.host.outbox:
+            return  # the usual case: the callbacks decided nothing
         risk = self._risk
         assert risk is not None  # noqa: S101 -- set in on_start
         try:
