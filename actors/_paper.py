@@ -271,6 +271,26 @@ class PaperStatistics:
 # ----------------------------------------------------------------------------- engine
 
 
+@attrs.frozen
+class VenueOrderRecord:
+    """What the venue keeps of one order it took, beyond the order itself: enough to
+    store it and to load it back (`PaperExchange.record` and `PaperExchange.load`).
+
+    Attributes:
+        order: the venue's copy of the order.
+        submit_no: the venue's count of submits when it took the order.
+        answer_ts: the time of its answer (accepted or rejected).
+        eligible_from: a working order matches bars from this time on; None once final.
+        trading_day: a working order's trading day (for DAY expiry); None once final.
+    """
+
+    order: Order
+    submit_no: int
+    answer_ts: int
+    eligible_from: int | None = None
+    trading_day: int | None = None
+
+
 @attrs.define
 class _HeldAck:
     event: OrderAccepted
@@ -311,6 +331,8 @@ class PaperExchange:
     _refusals_left: int = attrs.field(default=0, init=False)
     _subscriptions: frozenset[str] = attrs.field(default=frozenset(), init=False)
     _subscribes: int = attrs.field(default=0, init=False)
+    # The venue's count of submits when it took each order (its submission number).
+    _submit_no: dict[str, int] = attrs.field(factory=dict, init=False)
 
     # ------------------------------------------------------------------ connection
     def connect(self) -> None:
@@ -394,6 +416,7 @@ class PaperExchange:
             )
         copy = order.apply(event)  # may raise: nothing has changed yet
         self._submits = number
+        self._submit_no[coid] = number
         if isinstance(event, OrderRejected):
             self._rejected += 1
             self._orders[coid] = copy
@@ -525,6 +548,7 @@ class PaperExchange:
             self.submit(order)
             return
         self._submits += 1
+        self._submit_no[coid] = self._submits
         if order.broker_order_id is None:  # rejected by the venue
             self._rejected += 1
             self._orders[coid] = order
@@ -545,6 +569,115 @@ class PaperExchange:
             self._working[coid] = None
             self._eligible_from[coid] = order.created_ts + max(self.config.latency_ns, 1)
             self._day[coid] = self.config.day_of(order.created_ts)
+
+    # ------------------------------------------------------------------ its own state
+    # What a venue that keeps its state in a store (`DurablePaperBroker`) reads after
+    # each call and loads at start. No connection is needed: this is the venue's own
+    # book, not a request over the wire.
+
+    def knows(self, client_order_id: str) -> bool:
+        """Whether the venue has answered a submit of this client order id."""
+        return client_order_id in self._answers
+
+    def copy_of(self, client_order_id: str) -> Order:
+        """The venue's copy of an order it knows (a new object after every change).
+
+        Raises:
+            KeyError: the venue does not know the order.
+        """
+        return self._orders[client_order_id]
+
+    def working_orders(self) -> dict[str, Order]:
+        """The venue's copies of its working orders, by client order id, in submission
+        order."""
+        return {coid: self._orders[coid] for coid in self._working}
+
+    @property
+    def fill_count(self) -> int:
+        """How many fills the venue has made."""
+        return len(self._fills)
+
+    def fills_from(self, count: int) -> tuple[Fill, ...]:
+        """The fills made after the first `count`, in execution order."""
+        return tuple(self._fills[count:])
+
+    def record(self, client_order_id: str) -> VenueOrderRecord:
+        """What the venue keeps of an order it knows (see `VenueOrderRecord`).
+
+        Raises:
+            KeyError: the venue does not know the order.
+        """
+        answer = self._answers[client_order_id]
+        return VenueOrderRecord(
+            order=self._orders[client_order_id],
+            submit_no=self._submit_no[client_order_id],
+            answer_ts=answer[0].ts,
+            eligible_from=self._eligible_from.get(client_order_id),
+            trading_day=self._day.get(client_order_id),
+        )
+
+    def load(
+        self,
+        records: Iterable[VenueOrderRecord],
+        fills: Iterable[Fill],
+        cursors: Mapping[SeriesKey, int],
+        *,
+        carry_over: PaperExchange | None = None,
+    ) -> None:
+        """Fill a fresh engine with a state it stored (`record`, `fills_from`, the
+        series cursors): the venue exactly as it was, unlike `restore`, which rebuilds
+        one from our journal.
+
+        Args:
+            records: every order the venue took.
+            fills: every fill it made, in execution order.
+            cursors: the time of the last bar it traded per (instrument, timeframe).
+            carry_over: the engine this one replaces (a reload): its connection, its
+                subscriptions and the injected drops that already fired carry over.
+
+        Raises:
+            DomainError: the engine is not fresh, or a working order lacks its
+                eligibility or trading day (a corrupt store).
+        """
+        if self._orders or self._last_bar or self._submits:
+            msg = "paper venue: load needs a fresh engine"
+            raise DomainError(msg)
+        for stored in sorted(records, key=lambda r: r.submit_no):
+            self._load_record(stored)
+        self._submits = max(self._submit_no.values(), default=0)
+        self._fills = list(fills)
+        self._last_bar.update(cursors)
+        if carry_over is not None:
+            self.connected = carry_over.connected
+            self._subscriptions = carry_over._subscriptions
+            self._dropped = set(carry_over._dropped)
+
+    def _load_record(self, stored: VenueOrderRecord) -> None:
+        order = stored.order
+        coid = order.client_order_id
+        self._orders[coid] = order
+        self._submit_no[coid] = stored.submit_no
+        answer: BrokerEvent
+        if order.broker_order_id is None:
+            answer = OrderRejected(client_order_id=coid, ts=stored.answer_ts, reason=order.reason)
+            self._rejected += 1
+        else:
+            answer = OrderAccepted(
+                client_order_id=coid, ts=stored.answer_ts, broker_order_id=order.broker_order_id
+            )
+            self._accepted += 1
+        self._answers[coid] = (answer,)
+        if order.status is OrderStatus.CANCELED:
+            self._canceled += 1
+        elif order.status is OrderStatus.EXPIRED:
+            self._expired += 1
+        if order.status.is_working:
+            if stored.eligible_from is None or stored.trading_day is None:
+                msg = f"paper venue: working order {coid} is stored without its eligibility"
+                raise DomainError(msg)
+            self._working[coid] = None
+            self._eligible_from[coid] = stored.eligible_from
+            self._day[coid] = stored.trading_day
 
     # ------------------------------------------------------------------ market data
     def on_bar(self, bar: Bar) -> tuple[BrokerEvent, ...]:

@@ -51,8 +51,9 @@ reconciliation at a cold start meets a venue that really may differ from our jou
 #   applied fills), the cursors, and the counters that number things (submits, accepted
 #   orders: the next broker order id). A replay that starts afresh (not a cold start)
 #   clears the tables first: a new run, a new venue.
-# * The engine's bookkeeping is read through a subclass (`_Engine`) kept next to this
-#   wrapper, because `_paper.py` must stay pure and its state is private to it; the
+# * The engine exports and loads its own state (`PaperExchange.record`, `fills_from`,
+#   `load`, in pure types: `VenueOrderRecord`); this wrapper only converts those to and
+#   from the store's rows, so `_paper.py` stays pure and keeps its state private. The
 #   round-trip tests fail if the two drift apart. Held acknowledgements
 #   (`PaperFaults.ack_delay_bars`) are a test fault of the in-memory venue and are not
 #   stored: the durable venue refuses them.
@@ -65,10 +66,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import attrs
 from tradewind.actors._errors import BrokerDisconnected, DomainError
-from tradewind.actors._orders import OrderAccepted, OrderRejected, OrderStatus
-from tradewind.actors._paper import PaperConfig, PaperExchange, PaperFaults, PaperStatistics
+from tradewind.actors._paper import (
+    PaperConfig,
+    PaperExchange,
+    PaperFaults,
+    PaperStatistics,
+    VenueOrderRecord,
+)
 from tradewind.storage._errors import StoreError
 from tradewind.storage._venue import PaperVenueFill, PaperVenueOrder, PaperVenueState
 
@@ -83,103 +88,34 @@ if TYPE_CHECKING:
 __all__ = ["DurablePaperBroker"]
 
 
-@attrs.define
-class _Engine(PaperExchange):
-    """The paper matching engine, with its bookkeeping readable and loadable."""
+def _stored_order(record: VenueOrderRecord) -> PaperVenueOrder:
+    return PaperVenueOrder(
+        order=record.order,
+        submit_no=record.submit_no,
+        answer_ts=record.answer_ts,
+        eligible_from=record.eligible_from,
+        trading_day=record.trading_day,
+    )
 
-    # The venue's count of submits when it took each order (its submission number).
-    _submit_no: dict[str, int] = attrs.field(factory=dict, init=False)
 
-    def knows(self, client_order_id: str) -> bool:
-        """Whether the venue has answered a submit of this client order id."""
-        return client_order_id in self._answers
+def _record(stored: PaperVenueOrder) -> VenueOrderRecord:
+    return VenueOrderRecord(
+        order=stored.order,
+        submit_no=stored.submit_no,
+        answer_ts=stored.answer_ts,
+        eligible_from=stored.eligible_from,
+        trading_day=stored.trading_day,
+    )
 
-    def note_submit(self, client_order_id: str) -> None:
-        """Remember the submission number of the order just taken."""
-        self._submit_no[client_order_id] = self._submits
 
-    def working_orders(self) -> dict[str, Order]:
-        """The venue's copies of its working orders, by client order id."""
-        return {coid: self._orders[coid] for coid in self._working}
-
-    def copy_of(self, client_order_id: str) -> Order:
-        """The venue's copy of an order it knows."""
-        return self._orders[client_order_id]
-
-    @property
-    def fill_count(self) -> int:
-        """How many fills the venue has made."""
-        return len(self._fills)
-
-    def fills_after(self, count: int) -> list[PaperVenueFill]:
-        """The fills made after the first `count`, numbered in execution order."""
-        return [
-            PaperVenueFill(fill=fill, fill_no=number)
-            for number, fill in enumerate(self._fills[count:], start=count + 1)
-        ]
-
-    def venue_order(self, client_order_id: str) -> PaperVenueOrder:
-        """The stored form of the venue's copy of an order."""
-        answer = self._answers[client_order_id]
-        return PaperVenueOrder(
-            order=self._orders[client_order_id],
-            submit_no=self._submit_no[client_order_id],
-            answer_ts=answer[0].ts,
-            eligible_from=self._eligible_from.get(client_order_id),
-            trading_day=self._day.get(client_order_id),
-        )
-
-    def load(self, state: PaperVenueState, *, after: _Engine | None = None) -> None:
-        """Fill a fresh engine with the venue's stored state.
-
-        Args:
-            state: what the venue's tables hold.
-            after: the engine this one replaces (a reload): its connection, its
-                subscriptions and the injected drops that already fired carry over.
-
-        Raises:
-            DomainError: the engine is not fresh, or a working order lacks its
-                eligibility or trading day (a corrupt store).
-        """
-        if self._orders or self._last_bar or self._submits:
-            msg = "paper venue: load needs a fresh engine"
-            raise DomainError(msg)
-        for stored in sorted(state.orders, key=lambda o: o.submit_no):
-            self._load_order(stored)
-        self._submits = max((o.submit_no for o in state.orders), default=0)
-        self._fills = [stored.fill for stored in sorted(state.fills, key=lambda f: f.fill_no)]
-        self._last_bar.update(state.cursors)
-        if after is not None:
-            self.connected = after.connected
-            self._subscriptions = after._subscriptions
-            self._dropped = set(after._dropped)
-
-    def _load_order(self, stored: PaperVenueOrder) -> None:
-        order = stored.order
-        coid = order.client_order_id
-        self._orders[coid] = order
-        self._submit_no[coid] = stored.submit_no
-        answer: BrokerEvent
-        if order.broker_order_id is None:
-            answer = OrderRejected(client_order_id=coid, ts=stored.answer_ts, reason=order.reason)
-            self._rejected += 1
-        else:
-            answer = OrderAccepted(
-                client_order_id=coid, ts=stored.answer_ts, broker_order_id=order.broker_order_id
-            )
-            self._accepted += 1
-        self._answers[coid] = (answer,)
-        if order.status is OrderStatus.CANCELED:
-            self._canceled += 1
-        elif order.status is OrderStatus.EXPIRED:
-            self._expired += 1
-        if order.status.is_working:
-            if stored.eligible_from is None or stored.trading_day is None:
-                msg = f"paper venue: working order {coid} is stored without its eligibility"
-                raise DomainError(msg)
-            self._working[coid] = None
-            self._eligible_from[coid] = stored.eligible_from
-            self._day[coid] = stored.trading_day
+def _load(engine: PaperExchange, state: PaperVenueState, after: PaperExchange | None) -> None:
+    """Fill a fresh `engine` with what the venue's tables hold."""
+    engine.load(
+        [_record(stored) for stored in state.orders],
+        [stored.fill for stored in sorted(state.fills, key=lambda f: f.fill_no)],
+        state.cursors,
+        carry_over=after,
+    )
 
 
 class DurablePaperBroker:
@@ -210,7 +146,7 @@ class DurablePaperBroker:
         self._store = store
         self._config = config
         self._faults = faults
-        self.exchange = _Engine(config, faults)
+        self.exchange = PaperExchange(config, faults)
         # Set when the engine may be ahead of its tables (a write failed or was
         # cancelled): it is reloaded from them before it is used again.
         self._stale = False
@@ -245,7 +181,7 @@ class DurablePaperBroker:
             async with store.transaction() as tx:
                 tx.clear_paper_venue()
         else:
-            broker.exchange.load(await store.paper_venue())
+            _load(broker.exchange, await store.paper_venue(), None)
         return broker
 
     # ------------------------------------------------------------------ state
@@ -259,7 +195,7 @@ class DurablePaperBroker:
         """Whether the engine waits to be reloaded from its tables (after a failed write)."""
         return self._stale
 
-    async def _engine(self) -> _Engine:
+    async def _engine(self) -> PaperExchange:
         """The engine, reloaded from the tables first if it went stale.
 
         Raises:
@@ -271,8 +207,8 @@ class DurablePaperBroker:
             except StoreError as exc:
                 msg = f"paper venue: its state cannot be read from the store: {exc}"
                 raise BrokerDisconnected(msg) from exc
-            engine = _Engine(self._config, self._faults)
-            engine.load(state, after=self.exchange)
+            engine = PaperExchange(self._config, self._faults)
+            _load(engine, state, self.exchange)
             self.exchange = engine
             self._stale = False
             self.reloads += 1
@@ -293,8 +229,11 @@ class DurablePaperBroker:
                 disconnected; see the module notes).
         """
         engine = self.exchange
-        orders = [engine.venue_order(coid) for coid in client_order_ids]
-        fills = engine.fills_after(fills_before)
+        orders = [_stored_order(engine.record(coid)) for coid in client_order_ids]
+        fills = [
+            PaperVenueFill(fill=fill, fill_no=number)
+            for number, fill in enumerate(engine.fills_from(fills_before), start=fills_before + 1)
+        ]
         cursors = {} if cursor is None else {(cursor.instrument, cursor.timeframe): cursor.ts}
         try:
             async with self._store.transaction() as tx:
@@ -348,7 +287,6 @@ class DurablePaperBroker:
         fills_before = engine.fill_count
         events = engine.submit(order)
         if not known:
-            engine.note_submit(coid)
             await self._write((coid,), fills_before=fills_before)
         return events
 

@@ -519,6 +519,48 @@ class TestReconciliation:
         assert len(engine.fills_since(0)) == 2
 
 
+class TestOwnState:
+    """`record` / `fills_from` / `load`: a venue stored and loaded is the same venue."""
+
+    def test_a_loaded_engine_trades_on_exactly_as_the_original(self):
+        original = exchange()
+        original.submit(submitted(intent(), ts=T0, seq=1))  # fills at the next bar
+        original.submit(submitted(intent(limit="90.00"), ts=T0, seq=2))  # rests
+        original.submit(submitted(intent(symbol="NOPE"), ts=T0, seq=3))  # rejected
+        original.on_bar(flat(T0 + MIN))
+        coids = ["s1-00000001", "s1-00000002", "s1-00000003"]
+        records = [original.record(coid) for coid in coids]
+        assert [r.submit_no for r in records] == [1, 2, 3]
+        assert records[1].eligible_from is not None  # working
+        assert records[0].eligible_from is None  # filled: final
+
+        loaded = exchange()
+        loaded.disconnect()
+        loaded.load(records, original.fills_from(0), {("AAPL", "1m"): T0 + MIN})
+        loaded.connect()
+        assert loaded.fill_count == original.fill_count == 1
+        assert loaded.working_orders() == original.working_orders()
+        assert all(loaded.copy_of(c) == original.copy_of(c) for c in coids)
+        assert loaded.knows("s1-00000003") and not loaded.knows("s1-00000004")
+        # both go on identically: the resting limit fills, the next ids continue
+        for engine in (original, loaded):
+            engine.submit(submitted(intent(), ts=T0 + MIN, seq=4))
+        after = [
+            e.on_bar(bar(T0 + 2 * MIN, "95.00", "95.00", "89.00", "90.00"))
+            for e in (original, loaded)
+        ]
+        assert after[0] == after[1]
+        assert loaded.record("s1-00000004") == original.record("s1-00000004")
+        assert loaded.fills_from(1) == original.fills_from(1)
+        assert loaded.statistics().accepted == original.statistics().accepted
+
+    def test_load_needs_a_fresh_engine(self):
+        engine = exchange()
+        engine.submit(submitted(intent(), seq=1))
+        with pytest.raises(DomainError, match="fresh engine"):
+            engine.load([], [], {})
+
+
 class TestConfig:
     @pytest.mark.parametrize(
         ("field", "value", "message"),

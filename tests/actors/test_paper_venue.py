@@ -303,8 +303,10 @@ class TestRefusals:
         async with open_store(f"sqlite:///{tmp_path}/twice.db") as store:
             venue = await opened(store)
             await venue.submit(submitted(1, T0))
+            state = await store.paper_venue()
+            records = [venue.exchange.record(o.order.client_order_id) for o in state.orders]
             with pytest.raises(DomainError, match="fresh engine"):
-                venue.exchange.load(await store.paper_venue())
+                venue.exchange.load(records, [f.fill for f in state.fills], state.cursors)
 
     def test_records_validate_their_numbers(self) -> None:
         with pytest.raises(ValueError, match="submit_no: must be an int >= 1"):
