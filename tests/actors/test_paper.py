@@ -541,7 +541,8 @@ class TestOwnState:
         assert loaded.fill_count == original.fill_count == 1
         assert loaded.working_orders() == original.working_orders()
         assert all(loaded.copy_of(c) == original.copy_of(c) for c in coids)
-        assert loaded.knows("s1-00000003") and not loaded.knows("s1-00000004")
+        assert loaded.knows("s1-00000003")
+        assert not loaded.knows("s1-00000004")
         # both go on identically: the resting limit fills, the next ids continue
         for engine in (original, loaded):
             engine.submit(submitted(intent(), ts=T0 + MIN, seq=4))
