@@ -319,6 +319,7 @@ class ActorCell(Node):
         self.ref = ActorRef(self)
         self.stop_requested = False
         self.processed = 0
+        self.batches = 0
         self.redelivered = 0
         self.dead_letters = 0
         self.in_hand: Any = _NOTHING
@@ -420,6 +421,7 @@ class ActorCell(Node):
                 await mailbox.wait_nonempty()
                 continue
             done = 0
+            self.batches += 1
             try:
                 while batch:
                     batch -= 1
@@ -513,4 +515,5 @@ class ActorCell(Node):
             dead_letters=self.dead_letters,
             senders_waiting=mailbox.blocked,
             running=self.running,
+            batches=self.batches,
         )

@@ -34,6 +34,8 @@ class ActorStatistics:
         dead_letters: messages given up on (poison, or actor stopped for good).
         senders_waiting: senders currently parked on a full ``BLOCK`` mailbox.
         running: whether an instance is currently running.
+        batches: how many times the actor took a batch of queued messages (a wake-up
+            that found work); ``processed / batches`` is the mean batch size.
     """
 
     path: str
@@ -49,6 +51,7 @@ class ActorStatistics:
     dead_letters: int
     senders_waiting: int
     running: bool
+    batches: int = 0
 
     @property
     def dropped(self) -> int:

@@ -299,6 +299,8 @@ class TestLazyWake:
             await ref.send(3)
             await system.settle()
             assert seen == [0, 1, 2, 3]  # the fourth woke it; it drained them all
+            stats = system.statistics().actors["store"]
+            assert (stats.processed, stats.batches) == (4, 1)  # in one batch
 
     async def test_an_ask_wakes_it_and_is_answered_after_the_parked_messages(self):
         spec, seen = lazy(wake_after=16)
