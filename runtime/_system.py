@@ -96,7 +96,8 @@ class ActorSystem:
         supervisor has yet to carry out.
 
         Messages parked in lazy mailboxes (``MailboxSpec.wake_after``) are woken as soon
-        as nothing else is in flight, and waited for too.
+        as nothing else is in flight, and waited for too; so is the work that settle
+        hooks (`when_settled`) send, which run first.
 
         Cancellation: a checkpoint; safe to cancel.
         """
