@@ -129,6 +129,15 @@ class PlaceOrder:
 
 
 @attrs.frozen
+class PlaceOrders:
+    """Several accepted intents that reached risk's outbox together (one decision, or one
+    cascade's): the order actor journals them in one durable write, then submits each in
+    order, so a kill finds all of them journaled or none."""
+
+    orders: tuple[PlaceOrder, ...]
+
+
+@attrs.frozen
 class CancelAllOrders:
     """Cancel every working order (the kill switch, or an operator)."""
 
@@ -257,6 +266,7 @@ __all__ = [
     "Persist",
     "PersistDurably",
     "PlaceOrder",
+    "PlaceOrders",
     "SessionChanged",
     "StoreAvailabilityChanged",
     "SubmitIntent",

@@ -92,6 +92,7 @@ from tradewind.actors._messages import (
     Persist,
     PersistDurably,
     PlaceOrder,
+    PlaceOrders,
 )
 from tradewind.actors._orders import (
     ClientOrderIds,
@@ -135,13 +136,14 @@ class Pending:
 
     Attributes:
         message: the message, matched by identity on redelivery.
-        order: the INITIALIZED order a `PlaceOrder` was given (its id is taken).
-        journaled: the INITIALIZED record is durable.
+        orders: the INITIALIZED orders a `PlaceOrder` or `PlaceOrders` was given (their
+            ids are taken).
+        journaled: their INITIALIZED records are durable.
         answers: each broker call's answer, by client order id (a bar's under ``""``).
     """
 
     message: object
-    order: Order | None = None
+    orders: list[Order] = attrs.field(factory=list)
     journaled: bool = False
     answers: dict[str, tuple[BrokerEvent, ...]] = attrs.field(factory=dict)
 
@@ -444,7 +446,9 @@ class OrderActor(Actor):
             await self._on_bar(message)
             return None
         if isinstance(message, PlaceOrder):
-            return await self._on_place(message)
+            return (await self._on_place(message, (message,)))[0]
+        if isinstance(message, PlaceOrders):
+            return await self._on_place(message, message.orders)
         if isinstance(message, CancelOrder):
             return await self._on_cancel(message)
         if isinstance(message, CancelAllOrders):
@@ -614,62 +618,79 @@ class OrderActor(Actor):
         await self._risk.send(bar)
         self._finish(change)
 
-    async def _on_place(self, message: PlaceOrder) -> Order:
-        """Place an order; reply with its snapshot after the broker's answer."""
+    async def _on_place(
+        self, message: PlaceOrder | PlaceOrders, places: Sequence[PlaceOrder]
+    ) -> tuple[Order, ...]:
+        """Place orders decided together: ids, one durable journal write for all of
+        them, then each submitted in order; reply with their snapshots after the
+        broker's answers.
+
+        One write for the group closes the gap a kill could otherwise fall into: with
+        every intent of a decision journaled at once, a restart finds all of them or
+        none (see "Cold start" in ``docs/trading-system.md``).
+        """
         book = self.book
-        book.last_ts = max(book.last_ts, message.ts)
+        book.last_ts = max(book.last_ts, *(p.ts for p in places))
         pending = self._pending_for(message)
-        if pending.order is None:
-            client_order_id = book.next_client_order_id(message.intent.strategy_id)
-            pending.order = Order.create(client_order_id, message.intent, message.ts)
-            book.tally("placed")
-        initialized = pending.order
-        client_order_id = initialized.client_order_id
+        if not pending.orders:
+            for place in places:
+                client_order_id = book.next_client_order_id(place.intent.strategy_id)
+                pending.orders.append(Order.create(client_order_id, place.intent, place.ts))
+                book.tally("placed")
         change = book.change()
-        if not book.connected and client_order_id not in pending.answers:
-            denied = initialized.apply(
-                OrderDenied(
-                    client_order_id=client_order_id, ts=message.ts, reason=DISCONNECTED_REASON
+        initialized = list(zip(pending.orders, places, strict=True))
+        if not book.connected and not any(
+            o.client_order_id in pending.answers for o in pending.orders
+        ):
+            for order, place in initialized:
+                change.record(
+                    order.apply(
+                        OrderDenied(
+                            client_order_id=order.client_order_id,
+                            ts=place.ts,
+                            reason=DISCONNECTED_REASON,
+                        )
+                    )
                 )
-            )
-            change.record(denied)
             await self._publish(change)
             self._finish(change)
-            return denied
+            return tuple(change.current(o.client_order_id) or o for o in pending.orders)
         if not pending.journaled:
-            refused = await self._journal(initialized)
+            refused = await self._journal(tuple(pending.orders))
             if refused is not None:
-                return await self._deny_unjournaled(change, initialized, message.ts, refused)
+                return await self._deny_unjournaled(change, initialized, refused)
             pending.journaled = True
-        submitted = change.record(
-            initialized.apply(OrderSubmitted(client_order_id=client_order_id, ts=message.ts))
-        )
-        events = pending.answers.get(client_order_id)
-        if events is None:
-            try:
-                events = tuple(await self.broker.submit(submitted))
-            except BrokerDisconnected as exc:
-                reason = f"{DISCONNECTED_REASON}: {exc}"
-                events = (
-                    OrderRejected(client_order_id=client_order_id, ts=message.ts, reason=reason),
-                )
-                await self._lost(message.ts, reason)
-            pending.answers[client_order_id] = events
-        change.apply_all(events)
+        for order, place in initialized:
+            client_order_id = order.client_order_id
+            submitted = change.record(
+                order.apply(OrderSubmitted(client_order_id=client_order_id, ts=place.ts))
+            )
+            events = pending.answers.get(client_order_id)
+            if events is None:
+                try:
+                    events = tuple(await self.broker.submit(submitted))
+                except BrokerDisconnected as exc:
+                    reason = f"{DISCONNECTED_REASON}: {exc}"
+                    events = (
+                        OrderRejected(client_order_id=client_order_id, ts=place.ts, reason=reason),
+                    )
+                    await self._lost(place.ts, reason)
+                pending.answers[client_order_id] = events
+            change.apply_all(events)
         await self._publish(change)
         self._finish(change)
-        final = change.current(client_order_id)
-        return submitted if final is None else final
+        return tuple(change.current(o.client_order_id) or o for o in pending.orders)
 
-    async def _journal(self, order: Order) -> str | None:
-        """Make the INITIALIZED record durable; None once it is, else why it is not.
+    async def _journal(self, orders: tuple[Order, ...]) -> str | None:
+        """Make the INITIALIZED records durable (in one commit); None once they are,
+        else why they are not.
 
         The store may be unavailable: persistence answers `NotDurable` (or cannot answer
-        within `journal_timeout`); the order must then not reach the broker.
+        within `journal_timeout`); the orders must then not reach the broker.
         """
         try:
             answer = await self._persistence.ask(
-                PersistDurably((order,)), timeout=self._journal_timeout
+                PersistDurably(orders), timeout=self._journal_timeout
             )
         except AskTimeout:
             return f"{STORE_UNAVAILABLE_REASON}: no journal answer in {self._journal_timeout}s"
@@ -678,21 +699,28 @@ class OrderActor(Actor):
         return None
 
     async def _deny_unjournaled(
-        self, change: BookChange, initialized: Order, ts: int, reason: str
-    ) -> Order:
-        # The intent could not be journaled: the order never reaches the broker. DENIED
+        self, change: BookChange, initialized: list[tuple[Order, PlaceOrder]], reason: str
+    ) -> tuple[Order, ...]:
+        # The intents could not be journaled: the orders never reach the broker. DENIED
         # is the exit of INITIALIZED that says so; its record is persisted (buffered)
-        # like any update, after the INITIALIZED one (one FIFO mailbox).
-        self.context.log.warning(
-            "order_not_journaled", client_order_id=initialized.client_order_id, reason=reason
-        )
-        denied = initialized.apply(
-            OrderDenied(client_order_id=initialized.client_order_id, ts=ts, reason=reason)
-        )
-        change.record(denied)
+        # like any update, after the INITIALIZED ones (one FIFO mailbox).
+        denied = []
+        for order, place in initialized:
+            self.context.log.warning(
+                "order_not_journaled", client_order_id=order.client_order_id, reason=reason
+            )
+            denied.append(
+                change.record(
+                    order.apply(
+                        OrderDenied(
+                            client_order_id=order.client_order_id, ts=place.ts, reason=reason
+                        )
+                    )
+                )
+            )
         await self._publish(change)
         self._finish(change)
-        return denied
+        return tuple(denied)
 
     async def _on_cancel(self, message: CancelOrder) -> Order | None:
         """Cancel one order; reply with its snapshot, or None if it is not working here."""

@@ -24,8 +24,12 @@ Design notes
   the instance (a trio system task started in ``on_start``, cancelled and awaited in
   ``on_stop``) sends it on in order, popping each only after its send returned. The
   order actor therefore takes `PlaceOrder`s in the order risk decided them (the pending
-  placeholders rely on that). Waiting for room in the bounded outbox would close the
-  cycle again: an intent that arrives while it is full is denied at once with
+  placeholders rely on that). `PlaceOrder`s that wait in the outbox one after another
+  go as one `PlaceOrders` (up to 64): the intents of one decision, or of one replay
+  cascade, which the order actor then journals in one durable write, so a kill between
+  two journal writes cannot keep some of a cascade's orders and lose the others (see
+  "Cold start" in ``docs/trading-system.md``). Waiting for room in the bounded outbox
+  would close the cycle again: an intent that arrives while it is full is denied at once with
   `DenyReason.OVERLOADED` (counted, sent to the strategy and persistence like any
   denial); a cancel that does not fit is counted (``shed_cancels``) and logged. What
   waits in ``orders_outbox`` is counted in the system's in-flight count until the order
@@ -92,6 +96,7 @@ from tradewind.actors._messages import (
     OrderUpdated,
     Persist,
     PlaceOrder,
+    PlaceOrders,
     SessionChanged,
     StoreAvailabilityChanged,
     SubmitIntent,
@@ -124,6 +129,8 @@ _ZERO: Final = Decimal(0)
 # Placeholder ids of accepted intents the order actor has not numbered yet. They never
 # leave the book; the range is far above any real sequence.
 _PENDING_SEQ_BASE: Final = 900_000_000
+#: At most this many queued `PlaceOrder`s go to the order actor as one `PlaceOrders`.
+_MAX_GROUP: Final = 64
 
 
 class Peer(enum.Enum):
@@ -670,16 +677,28 @@ class RiskActor(Actor):
 
     async def _send_orders(self) -> None:
         """Send ``orders_outbox`` to the order actor in order, popping each message once
-        its send returned."""
+        its send returned. `PlaceOrder`s queued one after another go as one
+        `PlaceOrders`: the order actor journals them in one write (see the notes)."""
         ref = self._refs[Peer.ORDERS]
         in_flight = self._in_flight
         assert in_flight is not None  # noqa: S101 -- set in on_start
         queue = self.book.orders_outbox
         while queue:
-            await ref.send(queue[0])
-            queue.popleft()
-            self._held -= 1
-            in_flight.release_in_flight()
+            taken = 1
+            message = queue[0]
+            if type(message) is PlaceOrder:
+                while (
+                    taken < len(queue) and taken < _MAX_GROUP and type(queue[taken]) is PlaceOrder
+                ):
+                    taken += 1
+                if taken > 1:
+                    group = [queue[i] for i in range(taken)]
+                    message = PlaceOrders(tuple(p for p in group if isinstance(p, PlaceOrder)))
+            await ref.send(message)
+            for _ in range(taken):
+                queue.popleft()
+            self._held -= taken
+            in_flight.release_in_flight(taken)
 
     async def handle(self, message: object) -> object:
         """Decide on `message` (once, even if redelivered), then deliver the effects.

@@ -35,10 +35,12 @@ from tradewind.actors._messages import (
     BrokerConnectionChanged,
     CancelAllOrders,
     CancelOrder,
+    NotDurable,
     OrderUpdated,
     Persist,
     PersistDurably,
     PlaceOrder,
+    PlaceOrders,
 )
 from tradewind.runtime import (
     Actor,
@@ -295,6 +297,85 @@ class TestPlaceOrder:
             assert h.kinds() == ["SUBMITTED", "REJECTED"]
             assert h.book.working == {}
             assert h.book.statistics().rejected == 1
+
+
+class TestPlaceOrders:
+    """Orders decided together: one journal write for all, then each submitted."""
+
+    async def test_one_durable_write_holds_every_order_and_precedes_every_submit(
+        self, autojump_clock
+    ):
+        async with harness() as h:
+            group = PlaceOrders((PlaceOrder(intent(), T0), PlaceOrder(intent(Side.SELL), T0)))
+            replies = await h.orders.ask(group)
+            await h.system.quiesce()
+            assert [n for n in names(h.calls) if n in {"journal", "submit"}] == [
+                "journal",
+                "submit",
+                "submit",
+            ]
+            (journal,) = h.to("journal")
+            assert [(r.client_order_id, r.status) for r in journal.records] == [
+                ("s1-00000001", OrderStatus.INITIALIZED),
+                ("s1-00000002", OrderStatus.INITIALIZED),
+            ]
+            assert [r.client_order_id for r in replies] == ["s1-00000001", "s1-00000002"]
+            assert {r.status for r in replies} == {OrderStatus.ACCEPTED}
+            assert [s.intent.side for s in h.to("submit")] == [Side.BUY, Side.SELL]
+            assert h.kinds() == ["SUBMITTED", "ACCEPTED", "SUBMITTED", "ACCEPTED"]
+            assert sorted(h.book.working) == ["s1-00000001", "s1-00000002"]
+
+    async def test_a_crash_between_two_submits_journals_once_and_submits_each_once(
+        self, autojump_clock
+    ):
+        async with harness() as h:
+            submits = 0
+            submit = h.broker.submit
+
+            async def fail_the_second(order: Order) -> Sequence[BrokerEvent]:
+                nonlocal submits
+                submits += 1
+                if submits == 2:
+                    h.broker.fail_next_submit = True  # the second one crashes, once
+                return await submit(order)
+
+            h.broker.submit = fail_the_second  # type: ignore[method-assign]
+            group = PlaceOrders((PlaceOrder(intent(), T0), PlaceOrder(intent(Side.SELL), T0)))
+            await h.orders.send(group)
+            await h.system.quiesce()
+            assert len(h.to("journal")) == 1  # the redelivery did not journal again
+            # the first order reached the venue once; the second once, after the crash
+            submitted = [o.client_order_id for o in h.to("submit")]
+            assert submitted == ["s1-00000001", "s1-00000002", "s1-00000002"]
+            assert h.broker.paper.exchange.statistics().submits == 2
+            assert sorted(h.book.working) == ["s1-00000001", "s1-00000002"]
+            assert h.kinds() == ["SUBMITTED", "ACCEPTED", "SUBMITTED", "ACCEPTED"]
+
+    async def test_an_unjournaled_group_is_denied_whole(self, autojump_clock):
+        class Refusing(PersistenceRecorder):
+            async def handle(self, message: Any) -> Any:
+                if isinstance(message, PersistDurably):
+                    return NotDurable(reason="store down", pending=0)
+                return await super().handle(message)
+
+        calls: list[tuple[str, Any]] = []
+        keeper = OrderBook()
+        broker = RecordingBroker(calls)
+        trading_children: list[Any] = [
+            ChildSpec("orders", lambda: OrderActor(keeper, broker)),
+            ChildSpec("risk", lambda: Recorder("risk", calls)),
+        ]
+        root_children: list[Any] = [
+            ChildSpec("persistence", lambda: Refusing("persistence", calls)),
+            SupervisorSpec("trading", trading_children),
+        ]
+        async with open_actor_system(
+            SupervisorSpec("tradewind", root_children), asyncio_loop=False
+        ) as system:
+            group = PlaceOrders((PlaceOrder(intent(), T0), PlaceOrder(intent(Side.SELL), T0)))
+            replies = await system.ref("trading/orders").ask(group)
+        assert [r.status for r in replies] == [OrderStatus.DENIED, OrderStatus.DENIED]
+        assert broker.count("submit") == 0
 
 
 # ----------------------------------------------------------------------------- bars

@@ -39,6 +39,7 @@ from tradewind.actors._messages import (
     OrderUpdated,
     Persist,
     PlaceOrder,
+    PlaceOrders,
     SessionChanged,
     SubmitIntent,
     SwapRiskLimits,
@@ -213,6 +214,21 @@ class TestDenials:
             assert len(t.of(t.orders, PlaceOrder)) == 1
             (denied,) = t.of(t.strategy, IntentDenied)
             assert denied.reason is DenyReason.MAX_POSITION
+
+    async def test_intents_accepted_together_reach_orders_as_one_group(
+        self, autojump_clock: object
+    ) -> None:
+        # Decided in one batch (one strategy callback, or one cascade): the order actor
+        # gets them as one `PlaceOrders` and journals them in one write.
+        async with tiny() as t:
+            first, second = intent(quantity=20), intent(quantity=10, side=Side.SELL)
+            await t.send(bar(T0, "100"), SubmitIntent(first, T0), SubmitIntent(second, T0))
+            assert t.of(t.orders, PlaceOrder) == []
+            (group,) = t.of(t.orders, PlaceOrders)
+            assert group.orders == (PlaceOrder(first, T0), PlaceOrder(second, T0))
+            # decided apart, they go apart
+            await t.send(SubmitIntent(intent(quantity=5), T0 + MINUTE))
+            assert t.of(t.orders, PlaceOrder) == [PlaceOrder(intent(quantity=5), T0 + MINUTE)]
 
     async def test_numbered_order_replaces_its_placeholder(self, autojump_clock: object) -> None:
         async with tiny() as t:

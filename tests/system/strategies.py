@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from tradewind.actors import Strategy
 
 if TYPE_CHECKING:
-    from tradewind.actors import Bar, StrategyContext
+    from tradewind.actors import Bar, Fill, StrategyContext
 
 
 class Loser(Strategy):
@@ -34,3 +34,19 @@ class Crasher(Strategy):
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
         msg = f"crasher fails on {bar.instrument}"
         raise RuntimeError(msg)
+
+
+class Pairs(Strategy):
+    """On every AAPL bar buys 1 AAPL and sells 1 MSFT in one decision (two intents from
+    one `on_bar`), and answers each AAPL fill with a far-away limit order (`on_fill`): the
+    fill of the last leg arrives in the cascade of the next AAPL bar, so that cascade
+    decides three intents in two callbacks."""
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        if bar.instrument == "AAPL":
+            ctx.buy("AAPL", 1, tag="leg-a")
+            ctx.sell("MSFT", 1, tag="leg-b")
+
+    def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
+        if fill.instrument == "AAPL":
+            ctx.buy("AAPL", 1, limit=Decimal("1.00"), tag="note")

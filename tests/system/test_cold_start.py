@@ -26,7 +26,7 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -41,6 +41,7 @@ from tradewind.actors import (
     TimeInForce,
 )
 from tradewind.actors._errors import DomainError
+from tradewind.actors._messages import PersistDurably
 from tradewind.actors._orders import (
     OrderAccepted,
     OrderDenied,
@@ -57,12 +58,18 @@ from tradewind.actors._sources import SourceBar, SyntheticBarSource
 from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
-from tests.system.conftest import write_config
+from tests.system.conftest import MemoryStore, synthetic, write_config
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tradewind.runtime import Actor
 
 TRADEWIND = str(Path(sys.executable).parent / "tradewind")
 BARS_PER_INSTRUMENT = 150
 INSTRUMENTS = 2
 MARK = "COLD-START-BAR"
+PAIRS = f"{Path(__file__).parent / 'strategies.py'}:Pairs"
 
 # A crossover strategy that acts on the *event* (the bar on which the fast average
 # crosses the slow one: a fixed quantity that way), with no look at its position or open
@@ -478,3 +485,50 @@ class TestWhenAReplayContinues:
 
     async def test_not_when_no_run_is_recorded(self, tmp_path: Path) -> None:
         assert await self.resumed_after(tmp_path, None) == 0
+
+
+class TestOneDecisionOneJournalWrite:
+    async def test_every_intent_of_a_cascade_is_journaled_in_one_durable_write(
+        self, make_settings, autojump_clock
+    ):
+        # Two legs from one on_bar, and a third intent from the on_fill of the same
+        # cascade: a kill can fall before or after their journal write, never between
+        # two of them, so a restart finds a cascade's orders all or none.
+        journal_writes: list[tuple[Order, ...]] = []
+
+        def wrap(path: str, factory: Callable[[], Actor]) -> Callable[[], Actor]:
+            if path != "persistence":
+                return factory
+
+            def build() -> Actor:
+                actor = factory()
+                handle = actor.handle
+
+                async def recorded(message: Any) -> Any:
+                    if isinstance(message, PersistDurably):
+                        journal_writes.append(
+                            tuple(r for r in message.records if isinstance(r, Order))
+                        )
+                    return await handle(message)
+
+                actor.handle = recorded  # type: ignore[method-assign]
+                return actor
+
+            return build
+
+        settings = make_settings(data=synthetic(count=30), strategy=PAIRS, params="{}")
+        store: Any = MemoryStore()  # keeps units in memory: no thread under autojump
+        async with open_trading_system(settings, store=store, wrap_actor=wrap) as system:
+            await system.wait_finished()
+        placed = {**system.orders.finished, **system.orders.working}
+        assert len(placed) > 60  # the strategy really traded
+        write_of = {o.client_order_id: n for n, write in enumerate(journal_writes) for o in write}
+        assert sorted(write_of) == sorted(placed)  # every order journaled, once
+        by_time: dict[int, set[int]] = {}
+        for order in placed.values():
+            by_time.setdefault(order.created_ts, set()).add(write_of[order.client_order_id])
+        assert all(len(writes) == 1 for writes in by_time.values()), by_time
+        tags_together = {
+            tuple(sorted(o.intent.tag for o in write)) for write in journal_writes if len(write) > 2
+        }
+        assert ("leg-a", "leg-b", "note") in tags_together  # on_bar's and on_fill's at once
