@@ -10,7 +10,10 @@ sequence and the applied execution ids.
 # * Placing an order, in this order and no other: assign the client order id; journal the
 #   INITIALIZED order with `PersistDurably` (an ask, answered after commit); apply
 #   OrderSubmitted; `broker.submit`; apply what the broker answered. An order therefore
-#   reaches the broker only after its intent is durable. When it cannot be made durable
+#   reaches the broker only after its intent is durable. Orders decided together arrive
+#   as one `PlaceOrders` and are journaled in one write before the first is submitted
+#   (then each is submitted in order): a kill finds all of them journaled or none.
+#   When it cannot be made durable
 #   (persistence answers `NotDurable` during a store outage, or nothing within
 #   `journal_timeout`), the order is recorded as DENIED with the reason
 #   ``store unavailable`` and never reaches the broker (risk halts trading meanwhile).
