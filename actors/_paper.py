@@ -23,7 +23,13 @@ Pure: plain data in, order events out; no clock, no randomness, no I/O.
 #     instrument's currency (notional includes the contract multiplier);
 #   - IOC: whatever the first eligible bar does not fill is canceled (`OrderCanceled`, the
 #     table's "unsolicited cancel"); DAY: expires (`OrderExpired`) on the first bar of a
-#     later day (days of ``day_ns`` counted from ``day_offset_ns``); GTC works until done.
+#     later day (days of ``day_ns`` counted from ``day_offset_ns``); GTC works until done;
+#   - a cancel takes effect at once. Known limit: a cancel decided on one instrument's bar
+#     at time t (so at t + the bar's length) also stops a fill another instrument's bar of
+#     the same time t would still have given the order, although that bar traded before
+#     the decision could be made -- a small look-ahead for strategies that cancel across
+#     instruments (see "The next step" in ``docs/benchmarks.md``). Fills never have it:
+#     eligibility is by time.
 # * The engine keeps its own copy of every order and applies its own events to it with
 #   `Order.apply`, so the venue's view is checked by the same state machine as the order
 #   actor's, and `open_orders` is a list of real `Order` values for reconciliation. The
