@@ -415,7 +415,10 @@ class ActorCell(Node):
             self.processed += 1
             in_flight.finished()
         plain = timeout is None
-        while not self._stop_pending():
+        # A lazy mailbox only held its messages back to batch them: on a graceful stop
+        # they are handled first (bounded by the shutdown timeout), not dead-lettered.
+        drains = mailbox.wake_after > 1
+        while not self._stop_pending() or (drains and queue):
             batch = len(queue)
             if not batch:
                 await mailbox.wait_nonempty()
@@ -437,7 +440,7 @@ class ActorCell(Node):
                         await self._deliver(handle, message, timeout)
                     self.in_hand = _NOTHING
                     done += 1
-                    if self.stop_requested:
+                    if self.stop_requested and not drains:
                         return
             finally:
                 # Counted once per batch: the count only has to reach zero late, never

@@ -86,7 +86,8 @@ class MailboxSpec:
             ``ActorSystem.quiesce()`` wakes it at once, while ``ActorSystem.settle()``
             does not (for an actor whose timing nobody waits on, e.g. persistence
             during a replay). 1, the default, wakes it on every message; a ``CONFLATE``
-            mailbox always does.
+            mailbox always does. What a lazy mailbox holds is handled before its actor
+            stops gracefully (not dead-lettered), within the shutdown timeout.
     """
 
     capacity: int = 1024

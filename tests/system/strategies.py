@@ -50,3 +50,13 @@ class Pairs(Strategy):
     def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
         if fill.instrument == "AAPL":
             ctx.buy("AAPL", 1, limit=Decimal("1.00"), tag="note")
+
+
+class LateCrasher(Strategy):
+    """Trades nothing and raises on every bar from the 150th bar of an instrument on:
+    a run that fails well after persistence has records waiting."""
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        if len(ctx.history(bar.instrument, 1_000)) >= 150:
+            msg = f"late crash on {bar.instrument}"
+            raise RuntimeError(msg)

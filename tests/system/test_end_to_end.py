@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from tradewind.actors._tree import TradingSystem, open_trading_system
+from tradewind.runtime import SupervisorFailed
 from tradewind.storage import open_store
 
 from tests.system.conftest import EXAMPLES, csv, synthetic
+
+LATE_CRASHER = f"{Path(__file__).parent / 'strategies.py'}:LateCrasher"
 
 if TYPE_CHECKING:
     from tradewind.actors._settings import Settings
@@ -98,3 +102,28 @@ class TestReplayBatching:
         # a mean batch above 5 (woken on every record it would be about 1)
         assert persistence.batches * 5 < persistence.processed
         assert stored_bars == bars  # and nothing was left behind
+
+
+class TestFailedRun:
+    async def test_a_run_whose_supervision_gives_up_stores_every_bar_it_accepted(
+        self, make_settings, tmp_path
+    ):
+        # Persistence batches its records in a replay; a run that fails must still store
+        # what the feed accepted before the failure, not leave it parked.
+        url = f"sqlite:///{tmp_path / 'run.db'}"
+        settings = make_settings(
+            data=synthetic(count=400),
+            store=url,
+            strategy=LATE_CRASHER,
+            params="{}",
+            extra="[supervision]\nmax_restarts = 3\nbackoff_initial = 0\n",
+        )
+        async with open_store(url) as store:
+            with pytest.raises(SupervisorFailed):
+                async with open_trading_system(settings, store=store) as system:
+                    await system.wait_finished()
+            stored = (await store.counts()).bars
+        accepted = system.feed.statistics().accepted
+        assert system.result.outcome == "failed"
+        assert accepted > 290  # the failure came late, with records waiting
+        assert stored == accepted
