@@ -25,7 +25,7 @@ Design notes
   ``on_stop``) sends it on in order, popping each only after its send returned. The
   order actor therefore takes `PlaceOrder`s in the order risk decided them (the pending
   placeholders rely on that). `PlaceOrder`s that wait in the outbox one after another
-  go as one `PlaceOrders` (up to 64): the intents of one decision, or of one replay
+  go as one `PlaceOrders`: the intents of one decision, or of one replay
   cascade, which the order actor then journals in one durable write, so a kill between
   two journal writes cannot keep some of a cascade's orders and lose the others (see
   "Cold start" in ``docs/trading-system.md``). Waiting for room in the bounded outbox
@@ -129,8 +129,6 @@ _ZERO: Final = Decimal(0)
 # Placeholder ids of accepted intents the order actor has not numbered yet. They never
 # leave the book; the range is far above any real sequence.
 _PENDING_SEQ_BASE: Final = 900_000_000
-#: At most this many queued `PlaceOrder`s go to the order actor as one `PlaceOrders`.
-_MAX_GROUP: Final = 64
 
 
 class Peer(enum.Enum):
@@ -687,9 +685,7 @@ class RiskActor(Actor):
             taken = 1
             message = queue[0]
             if type(message) is PlaceOrder:
-                while (
-                    taken < len(queue) and taken < _MAX_GROUP and type(queue[taken]) is PlaceOrder
-                ):
+                while taken < len(queue) and type(queue[taken]) is PlaceOrder:
                     taken += 1
                 if taken > 1:
                     group = [queue[i] for i in range(taken)]
