@@ -8,6 +8,8 @@ import pytest
 import structlog
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tradewind.runtime import (
     Actor,
     AskTimeout,
@@ -349,3 +351,83 @@ class TestLazyWake:
         assert seen == [0, 1, 2]
         stats = system.statistics()
         assert (stats.dead_letters, stats.in_flight) == (0, 0)
+
+
+class Forwarder(Actor):
+    """Sends ``("relayed", chain, n)`` to the store for each n down to 0."""
+
+    async def handle(self, message: Any) -> None:
+        chain, n = message
+        await self.context.system.ref("store").send(("relayed", chain, n))
+        if n > 0:
+            await self.context.ref.send((chain, n - 1))
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("direct"), st.just(0)),
+        st.tuples(st.just("relay"), st.integers(0, 5)),
+        st.tuples(st.just("ask"), st.just(0)),
+        st.tuples(st.just("settle"), st.just(0)),
+        st.tuples(st.just("quiesce"), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+class TestLazyWakeProperties:
+    @settings(max_examples=60, deadline=None)
+    @given(ops=operations, wake_after=st.integers(1, 6))
+    def test_every_message_is_handled_once_in_order_and_the_barriers_hold(
+        self, ops: list[tuple[str, int]], wake_after: int
+    ) -> None:
+        trio.run(self.scenario, ops, wake_after)
+
+    @staticmethod
+    async def scenario(ops: list[tuple[str, int]], wake_after: int) -> None:
+        seen: list[Any] = []
+        box = MailboxSpec(16, Overflow.BLOCK, wake_after=wake_after)
+        spec = SupervisorSpec(
+            "root",
+            [
+                ChildSpec("store", lambda: Recorder(seen), mailbox=box),
+                ChildSpec("relay", Forwarder),
+            ],
+        )
+        sent: list[Any] = []  # what the test itself sent to the store, in order
+        chains: dict[int, int] = {}  # chain -> its first n (it sends n, n-1, ..., 0)
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            store, relay = system.ref("store"), system.ref("relay")
+            for step, (kind, n) in enumerate(ops):
+                if kind == "direct":
+                    sent.append(("direct", step))
+                    await store.send(("direct", step))
+                elif kind == "relay":
+                    chains[step] = n
+                    await relay.send((step, n))
+                elif kind == "ask":
+                    sent.append(("ask", step))
+                    await store.ask(("ask", step))
+                    handled = [m for m in seen if m[0] in ("direct", "ask")]
+                    assert handled == sent  # FIFO: everything sent before it, handled
+                elif kind == "settle":
+                    await system.settle()
+                    stats = system.statistics()
+                    # only what waits parked in the store's mailbox is still in flight
+                    assert stats.actors["relay"].mailbox_depth == 0
+                    assert stats.in_flight == stats.actors["store"].mailbox_depth
+                    assert stats.in_flight < wake_after  # it would have been woken
+                else:
+                    await system.quiesce()
+                    assert system.statistics().in_flight == 0
+                    assert [m for m in seen if m[0] in ("direct", "ask")] == sent
+            await system.quiesce()
+            stats = system.statistics()
+        assert stats.in_flight == 0
+        assert stats.dead_letters == 0
+        assert [m for m in seen if m[0] in ("direct", "ask")] == sent
+        for chain, first in chains.items():
+            relayed = [m[2] for m in seen if m[0] == "relayed" and m[1] == chain]
+            assert relayed == list(range(first, -1, -1))
+        # each message handled once (the recorder numbers its answers by count)
+        assert len(seen) == len(sent) + sum(first + 1 for first in chains.values())
