@@ -428,6 +428,13 @@ class FeedActor(Actor):
             # A unit to hand over: up to a bar, or the rest once the source has ended.
             return bool(ahead) and (exhausted or any(type(i) is SourceBar for i in ahead))
 
+        def arm() -> None:
+            # Hand the next unit over when the system next settles (at once if it is).
+            nonlocal armed
+            if not armed and not stuck and ready():
+                armed = True
+                system.when_settled(hand_over)
+
         def hand_over() -> None:
             nonlocal armed, stuck
             armed = False
@@ -443,9 +450,7 @@ class FeedActor(Actor):
                 keeper.position += 1
                 if type(item) is SourceBar:
                     break
-            if not stuck and ready():
-                armed = True
-                system.when_settled(hand_over)  # the next bar after this cascade
+            arm()  # the next bar, after this one's cascade
             if stuck or len(ahead) <= _READ_AHEAD // 2:
                 wake.set()
 
@@ -456,9 +461,7 @@ class FeedActor(Actor):
                         ahead.append(await anext(items))
                     except StopAsyncIteration:
                         exhausted = True
-                    if not armed and not stuck and ready():
-                        armed = True
-                        system.when_settled(hand_over)
+                    arm()
                 if stopped():
                     ahead.clear()
                     break
@@ -469,9 +472,7 @@ class FeedActor(Actor):
                     await ref.send(ahead.popleft())
                     keeper.position += 1
                     continue
-                if not armed and ready():
-                    armed = True
-                    system.when_settled(hand_over)
+                arm()
                 await wake.wait()
                 wake = trio.Event()
         finally:
