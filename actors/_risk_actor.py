@@ -84,6 +84,7 @@ import attrs
 import trio
 from tradewind.actors._calendar import TradingCalendar
 from tradewind.actors._errors import CurrencyMismatch, DomainError, InvalidLimits, MissingPrice
+from tradewind.actors._feed import OwnedTask
 from tradewind.actors._marketdata import Bar
 from tradewind.actors._messages import (
     BrokerConnectionChanged,
@@ -626,8 +627,7 @@ class RiskActor(Actor):
         self._in_flight: ActorContext | None = None
         self._held = 0  # orders_outbox entries this instance counts as in flight
         self._wake = trio.Event()
-        self._sender_scope: trio.CancelScope | None = None
-        self._sender_done: trio.Event | None = None
+        self._sender: OwnedTask | None = None
 
     async def on_start(self) -> None:
         """Resolve the peers' refs.
@@ -641,37 +641,32 @@ class RiskActor(Actor):
         held = len(self.book.orders_outbox)
         self._in_flight.hold_in_flight(held)
         self._held = held
-        scope, done = trio.CancelScope(), trio.Event()
-        self._sender_scope, self._sender_done = scope, done
-        trio.lowlevel.spawn_system_task(
-            self._sender, scope, done, name=f"{self.context.path}.sender"
+        self._sender = OwnedTask(
+            f"{self.context.path}.sender", self._send_loop, self._sender_failed
         )
+        self._sender.start()
 
     async def on_stop(self) -> None:
         """Stop the sender to the order actor (what it has not sent stays in the book)."""
-        if self._sender_scope is not None:
-            self._sender_scope.cancel()
-        if self._sender_done is not None:
-            await self._sender_done.wait()
+        if self._sender is not None:
+            await self._sender.stop()
         if self._in_flight is not None and self._held:
             held, self._held = self._held, 0
             self._in_flight.release_in_flight(held)
 
-    async def _sender(self, scope: trio.CancelScope, done: trio.Event) -> None:
+    async def _send_loop(self) -> None:
         book = self.book
-        try:
-            with scope:
-                while True:
-                    await self._send_orders()
-                    self._wake = trio.Event()
-                    if not book.orders_outbox:
-                        await self._wake.wait()
-        except Exception as exc:  # noqa: BLE001 -- a system task must not raise; a closed mailbox at shutdown is expected
-            self.context.log.warning(
-                "risk_sender_failed", error=repr(exc), undelivered=len(book.orders_outbox)
-            )
-        finally:
-            done.set()
+        while True:
+            await self._send_orders()
+            self._wake = trio.Event()
+            if not book.orders_outbox:
+                await self._wake.wait()
+
+    def _sender_failed(self, exc: Exception) -> None:
+        # A closed mailbox at shutdown is expected; what was not sent stays in the book.
+        self.context.log.warning(
+            "risk_sender_failed", error=repr(exc), undelivered=len(self.book.orders_outbox)
+        )
 
     async def _send_orders(self) -> None:
         """Send ``orders_outbox`` to the order actor in order, popping each message once

@@ -77,6 +77,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 import trio
 from tradewind.actors._errors import InvalidOrder, InvalidStrategy
+from tradewind.actors._feed import OwnedTask
 from tradewind.actors._marketdata import Bar
 from tradewind.actors._messages import (
     CancelOrder,
@@ -643,8 +644,7 @@ class StrategyActor(Actor):
         self._held = 0  # outbox entries this instance counts as in flight
         self._wake = trio.Event()
         self._sending = trio.Lock()  # held by whoever is sending from the outbox
-        self._sender_scope: trio.CancelScope | None = None
-        self._sender_done: trio.Event | None = None
+        self._sender: OwnedTask | None = None
 
     async def on_start(self) -> None:
         """Build the strategy, call its `on_start`, and warm it up on the kept history.
@@ -794,28 +794,25 @@ class StrategyActor(Actor):
         held = len(self.host.outbox)
         self._in_flight.hold_in_flight(held)
         self._held = held
-        scope, done = trio.CancelScope(), trio.Event()
-        self._sender_scope, self._sender_done = scope, done
-        trio.lowlevel.spawn_system_task(
-            self._sender, scope, done, name=f"{self.context.path}.sender"
+        self._sender = OwnedTask(
+            f"{self.context.path}.sender", self._send_loop, self._sender_failed
         )
+        self._sender.start()
 
-    async def _sender(self, scope: trio.CancelScope, done: trio.Event) -> None:
-        try:
-            with scope:
-                while True:
-                    async with self._sending:
-                        while self.host.outbox:
-                            await self._send_first()
-                    self._wake = trio.Event()
-                    if not self.host.outbox:
-                        await self._wake.wait()
-        except Exception as exc:  # noqa: BLE001 -- a system task must not raise; a closed mailbox at shutdown is expected
-            self.context.log.warning(
-                "strategy_sender_failed", error=repr(exc), undelivered=len(self.host.outbox)
-            )
-        finally:
-            done.set()
+    async def _send_loop(self) -> None:
+        while True:
+            async with self._sending:
+                while self.host.outbox:
+                    await self._send_first()
+            self._wake = trio.Event()
+            if not self.host.outbox:
+                await self._wake.wait()
+
+    def _sender_failed(self, exc: Exception) -> None:
+        # A closed mailbox at shutdown is expected; what was not sent stays in the keeper.
+        self.context.log.warning(
+            "strategy_sender_failed", error=repr(exc), undelivered=len(self.host.outbox)
+        )
 
     async def _send_first(self) -> None:
         """Send the oldest outbox entry to risk; pop it once its send returned."""
@@ -833,10 +830,8 @@ class StrategyActor(Actor):
 
     async def _stop_sender(self) -> None:
         """Cancel the sender, wait for it, and give back the count of what is left."""
-        if self._sender_scope is not None:
-            self._sender_scope.cancel()
-        if self._sender_done is not None:
-            await self._sender_done.wait()
+        if self._sender is not None:
+            await self._sender.stop()
         if self._in_flight is not None and self._held:
             held, self._held = self._held, 0
             self._in_flight.release_in_flight(held)
