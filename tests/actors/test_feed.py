@@ -155,6 +155,31 @@ def bar(ts: int, price: str = "100.00", instrument: str = "AAPL") -> Bar:
     return Bar(instrument, "1m", ts, price, price, price, price, 1)
 
 
+async def replay_crashing_once(
+    steps: int, at: Callable[[SourceBar], bool]
+) -> tuple[Journal, FeedKeeper, int]:
+    """Replay `steps` synthetic steps with a feed that raises once, right after it has
+    handled (and fanned out) the first item `at` picks; return what the recorders got,
+    the keeper and the feed's restarts."""
+    crashed: list[int] = []
+
+    class CrashOnce(FeedActor):
+        async def handle(self, message: object) -> None:
+            await super().handle(message)
+            if isinstance(message, SourceBar) and at(message) and not crashed:
+                crashed.append(1)
+                raise RuntimeError("injected")
+
+    journal = Journal()
+    keeper = FeedKeeper()
+    source = synthetic(steps)
+    async with running(journal, lambda: CrashOnce(keeper, source)) as system:
+        await keeper.wait_finished()
+        await system.quiesce()
+        restarts = system.statistics().actors["feed"].restarts
+    return journal, keeper, restarts
+
+
 class TestSequencing:
     async def test_bad_file_counts_every_kind_and_passes_good_bars(self) -> None:
         journal, keeper = await replay(CsvBarSource(DATA / "bad_bars.csv", INSTRUMENTS))
@@ -341,26 +366,9 @@ class TestWatchdog:
 
 class TestRestarts:
     async def test_a_crash_after_fan_out_does_not_re_emit(self) -> None:
-        crashed: list[int] = []
-
-        class CrashOnce(FeedActor):
-            async def handle(self, message: object) -> None:
-                await super().handle(message)
-                if (
-                    isinstance(message, SourceBar)
-                    and message.bar.ts == T0 + 5 * MINUTE
-                    and not crashed
-                ):
-                    crashed.append(1)
-                    raise RuntimeError("injected")
-
-        journal = Journal()
-        keeper = FeedKeeper()
-        source = synthetic(20)
-        async with running(journal, lambda: CrashOnce(keeper, source)) as system:
-            await keeper.wait_finished()
-            await system.quiesce()
-            restarts = system.statistics().actors["feed"].restarts
+        journal, keeper, restarts = await replay_crashing_once(
+            20, lambda item: item.bar.ts == T0 + 5 * MINUTE
+        )
         expected = list(synthetic_bars([AAPL, MSFT], seed=11, start_ts=T0, count=20))
         assert restarts == 1
         assert journal.bars() == expected
@@ -372,23 +380,9 @@ class TestRestarts:
     ) -> None:
         # 200 items, so the pump holds up to 64 read ahead when the feed crashes at the
         # 101st: those were never handed over and are read again by the next instance.
-        crashed: list[int] = []
-
-        class CrashOnce(FeedActor):
-            async def handle(self, message: object) -> None:
-                await super().handle(message)
-                at_101 = isinstance(message, SourceBar) and message.location == "synthetic:101"
-                if at_101 and not crashed:
-                    crashed.append(1)
-                    raise RuntimeError("injected")
-
-        journal = Journal()
-        keeper = FeedKeeper()
-        source = synthetic(100)
-        async with running(journal, lambda: CrashOnce(keeper, source)) as system:
-            await keeper.wait_finished()
-            await system.quiesce()
-            restarts = system.statistics().actors["feed"].restarts
+        journal, keeper, restarts = await replay_crashing_once(
+            100, lambda item: item.location == "synthetic:101"
+        )
         expected = list(synthetic_bars([AAPL, MSFT], seed=11, start_ts=T0, count=100))
         assert (restarts, len(expected)) == (1, 200)
         assert journal.bars() == expected
