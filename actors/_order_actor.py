@@ -645,23 +645,15 @@ class OrderActor(Actor):
         if not book.connected and not any(
             o.client_order_id in pending.answers for o in pending.orders
         ):
-            for order, place in initialized:
-                change.record(
-                    order.apply(
-                        OrderDenied(
-                            client_order_id=order.client_order_id,
-                            ts=place.ts,
-                            reason=DISCONNECTED_REASON,
-                        )
-                    )
-                )
-            await self._publish(change)
-            self._finish(change)
-            return tuple(change.current(o.client_order_id) or o for o in pending.orders)
+            return await self._deny(change, initialized, DISCONNECTED_REASON)
         if not pending.journaled:
             refused = await self._journal(tuple(pending.orders))
             if refused is not None:
-                return await self._deny_unjournaled(change, initialized, refused)
+                for order, _place in initialized:
+                    self.context.log.warning(
+                        "order_not_journaled", client_order_id=order.client_order_id, reason=refused
+                    )
+                return await self._deny(change, initialized, refused)
             pending.journaled = True
         for order, place in initialized:
             client_order_id = order.client_order_id
@@ -701,29 +693,24 @@ class OrderActor(Actor):
             return f"{STORE_UNAVAILABLE_REASON}: {answer.reason}"
         return None
 
-    async def _deny_unjournaled(
+    async def _deny(
         self, change: BookChange, initialized: list[tuple[Order, PlaceOrder]], reason: str
     ) -> tuple[Order, ...]:
-        # The intents could not be journaled: the orders never reach the broker. DENIED
-        # is the exit of INITIALIZED that says so; its record is persisted (buffered)
-        # like any update, after the INITIALIZED ones (one FIFO mailbox).
-        denied = []
-        for order, place in initialized:
-            self.context.log.warning(
-                "order_not_journaled", client_order_id=order.client_order_id, reason=reason
-            )
-            denied.append(
-                change.record(
-                    order.apply(
-                        OrderDenied(
-                            client_order_id=order.client_order_id, ts=place.ts, reason=reason
-                        )
-                    )
+        # The orders never reach the broker (it is down, or their intents could not be
+        # journaled): DENIED is the exit of INITIALIZED that says so; its record is
+        # persisted (buffered) like any update, after the INITIALIZED ones (one FIFO
+        # mailbox).
+        denied = tuple(
+            change.record(
+                order.apply(
+                    OrderDenied(client_order_id=order.client_order_id, ts=place.ts, reason=reason)
                 )
             )
+            for order, place in initialized
+        )
         await self._publish(change)
         self._finish(change)
-        return tuple(denied)
+        return denied
 
     async def _on_cancel(self, message: CancelOrder) -> Order | None:
         """Cancel one order; reply with its snapshot, or None if it is not working here."""
