@@ -101,6 +101,9 @@ from tradewind.actors._reconcile import reconcile as reconcile
 # isort: split
 # --- risk and strategy actors ---
 from tradewind.actors._errors import InvalidStrategy as InvalidStrategy
+from tradewind.actors._messages import IntentDenied as IntentDenied
+from tradewind.actors._messages import OrderUpdated as OrderUpdated
+from tradewind.actors._messages import SessionChanged as SessionChanged
 from tradewind.actors._risk_actor import Effect as Effect
 from tradewind.actors._risk_actor import Peer as Peer
 from tradewind.actors._risk_actor import RiskActor as RiskActor

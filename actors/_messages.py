@@ -129,12 +129,13 @@ class PlaceOrder:
 
 
 @attrs.frozen
-class PlaceOrders:
-    """Several accepted intents that reached risk's outbox together (one decision, or one
-    cascade's): the order actor journals them in one durable write, then submits each in
-    order, so a kill finds all of them journaled or none."""
+class OrderActions:
+    """Places and cancels that reached risk's outbox one after another (one decision, or
+    one cascade's): the order actor journals every intent (INITIALIZED) and every cancel
+    request (PENDING_CANCEL) among them in one durable write, then acts on each in order,
+    so a kill finds all of them journaled or none."""
 
-    orders: tuple[PlaceOrder, ...]
+    actions: tuple[PlaceOrder | CancelOrder, ...]
 
 
 @attrs.frozen
@@ -261,12 +262,12 @@ __all__ = [
     "Flush",
     "IntentDenied",
     "NotDurable",
+    "OrderActions",
     "OrderEvent",
     "OrderUpdated",
     "Persist",
     "PersistDurably",
     "PlaceOrder",
-    "PlaceOrders",
     "SessionChanged",
     "StoreAvailabilityChanged",
     "SubmitIntent",

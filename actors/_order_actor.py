@@ -10,13 +10,22 @@ sequence and the applied execution ids.
 # * Placing an order, in this order and no other: assign the client order id; journal the
 #   INITIALIZED order with `PersistDurably` (an ask, answered after commit); apply
 #   OrderSubmitted; `broker.submit`; apply what the broker answered. An order therefore
-#   reaches the broker only after its intent is durable. Orders decided together arrive
-#   as one `PlaceOrders` and are journaled in one write before the first is submitted
-#   (then each is submitted in order): a kill finds all of them journaled or none.
-#   When it cannot be made durable
+#   reaches the broker only after its intent is durable. When it cannot be made durable
 #   (persistence answers `NotDurable` during a store outage, or nothing within
 #   `journal_timeout`), the order is recorded as DENIED with the reason
 #   ``store unavailable`` and never reaches the broker (risk halts trading meanwhile).
+# * Cancelling follows the same write-ahead rule: the PENDING_CANCEL update (snapshot and
+#   CANCEL_REQUESTED event) is journaled before `broker.cancel`, and is not persisted a
+#   second time afterwards. A cold start then finds the request, and the paper venue
+#   rebuilt from the journal takes it (`PaperExchange.restore`). Unlike an intent, a
+#   cancel whose request cannot be made durable still goes to the broker: it only takes
+#   risk away. A disconnected broker gets no write: the cancel is rejected locally.
+# * Places and cancels decided together arrive as one `OrderActions` (risk groups what
+#   waits in its outbox one after another): every INITIALIZED order and PENDING_CANCEL
+#   update among them is journaled in one write, then each action is carried out in
+#   the order decided. A kill finds all of a decision journaled or none of it; without
+#   the group, a kill between the writes of "buy, then cancel the old order" kept the
+#   buy and lost the cancel (the restart does not decide that bar again).
 # * Decide, then act, then commit: a handler computes the change to the book (a
 #   `BookChange` over the committed book, pure), performs the effects (persist, tell
 #   risk, forward the bar), and only then commits the change to the book. Steps that must
@@ -91,11 +100,11 @@ from tradewind.actors._messages import (
     CancelAllOrders,
     CancelOrder,
     NotDurable,
+    OrderActions,
     OrderUpdated,
     Persist,
     PersistDurably,
     PlaceOrder,
-    PlaceOrders,
 )
 from tradewind.actors._orders import (
     ClientOrderIds,
@@ -139,14 +148,18 @@ class Pending:
 
     Attributes:
         message: the message, matched by identity on redelivery.
-        orders: the INITIALIZED orders a `PlaceOrder` or `PlaceOrders` was given (their
-            ids are taken).
-        journaled: their INITIALIZED records are durable.
+        orders: the INITIALIZED orders the places of the message were given (their ids
+            are taken).
+        requests: the PENDING_CANCEL update of each of the message's actions that is a
+            cancel of a cancelable order (None for a place or an ignored cancel), once
+            computed.
+        journaled: their INITIALIZED and PENDING_CANCEL records are durable.
         answers: each broker call's answer, by client order id (a bar's under ``""``).
     """
 
     message: object
     orders: list[Order] = attrs.field(factory=list)
+    requests: list[OrderUpdated | None] | None = None
     journaled: bool = False
     answers: dict[str, tuple[BrokerEvent, ...]] = attrs.field(factory=dict)
 
@@ -322,12 +335,13 @@ class BookChange:
 
     def record(self, order: Order) -> Order:
         """Take `order` (just changed by one event) into the change, with its update."""
-        event = order.last_event
-        if event is None:
-            msg = f"order {order.client_order_id}: a recorded order must carry its event"
-            raise InvalidOrder(msg)
+        return self.take(update_of(order))
+
+    def take(self, update: OrderUpdated) -> Order:
+        """Take an update computed ahead (a journaled cancel request) into the change."""
+        order = update.order
         self.orders[order.client_order_id] = order
-        self.updates.append(OrderUpdated(order=order, event=event, ts=event.ts))
+        self.updates.append(update)
         return order
 
     def apply(self, event: OrderEvent) -> Order | None:
@@ -362,6 +376,15 @@ class BookChange:
         """What to persist: the updates, in order (each is an order snapshot, its stamped
         event and its fill, if any)."""
         return tuple(self.updates)
+
+
+def update_of(order: Order) -> OrderUpdated:
+    """The update that announces `order` (just changed by one event)."""
+    event = order.last_event
+    if event is None:
+        msg = f"order {order.client_order_id}: a recorded order must carry its event"
+        raise InvalidOrder(msg)
+    return OrderUpdated(order=order, event=event, ts=event.ts)
 
 
 # ----------------------------------------------------------------------------- actor
@@ -448,12 +471,10 @@ class OrderActor(Actor):
         if isinstance(message, Bar):
             await self._on_bar(message)
             return None
-        if isinstance(message, PlaceOrder):
-            return (await self._on_place(message, (message,)))[0]
-        if isinstance(message, PlaceOrders):
-            return await self._on_place(message, message.orders)
-        if isinstance(message, CancelOrder):
-            return await self._on_cancel(message)
+        if isinstance(message, PlaceOrder | CancelOrder):
+            return (await self._on_actions(message, (message,)))[0]
+        if isinstance(message, OrderActions):
+            return await self._on_actions(message, message.actions)
         if isinstance(message, CancelAllOrders):
             return await self._on_cancel_all(message)
         if isinstance(message, BrokerConnectionChanged):
@@ -480,10 +501,19 @@ class OrderActor(Actor):
         self.book.commit(change)
         self.book.pending = None
 
-    async def _publish(self, change: BookChange) -> None:
+    async def _publish(
+        self, change: BookChange, journaled: Sequence[OrderUpdated | None] = ()
+    ) -> None:
+        """Send the change's updates to persistence (except those `journaled` already)
+        and to risk, in order."""
         if not change.updates:
             return
-        await self._persistence.send(Persist(change.records()))
+        records = change.records()
+        if journaled:
+            durable = {id(update) for update in journaled if update is not None}
+            records = tuple(update for update in records if id(update) not in durable)
+        if records:
+            await self._persistence.send(Persist(records))
         for update in change.updates:
             await self._risk.send(update)
 
@@ -621,71 +651,154 @@ class OrderActor(Actor):
         await self._risk.send(bar)
         self._finish(change)
 
-    async def _on_place(
-        self, message: PlaceOrder | PlaceOrders, places: Sequence[PlaceOrder]
-    ) -> tuple[Order, ...]:
-        """Place orders decided together: ids, one durable journal write for all of
-        them, then each submitted in order; reply with their snapshots after the
-        broker's answers.
+    async def _on_actions(
+        self, message: object, actions: Sequence[PlaceOrder | CancelOrder]
+    ) -> tuple[Order | None, ...]:
+        """Act on places and cancels decided together: ids for the places, one durable
+        journal write for every intent and cancel request among them, then each action
+        in order; reply with each action's order snapshot after the broker's answers
+        (None for a cancel of an order that is not here).
 
         One write for the group closes the gap a kill could otherwise fall into: with
-        every intent of a decision journaled at once, a restart finds all of them or
-        none (see "Cold start" in ``docs/trading-system.md``).
+        every intent and cancel of a decision journaled at once, a restart finds all of
+        them or none (see "Cold start" in ``docs/trading-system.md``). A cancel is not
+        held back when its request cannot be made durable (a store outage): it only
+        takes risk away, so it goes to the broker all the same.
         """
         book = self.book
-        book.last_ts = max(book.last_ts, *(p.ts for p in places))
+        book.last_ts = max([book.last_ts, *(action.ts for action in actions)])
         pending = self._pending_for(message)
+        places = [action for action in actions if isinstance(action, PlaceOrder)]
         if not pending.orders:
             for place in places:
                 client_order_id = book.next_client_order_id(place.intent.strategy_id)
                 pending.orders.append(Order.create(client_order_id, place.intent, place.ts))
                 book.tally("placed")
         change = book.change()
-        initialized = list(zip(pending.orders, places, strict=True))
-        if not book.connected and not any(
-            o.client_order_id in pending.answers for o in pending.orders
-        ):
-            return await self._deny(change, initialized, DISCONNECTED_REASON)
-        if not pending.journaled:
-            refused = await self._journal(tuple(pending.orders))
-            if refused is not None:
-                for order, _place in initialized:
-                    self.context.log.warning(
-                        "order_not_journaled", client_order_id=order.client_order_id, reason=refused
+        if pending.requests is None:
+            pending.requests = self._cancel_requests(change, actions)
+        requests = pending.requests
+        denied = await self._write_ahead(pending, requests)
+        numbered = iter(pending.orders)
+        replies: list[str] = []
+        for action, request in zip(actions, requests, strict=True):
+            if isinstance(action, PlaceOrder):
+                order = next(numbered)
+                replies.append(order.client_order_id)
+                if denied is None:
+                    await self._submit(pending, change, order, action.ts)
+                else:
+                    change.record(
+                        order.apply(
+                            OrderDenied(
+                                client_order_id=order.client_order_id, ts=action.ts, reason=denied
+                            )
+                        )
                     )
-                return await self._deny(change, initialized, refused)
-            pending.journaled = True
-        for order, place in initialized:
-            client_order_id = order.client_order_id
-            submitted = change.record(
-                order.apply(OrderSubmitted(client_order_id=client_order_id, ts=place.ts))
-            )
+                continue
+            client_order_id = action.client_order_id
+            replies.append(client_order_id)
+            if request is None:
+                continue
+            change.take(request)
             events = pending.answers.get(client_order_id)
             if events is None:
-                try:
-                    events = tuple(await self.broker.submit(submitted))
-                except BrokerDisconnected as exc:
-                    reason = f"{DISCONNECTED_REASON}: {exc}"
-                    events = (
-                        OrderRejected(client_order_id=client_order_id, ts=place.ts, reason=reason),
-                    )
-                    await self._lost(place.ts, reason)
+                events = await self._broker_cancel(client_order_id, action.ts)
                 pending.answers[client_order_id] = events
             change.apply_all(events)
-        await self._publish(change)
+        await self._publish(change, requests if pending.journaled else ())
         self._finish(change)
-        return tuple(change.current(o.client_order_id) or o for o in pending.orders)
+        return tuple(change.current(client_order_id) for client_order_id in replies)
 
-    async def _journal(self, orders: tuple[Order, ...]) -> str | None:
-        """Make the INITIALIZED records durable (in one commit); None once they are,
-        else why they are not.
+    def _cancel_requests(
+        self, change: BookChange, actions: Sequence[PlaceOrder | CancelOrder]
+    ) -> list[OrderUpdated | None]:
+        """The PENDING_CANCEL update of each cancel of a cancelable order, as of the book
+        before the message (a place never changes another order); None for a place, and
+        for a cancel of an order that is not working (logged) or is asked twice."""
+        requests: list[OrderUpdated | None] = []
+        asked: set[str] = set()
+        for action in actions:
+            if isinstance(action, PlaceOrder):
+                requests.append(None)
+                continue
+            client_order_id = action.client_order_id
+            order = change.current(client_order_id)
+            if order is None or order.status not in _CANCELABLE or client_order_id in asked:
+                self.context.log.info(
+                    "cancel_ignored",
+                    client_order_id=client_order_id,
+                    status=None if order is None else order.status.value,
+                )
+                requests.append(None)
+                continue
+            asked.add(client_order_id)
+            requested = order.apply(
+                OrderCancelRequested(client_order_id=client_order_id, ts=action.ts)
+            )
+            requests.append(update_of(requested))
+        return requests
+
+    async def _write_ahead(
+        self, pending: Pending, requests: Sequence[OrderUpdated | None]
+    ) -> str | None:
+        """Journal the message's INITIALIZED orders and cancel requests in one durable
+        write (once); return why its places must be denied instead, or None.
+
+        A disconnected broker denies the places without a write (their cancels get a
+        local reject). A refused write (a store outage: persistence answers after at
+        most its `durable_timeout`) denies the places; the cancels go on without it.
+        """
+        if not self.book.connected and not pending.answers:
+            return DISCONNECTED_REASON
+        if pending.journaled:
+            return None
+        cancels = [request for request in requests if request is not None]
+        if not pending.orders and not cancels:
+            return None
+        refused = await self._journal((*pending.orders, *cancels))
+        if refused is None:
+            pending.journaled = True
+            return None
+        for order in pending.orders:
+            self.context.log.warning(
+                "order_not_journaled", client_order_id=order.client_order_id, reason=refused
+            )
+        for request in cancels:
+            self.context.log.warning(
+                "cancel_not_journaled",
+                client_order_id=request.order.client_order_id,
+                reason=refused,
+            )
+        return refused
+
+    async def _submit(self, pending: Pending, change: BookChange, order: Order, ts: int) -> None:
+        """Submit one journaled order (once: a redelivery reuses the broker's answer)."""
+        client_order_id = order.client_order_id
+        submitted = change.record(
+            order.apply(OrderSubmitted(client_order_id=client_order_id, ts=ts))
+        )
+        events = pending.answers.get(client_order_id)
+        if events is None:
+            try:
+                events = tuple(await self.broker.submit(submitted))
+            except BrokerDisconnected as exc:
+                reason = f"{DISCONNECTED_REASON}: {exc}"
+                events = (OrderRejected(client_order_id=client_order_id, ts=ts, reason=reason),)
+                await self._lost(ts, reason)
+            pending.answers[client_order_id] = events
+        change.apply_all(events)
+
+    async def _journal(self, records: tuple[object, ...]) -> str | None:
+        """Make the records (INITIALIZED orders, PENDING_CANCEL updates) durable in one
+        commit; None once they are, else why they are not.
 
         The store may be unavailable: persistence answers `NotDurable` (or cannot answer
         within `journal_timeout`); the orders must then not reach the broker.
         """
         try:
             answer = await self._persistence.ask(
-                PersistDurably(orders), timeout=self._journal_timeout
+                PersistDurably(records), timeout=self._journal_timeout
             )
         except AskTimeout:
             return f"{STORE_UNAVAILABLE_REASON}: no journal answer in {self._journal_timeout}s"
@@ -693,67 +806,18 @@ class OrderActor(Actor):
             return f"{STORE_UNAVAILABLE_REASON}: {answer.reason}"
         return None
 
-    async def _deny(
-        self, change: BookChange, initialized: list[tuple[Order, PlaceOrder]], reason: str
-    ) -> tuple[Order, ...]:
-        # The orders never reach the broker (it is down, or their intents could not be
-        # journaled): DENIED is the exit of INITIALIZED that says so; its record is
-        # persisted (buffered) like any update, after the INITIALIZED ones (one FIFO
-        # mailbox).
-        denied = tuple(
-            change.record(
-                order.apply(
-                    OrderDenied(client_order_id=order.client_order_id, ts=place.ts, reason=reason)
-                )
-            )
-            for order, place in initialized
-        )
-        await self._publish(change)
-        self._finish(change)
-        return denied
-
-    async def _on_cancel(self, message: CancelOrder) -> Order | None:
-        """Cancel one order; reply with its snapshot, or None if it is not working here."""
-        self.book.last_ts = max(self.book.last_ts, message.ts)
-        pending = self._pending_for(message)
-        change = self.book.change()
-        await self._cancel(pending, change, (message.client_order_id,), message.ts)
-        await self._publish(change)
-        self._finish(change)
-        return change.current(message.client_order_id)
-
     async def _on_cancel_all(self, message: CancelAllOrders) -> tuple[str, ...]:
-        """The kill switch: cancel every working order; reply with the ids asked."""
-        self.book.last_ts = max(self.book.last_ts, message.ts)
-        pending = self._pending_for(message)
+        """The kill switch: cancel every working order that has no cancel pending yet
+        (one journal write for all the requests); reply with the ids asked."""
         self.context.log.warning("cancel_all_orders", reason=message.reason)
-        change = self.book.change()
-        asked = await self._cancel(pending, change, tuple(self.book.working), message.ts)
-        await self._publish(change)
-        self._finish(change)
-        return asked
-
-    async def _cancel(
-        self, pending: Pending, change: BookChange, client_order_ids: Sequence[str], ts: int
-    ) -> tuple[str, ...]:
-        asked: list[str] = []
-        for client_order_id in client_order_ids:
-            order = change.current(client_order_id)
-            if order is None or order.status not in _CANCELABLE:
-                self.context.log.info(
-                    "cancel_ignored",
-                    client_order_id=client_order_id,
-                    status=None if order is None else order.status.value,
-                )
-                continue
-            change.record(order.apply(OrderCancelRequested(client_order_id=client_order_id, ts=ts)))
-            asked.append(client_order_id)
-            events = pending.answers.get(client_order_id)
-            if events is None:
-                events = await self._broker_cancel(client_order_id, ts)
-                pending.answers[client_order_id] = events
-            change.apply_all(events)
-        return tuple(asked)
+        cancels = tuple(
+            CancelOrder(client_order_id, message.ts, message.reason)
+            for client_order_id, order in self.book.working.items()
+            if order.status in _CANCELABLE
+        )
+        self.book.last_ts = max(self.book.last_ts, message.ts)
+        await self._on_actions(message, cancels)
+        return tuple(cancel.client_order_id for cancel in cancels)
 
     async def _broker_cancel(self, client_order_id: str, ts: int) -> tuple[BrokerEvent, ...]:
         if self.book.connected:

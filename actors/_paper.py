@@ -517,9 +517,11 @@ class PaperExchange:
         journaled order reached the venue (the order actor journals an intent before it
         submits it, so an INITIALIZED or SUBMITTED order may have been on the wire and
         is taken now, with the answer a live venue would have given); an order with a
-        broker order id was accepted and keeps its status and fills; a REJECTED one
-        without a broker order id was rejected here; a DENIED one never left us. The
-        venue has traded every series up to `last_bars` (the last stored bar times).
+        broker order id was accepted and keeps its status and fills, and a
+        PENDING_CANCEL one (its cancel request is journaled before the venue hears it)
+        is canceled now, at the time of the request; a REJECTED one without a broker
+        order id was rejected here; a DENIED one never left us. The venue has traded
+        every series up to `last_bars` (the last stored bar times).
 
         Args:
             orders: every stored order, in submission (client order id) order.
@@ -575,6 +577,11 @@ class PaperExchange:
             self._working[coid] = None
             self._eligible_from[coid] = order.created_ts + max(self.config.latency_ns, 1)
             self._day[coid] = self.config.day_of(order.created_ts)
+        if status is OrderStatus.PENDING_CANCEL:
+            # A cancel request is journaled before the venue hears it, as an intent is
+            # before its submit: it may have reached the venue, so the venue takes it now,
+            # at the time it was asked (the request is the stored order's last change).
+            self._end(coid, OrderCanceled(client_order_id=coid, ts=order.updated_ts), [])
 
     # ------------------------------------------------------------------ its own state
     # What a venue that keeps its state in a store (`DurablePaperBroker`) reads after

@@ -47,9 +47,10 @@ left by a crashed run is replayed at start.
 #   order actor sees it and releases the next bar only once the system is quiet, so the
 #   records after the newest `Bar` are its cascade, possibly unfinished, and everything
 #   before it is finished. A size- or time-triggered commit stops there. Only the
-#   durable journal write of an intent (which must not wait), `Flush` and the stop commit
-#   a cascade's beginning; a kill after such a commit leaves the store at that intent's
-#   write-ahead record, which a cold start resumes from (``docs/trading-system.md``).
+#   durable journal write of intents and cancel requests (which must not wait), `Flush`
+#   and the stop commit a cascade's beginning; a kill after such a commit leaves the
+#   store at that write-ahead record, which a cold start resumes from
+#   (``docs/trading-system.md``).
 #   Without the cut a commit could hold bar N and its fills but not the intent the
 #   strategy was about to journal, and a restart, resuming after bar N, would never
 #   decide it.

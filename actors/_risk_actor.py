@@ -24,10 +24,11 @@ Design notes
   the instance (a trio system task started in ``on_start``, cancelled and awaited in
   ``on_stop``) sends it on in order, popping each only after its send returned. The
   order actor therefore takes `PlaceOrder`s in the order risk decided them (the pending
-  placeholders rely on that). `PlaceOrder`s that wait in the outbox one after another
-  go as one `PlaceOrders`: the intents of one decision, or of one replay
-  cascade, which the order actor then journals in one durable write, so a kill between
-  two journal writes cannot keep some of a cascade's orders and lose the others (see
+  placeholders rely on that). `PlaceOrder`s and `CancelOrder`s that wait in the outbox
+  one after another go as one `OrderActions`:
+  the places and cancels of one decision, or of one replay cascade, whose intents and
+  cancel requests the order actor then journals in one durable write, so a kill between
+  two journal writes cannot keep some of a cascade's decisions and lose the others (see
   "Cold start" in ``docs/trading-system.md``). Waiting for room in the bounded outbox
   would close the cycle again: an intent that arrives while it is full is denied at once with
   `DenyReason.OVERLOADED` (counted, sent to the strategy and persistence like any
@@ -71,6 +72,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import itertools
 import tomllib
 import zoneinfo
 from collections import Counter, deque
@@ -94,10 +96,10 @@ from tradewind.actors._messages import (
     FeedResumed,
     FeedStale,
     IntentDenied,
+    OrderActions,
     OrderUpdated,
     Persist,
     PlaceOrder,
-    PlaceOrders,
     SessionChanged,
     StoreAvailabilityChanged,
     SubmitIntent,
@@ -165,6 +167,8 @@ def _restricted_state(
 
 
 # How severe a trading state is: the more severe of two reasons wins.
+# What `_send_orders` hands over together (a `CancelAllOrders` always goes alone).
+_GROUPED: Final = frozenset({PlaceOrder, CancelOrder})
 _SEVERITY: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 BROKER_DOWN_REASON: Final = "the broker connection is down"
 STORE_UNAVAILABLE_REASON: Final = "STORE_UNAVAILABLE"
@@ -670,21 +674,27 @@ class RiskActor(Actor):
 
     async def _send_orders(self) -> None:
         """Send ``orders_outbox`` to the order actor in order, popping each message once
-        its send returned. `PlaceOrder`s queued one after another go as one
-        `PlaceOrders`: the order actor journals them in one write (see the notes)."""
+        its send returned. `PlaceOrder`s and `CancelOrder`s queued one after another go
+        as one `OrderActions`: the order actor journals them in one write (see the
+        notes)."""
         ref = self._refs[Peer.ORDERS]
         in_flight = self._in_flight
         assert in_flight is not None  # noqa: S101 -- set in on_start
         queue = self.book.orders_outbox
         while queue:
-            taken = 1
-            message = queue[0]
-            if type(message) is PlaceOrder:
-                while taken < len(queue) and type(queue[taken]) is PlaceOrder:
-                    taken += 1
-                if taken > 1:
-                    group = [queue[i] for i in range(taken)]
-                    message = PlaceOrders(tuple(p for p in group if isinstance(p, PlaceOrder)))
+            taken = 0
+            while taken < len(queue) and type(queue[taken]) in _GROUPED:
+                taken += 1
+            message: object = queue[0]
+            if taken > 1:
+                message = OrderActions(
+                    tuple(
+                        action
+                        for action in itertools.islice(queue, taken)
+                        if isinstance(action, PlaceOrder | CancelOrder)
+                    )
+                )
+            taken = max(taken, 1)
             await ref.send(message)
             for _ in range(taken):
                 queue.popleft()

@@ -36,11 +36,11 @@ from tradewind.actors._messages import (
     CancelAllOrders,
     CancelOrder,
     NotDurable,
+    OrderActions,
     OrderUpdated,
     Persist,
     PersistDurably,
     PlaceOrder,
-    PlaceOrders,
 )
 from tradewind.runtime import (
     Actor,
@@ -200,7 +200,11 @@ class Harness:
 
 @asynccontextmanager
 async def harness(
-    book: OrderBook | None = None, faults: PaperFaults | None = None, *, refuse: bool = False
+    book: OrderBook | None = None,
+    faults: PaperFaults | None = None,
+    *,
+    refuse: bool = False,
+    persistence: type[PersistenceRecorder] = PersistenceRecorder,
 ) -> AsyncIterator[Harness]:
     calls: list[tuple[str, Any]] = []
     keeper = book if book is not None else OrderBook()
@@ -219,7 +223,7 @@ async def harness(
         backoff=Backoff(initial=0.0, jitter=0.0),
     )
     root_children: list[Any] = [
-        ChildSpec("persistence", lambda: PersistenceRecorder("persistence", calls)),
+        ChildSpec("persistence", lambda: persistence("persistence", calls)),
         trading,
     ]
     root = SupervisorSpec("tradewind", root_children)
@@ -299,14 +303,14 @@ class TestPlaceOrder:
             assert h.book.statistics().rejected == 1
 
 
-class TestPlaceOrders:
-    """Orders decided together: one journal write for all, then each submitted."""
+class TestOrderActions:
+    """Places and cancels decided together: one journal write for all, then each in order."""
 
     async def test_one_durable_write_holds_every_order_and_precedes_every_submit(
         self, autojump_clock
     ):
         async with harness() as h:
-            group = PlaceOrders((PlaceOrder(intent(), T0), PlaceOrder(intent(Side.SELL), T0)))
+            group = OrderActions((PlaceOrder(intent(), T0), PlaceOrder(intent(Side.SELL), T0)))
             replies = await h.orders.ask(group)
             await h.system.quiesce()
             assert [n for n in names(h.calls) if n in {"journal", "submit"}] == [
@@ -340,7 +344,7 @@ class TestPlaceOrders:
                 return await submit(order)
 
             h.broker.submit = fail_the_second  # type: ignore[method-assign]
-            group = PlaceOrders((PlaceOrder(intent(), T0), PlaceOrder(intent(Side.SELL), T0)))
+            group = OrderActions((PlaceOrder(intent(), T0), PlaceOrder(intent(Side.SELL), T0)))
             await h.orders.send(group)
             await h.system.quiesce()
             assert len(h.to("journal")) == 1  # the redelivery did not journal again
@@ -352,30 +356,78 @@ class TestPlaceOrders:
             assert h.kinds() == ["SUBMITTED", "ACCEPTED", "SUBMITTED", "ACCEPTED"]
 
     async def test_an_unjournaled_group_is_denied_whole(self, autojump_clock):
-        class Refusing(PersistenceRecorder):
-            async def handle(self, message: Any) -> Any:
-                if isinstance(message, PersistDurably):
-                    return NotDurable(reason="store down", pending=0)
-                return await super().handle(message)
-
-        calls: list[tuple[str, Any]] = []
-        keeper = OrderBook()
-        broker = RecordingBroker(calls)
-        trading_children: list[Any] = [
-            ChildSpec("orders", lambda: OrderActor(keeper, broker)),
-            ChildSpec("risk", lambda: Recorder("risk", calls)),
-        ]
-        root_children: list[Any] = [
-            ChildSpec("persistence", lambda: Refusing("persistence", calls)),
-            SupervisorSpec("trading", trading_children),
-        ]
-        async with open_actor_system(
-            SupervisorSpec("tradewind", root_children), asyncio_loop=False
-        ) as system:
-            group = PlaceOrders((PlaceOrder(intent(), T0), PlaceOrder(intent(Side.SELL), T0)))
-            replies = await system.ref("trading/orders").ask(group)
+        async with harness(persistence=Refusing) as h:
+            group = OrderActions((PlaceOrder(intent(), T0), PlaceOrder(intent(Side.SELL), T0)))
+            replies = await h.orders.ask(group)
         assert [r.status for r in replies] == [OrderStatus.DENIED, OrderStatus.DENIED]
-        assert broker.count("submit") == 0
+        assert h.broker.count("submit") == 0
+
+    async def test_a_cancel_between_two_places_is_journaled_with_them(self, autojump_clock):
+        # A place, a cancel, a place from one decision: the intents and the cancel request
+        # are durable in one write before the broker hears any of them, then each goes
+        # out in the order decided.
+        async with harness() as h:
+            await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
+            group = OrderActions(
+                (
+                    PlaceOrder(intent(), T0 + MIN),
+                    CancelOrder("s1-00000001", T0 + MIN, "replaced"),
+                    PlaceOrder(intent(Side.SELL), T0 + MIN),
+                )
+            )
+            replies = await h.orders.ask(group)
+            await h.system.quiesce()
+            _first, journal = h.to("journal")
+            assert [(r.client_order_id, r.status) for r in records_of(journal)] == [
+                ("s1-00000002", OrderStatus.INITIALIZED),
+                ("s1-00000003", OrderStatus.INITIALIZED),
+                ("s1-00000001", OrderStatus.PENDING_CANCEL),
+            ]
+            after = h.calls[h.calls.index(("journal", journal)) :]
+            assert [
+                (n, o if n == "cancel" else o.client_order_id)
+                for n, o in after
+                if n in {"submit", "cancel"}
+            ] == [
+                ("submit", "s1-00000002"),
+                ("cancel", "s1-00000001"),
+                ("submit", "s1-00000003"),
+            ]
+            assert [(r.client_order_id, r.status) for r in replies] == [
+                ("s1-00000002", OrderStatus.ACCEPTED),
+                ("s1-00000001", OrderStatus.CANCELED),
+                ("s1-00000003", OrderStatus.ACCEPTED),
+            ]
+            # risk hears everything in the order it happened; persistence is not given
+            # the journaled cancel request a second time
+            assert h.kinds()[2:] == [
+                "SUBMITTED",
+                "ACCEPTED",
+                "CANCEL_REQUESTED",
+                "CANCELED",
+                "SUBMITTED",
+                "ACCEPTED",
+            ]
+            persisted = [u.event.kind.value for p in h.to("persist") for u in p.records]
+            assert persisted[2:] == ["SUBMITTED", "ACCEPTED", "CANCELED", "SUBMITTED", "ACCEPTED"]
+
+
+class Refusing(PersistenceRecorder):
+    """Answers every durable write with `NotDurable` (a store outage)."""
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, PersistDurably):
+            self.calls.append(("refused", message))
+            return NotDurable(reason="store down", pending=0)
+        return await super().handle(message)
+
+
+def records_of(journal: PersistDurably) -> list[Order]:
+    """The orders a durable write holds (a cancel request as its PENDING_CANCEL order)."""
+    held = [r.order if isinstance(r, OrderUpdated) else r for r in journal.records]
+    orders = [o for o in held if isinstance(o, Order)]
+    assert len(orders) == len(held)
+    return orders
 
 
 # ----------------------------------------------------------------------------- bars
@@ -505,6 +557,60 @@ class TestCancel:
             assert h.kinds()[-2:] == ["CANCEL_REQUESTED", "CANCELED"]
             assert h.book.working == {}
 
+    async def test_the_cancel_request_is_durable_before_the_broker_hears_it(self, autojump_clock):
+        async with harness() as h:
+            await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
+            await h.orders.ask(CancelOrder("s1-00000001", T0 + 1, "stop"))
+            await h.system.quiesce()
+            assert [n for n in names(h.calls) if n in {"journal", "cancel"}][1:] == [
+                "journal",
+                "cancel",
+            ]
+            (request,) = h.to("journal")[1].records
+            assert isinstance(request, OrderUpdated)
+            assert request.order.status is OrderStatus.PENDING_CANCEL
+            assert request.event.kind.value == "CANCEL_REQUESTED"
+            # persisted once: durably, not again with the CANCELED that follows
+            last = h.to("persist")[-1]
+            assert [u.event.kind.value for u in last.records] == ["CANCELED"]
+
+    async def test_a_cancel_goes_out_when_its_request_cannot_be_journaled(self, autojump_clock):
+        # A store outage: the place is denied, the cancel (it only takes risk away) still
+        # reaches the broker, and its updates are persisted like any other (buffered).
+        class RefusingAfterTheFirst(Refusing):
+            async def handle(self, message: Any) -> Any:
+                if isinstance(message, PersistDurably) and not self.calls.count(("journal", 1)):
+                    self.calls.append(("journal", 1))
+                    return await PersistenceRecorder.handle(self, message)
+                return await super().handle(message)
+
+        async with harness(persistence=RefusingAfterTheFirst) as h:
+            await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
+            replies = await h.orders.ask(
+                OrderActions((CancelOrder("s1-00000001", T0 + 1), PlaceOrder(intent(), T0 + 1)))
+            )
+            await h.system.quiesce()
+            assert [r.status for r in replies] == [OrderStatus.CANCELED, OrderStatus.DENIED]
+            assert h.broker.count("cancel") == 1
+            assert h.broker.count("submit") == 1  # the first place only
+            assert len(h.to("refused")) == 1
+            persisted = [u.event.kind.value for p in h.to("persist") for u in p.records]
+            assert persisted[2:] == ["CANCEL_REQUESTED", "CANCELED", "DENIED"]
+
+    async def test_a_crash_after_the_journal_write_cancels_once(self, autojump_clock):
+        book = CrashingBook()
+        async with harness(book) as h:
+            await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
+            book.crashes_left = 1
+            reply = await h.orders.ask(CancelOrder("s1-00000001", T0 + 1))
+            await h.system.quiesce()
+            assert reply.status is OrderStatus.CANCELED
+            assert len(h.to("journal")) == 2  # the place's and the cancel's, once each
+            assert h.broker.count("cancel") == 1
+            assert book.statistics().redelivered == 1
+            assert h.kinds()[2:] == ["CANCEL_REQUESTED", "CANCELED"] * 2  # sent again, same
+            assert book.statistics().canceled == 1
+
     async def test_a_cancel_of_an_unknown_order_is_ignored(self, autojump_clock):
         async with harness() as h:
             reply = await h.orders.ask(CancelOrder("s1-00000042", T0))
@@ -520,6 +626,12 @@ class TestCancel:
             asked = await h.orders.ask(CancelAllOrders(T0 + 1, "daily loss limit"))
             await h.system.quiesce()
             assert asked == ("s1-00000001", "s1-00000002", "s1-00000003")
+            # every request in one durable write, before the first cancel
+            journal = h.to("journal")[-1]
+            assert [(r.client_order_id, r.status) for r in records_of(journal)] == [
+                (i, OrderStatus.PENDING_CANCEL) for i in asked
+            ]
+            assert names(h.calls).index("cancel") > h.calls.index(("journal", journal))
             assert h.book.working == {}
             assert h.book.statistics().canceled == 3
             assert await h.broker.open_orders() == ()

@@ -36,10 +36,10 @@ from tradewind.actors._messages import (
     FeedResumed,
     FeedStale,
     IntentDenied,
+    OrderActions,
     OrderUpdated,
     Persist,
     PlaceOrder,
-    PlaceOrders,
     SessionChanged,
     SubmitIntent,
     SwapRiskLimits,
@@ -219,13 +219,16 @@ class TestDenials:
         self, autojump_clock: object
     ) -> None:
         # Decided in one batch (one strategy callback, or one cascade): the order actor
-        # gets them as one `PlaceOrders` and journals them in one write.
+        # gets them as one `OrderActions` and journals them in one write -- a cancel
+        # between two places included.
         async with tiny() as t:
             first, second = intent(quantity=20), intent(quantity=10, side=Side.SELL)
-            await t.send(bar(T0, "100"), SubmitIntent(first, T0), SubmitIntent(second, T0))
+            cancel = CancelOrder("s1-00000007", T0)
+            await t.send(bar(T0, "100"), SubmitIntent(first, T0), cancel, SubmitIntent(second, T0))
             assert t.of(t.orders, PlaceOrder) == []
-            (group,) = t.of(t.orders, PlaceOrders)
-            assert group.orders == (PlaceOrder(first, T0), PlaceOrder(second, T0))
+            assert t.of(t.orders, CancelOrder) == []
+            (group,) = t.of(t.orders, OrderActions)
+            assert group.actions == (PlaceOrder(first, T0), cancel, PlaceOrder(second, T0))
             # decided apart, they go apart
             await t.send(SubmitIntent(intent(quantity=5), T0 + MINUTE))
             assert t.of(t.orders, PlaceOrder) == [PlaceOrder(intent(quantity=5), T0 + MINUTE)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from tradewind.actors import Strategy
+from tradewind.actors import OrderStatus, Strategy
 
 if TYPE_CHECKING:
-    from tradewind.actors import Bar, Fill, StrategyContext
+    from tradewind.actors import Bar, Fill, OrderUpdated, StrategyContext
 
 
 class Loser(Strategy):
@@ -60,3 +60,57 @@ class LateCrasher(Strategy):
         if len(ctx.history(bar.instrument, 1_000)) >= 150:
             msg = f"late crash on {bar.instrument}"
             raise RuntimeError(msg)
+
+
+class ReactsToAcceptance(Strategy):
+    """Buys 1 AAPL on the 5th AAPL bar of its history, and buys 1 MSFT the moment that
+    entry is ACCEPTED (`on_order`): an intent decided in reaction to another order's
+    acknowledgement, journaled in a write of its own."""
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        if bar.instrument == "AAPL" and len(ctx.history("AAPL", 10)) == 5:
+            ctx.buy("AAPL", 1, tag="entry")
+
+    def on_order(self, update: OrderUpdated, ctx: StrategyContext) -> None:
+        order = update.order
+        if order.intent.tag == "entry" and order.status is OrderStatus.ACCEPTED:
+            ctx.buy("MSFT", 1, tag="reaction")
+
+
+class ReplacesItsOrder(Strategy):
+    """Rests a far-away AAPL limit buy on the 3rd AAPL bar; on the 6th it buys at the
+    market and *then* cancels the resting order, in one callback: a place and a cancel
+    of one decision, the cancel after the place."""
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        if bar.instrument != "AAPL":
+            return
+        seen = len(ctx.history("AAPL", 10))
+        if seen == 3:
+            ctx.buy("AAPL", 1, limit=Decimal("1.00"), tag="resting")
+        if seen == 6:
+            ctx.buy("AAPL", 1, tag="entry")
+            for order in ctx.open_orders("AAPL"):
+                if order.intent.tag == "resting":
+                    ctx.cancel(order.client_order_id)
+
+
+class ReplacesOnConfirmation(Strategy):
+    """Rests a far-away AAPL limit buy on the 3rd AAPL bar and cancels it on the 6th; the
+    moment the cancel is confirmed (`on_order`, CANCELED) it buys at the market: an
+    intent decided in reaction to a cancel, journaled after the cancel's own write."""
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        if bar.instrument != "AAPL":
+            return
+        seen = len(ctx.history("AAPL", 10))
+        if seen == 3:
+            ctx.buy("AAPL", 1, limit=Decimal("1.00"), tag="resting")
+        if seen == 6:
+            for order in ctx.open_orders("AAPL"):
+                ctx.cancel(order.client_order_id)
+
+    def on_order(self, update: OrderUpdated, ctx: StrategyContext) -> None:
+        order = update.order
+        if order.intent.tag == "resting" and order.status is OrderStatus.CANCELED:
+            ctx.buy("AAPL", 1, tag="replacement")

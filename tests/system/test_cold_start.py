@@ -41,9 +41,11 @@ from tradewind.actors import (
     TimeInForce,
 )
 from tradewind.actors._errors import DomainError
-from tradewind.actors._messages import PersistDurably
+from tradewind.actors._messages import Persist, PersistDurably
 from tradewind.actors._orders import (
     OrderAccepted,
+    OrderCanceled,
+    OrderCancelRequested,
     OrderDenied,
     OrderEvent,
     OrderFilled,
@@ -52,7 +54,7 @@ from tradewind.actors._orders import (
     OrderSubmitted,
 )
 from tradewind.actors._paper import PaperBroker, PaperConfig, PaperExchange
-from tradewind.actors._reconcile import UNKNOWN_TO_BROKER
+from tradewind.actors._reconcile import UNKNOWN_TO_BROKER, BrokerView, reconcile
 from tradewind.actors._settings import Settings, config_hash, load_settings
 from tradewind.actors._sources import SourceBar, SyntheticBarSource
 from tradewind.actors._tree import open_trading_system
@@ -371,6 +373,22 @@ class TestPaperVenueRestore:
         assert filled.fill.price == Decimal(100)
         assert venue.open_orders() == ()
 
+    def test_a_journaled_cancel_request_is_taken_at_its_time(self) -> None:
+        bars = self.bars()
+        asked = journaled(1, bars[0].ts, limit="90.00").apply(
+            OrderCancelRequested(client_order_id="sys-00000001", ts=bars[1].ts)
+        )
+        venue = PaperExchange(paper_config())
+        venue.restore([asked], [], {("AAPL", "1m"): bars[1].ts})
+        venue.connect()
+        assert venue.open_orders() == ()
+        (copy,) = venue.lookup_orders(["sys-00000001"])
+        assert (copy.status, copy.updated_ts) == (OrderStatus.CANCELED, bars[1].ts)
+        assert venue.statistics().canceled == 1
+        # the reconciliation of the restart then closes our order as the venue did
+        result = reconcile([asked], BrokerView(orders=[copy]), ts=bars[1].ts)
+        assert [(type(e), e.ts) for e in result.events] == [(OrderCanceled, bars[1].ts)]
+
     def test_denied_orders_never_reached_the_venue_and_rejected_ones_stay_rejected(
         self,
     ) -> None:
@@ -532,3 +550,123 @@ class TestOneDecisionOneJournalWrite:
             tuple(sorted(o.intent.tag for o in write)) for write in journal_writes if len(write) > 2
         }
         assert ("leg-a", "leg-b", "note") in tags_together  # on_bar's and on_fill's at once
+
+
+# ----------------------------------------------------------------------------- between writes
+
+REACTS = f"{Path(__file__).parent / 'strategies.py'}:ReactsToAcceptance"
+REPLACES = f"{Path(__file__).parent / 'strategies.py'}:ReplacesItsOrder"
+ON_CONFIRMATION = f"{Path(__file__).parent / 'strategies.py'}:ReplacesOnConfirmation"
+
+
+def killed_after_journal_writes(
+    writes: int,
+) -> Callable[[str, Callable[[], Actor]], Callable[[], Actor]]:
+    """A `wrap_actor` whose persistence stores nothing after its `writes`-th durable
+    journal write (it still answers, as if committed): the process was killed right
+    after that commit. The store stays a prefix of what the run accepted."""
+    done = 0
+
+    def wrap(path: str, factory: Callable[[], Actor]) -> Callable[[], Actor]:
+        if path != "persistence":
+            return factory
+
+        def build() -> Actor:
+            actor = factory()
+            handle = actor.handle
+
+            async def dying(message: Any) -> Any:
+                nonlocal done
+                if done >= writes and isinstance(message, Persist | PersistDurably):
+                    return None
+                answer = await handle(message)
+                done += isinstance(message, PersistDurably)
+                return answer
+
+            actor.handle = dying  # type: ignore[method-assign]
+            return actor
+
+        return build
+
+    return wrap
+
+
+async def replay_orders(folder: Path, strategy: str, kill_after: int | None) -> list[Any]:
+    """Replay 2 x 20 synthetic bars on an SQLite file with `strategy`; with
+    `kill_after`, as a run killed after that many journal writes and then restarted on
+    the same store. Return the stored orders, comparable."""
+    await trio.Path(folder).mkdir()
+    url = f"sqlite:///{folder / 'store.db'}"
+    settings = load_settings(
+        write_config(folder, data=synthetic(count=20), store=url, strategy=strategy, params="{}"),
+        env={},
+    )
+    async with open_store(url) as store:
+        if kill_after is None:
+            async with open_trading_system(settings, store=store) as clean:
+                await clean.wait_finished()
+        else:
+            wrap = killed_after_journal_writes(kill_after)
+            async with open_trading_system(settings, store=store, wrap_actor=wrap) as first:
+                await first.wait_finished()
+            # Test-only raw statement: a killed process never records the end of its run.
+            await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
+            cut = [comparable(o) for o in await store.orders()]
+            async with open_trading_system(settings, store=store) as second:
+                await second.wait_finished()
+            assert second.feed.statistics().resumed > 0  # it did continue
+            assert [comparable(o) for o in await store.orders()] != cut  # and changed it
+        return [comparable(o) for o in await store.orders()]
+
+
+class TestAKillBetweenTwoJournalWrites:
+    """Decisions of one bar that take two journal writes: a kill after the first one
+    leaves the bar stored, so the restart does not decide on it again -- it must still
+    end as the uninterrupted run did."""
+
+    @pytest.mark.parametrize("kill_after", [1, 2])
+    async def test_an_order_placed_on_an_acknowledgement_is_placed_again(
+        self, tmp_path: Path, kill_after: int
+    ) -> None:
+        # The reaction is decided when the entry is ACCEPTED: after a kill between the
+        # entry's write and its own, the restart's reconciliation hands the strategy the
+        # entry's SUBMITTED and ACCEPTED again, and the strategy decides it again.
+        clean = await replay_orders(tmp_path / "clean", REACTS, None)
+        killed = await replay_orders(tmp_path / "killed", REACTS, kill_after)
+        assert [(o[1].tag, o[2]) for o in clean] == [
+            ("entry", OrderStatus.FILLED),
+            ("reaction", OrderStatus.FILLED),
+        ]
+        assert killed == clean
+
+    @pytest.mark.parametrize("kill_after", [1, 2, 3])
+    async def test_an_order_placed_on_a_cancel_confirmation_is_placed_again(
+        self, tmp_path: Path, kill_after: int
+    ) -> None:
+        # Writes: the resting order, the cancel request, the replacement. After a kill
+        # behind the request, the rebuilt venue takes the cancel and the reconciliation's
+        # CANCELED makes the strategy decide the replacement again.
+        clean = await replay_orders(tmp_path / "clean", ON_CONFIRMATION, None)
+        killed = await replay_orders(tmp_path / "killed", ON_CONFIRMATION, kill_after)
+        assert [(o[1].tag, o[2]) for o in clean] == [
+            ("resting", OrderStatus.CANCELED),
+            ("replacement", OrderStatus.FILLED),
+        ]
+        assert killed == clean
+
+    @pytest.mark.parametrize("kill_after", [1, 2])
+    async def test_a_cancel_decided_after_a_place_is_not_lost(
+        self, tmp_path: Path, kill_after: int
+    ) -> None:
+        # Place, then cancel, in one callback: the cancel request is journaled with the
+        # place (one write), so a kill after it finds the request; the rebuilt venue
+        # takes the cancel and the restart closes the resting order as the uninterrupted
+        # run did. (Before cancels were journaled, the resting order survived the kill
+        # and stayed working for ever.)
+        clean = await replay_orders(tmp_path / "clean", REPLACES, None)
+        killed = await replay_orders(tmp_path / "killed", REPLACES, kill_after)
+        assert [(o[1].tag, o[2]) for o in clean] == [
+            ("resting", OrderStatus.CANCELED),
+            ("entry", OrderStatus.FILLED),
+        ]
+        assert killed == clean
