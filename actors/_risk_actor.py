@@ -106,7 +106,7 @@ from tradewind.actors._messages import (
     SwapRiskLimits,
     TradingStateChanged,
 )
-from tradewind.actors._orders import Order, format_client_order_id, track_order
+from tradewind.actors._orders import Fill, Order, format_client_order_id, track_order
 from tradewind.actors._portfolio import Portfolio, book_fill
 from tradewind.actors._risk import (
     Deny,
@@ -363,6 +363,45 @@ class RiskBook:
             day_pnl=self.day_pnl(),
             shed_cancels=self._counts["shed_cancels"],
         )
+
+    def day_start_of(self, ts: int) -> int:
+        """When the trading day of `ts` began (the calendar's local midnight; UTC if
+        none), in ns."""
+        return _day_bounds(ts, self._zone)[1]
+
+    def resume_day(self, ts: int, fills: Iterable[Fill], closes: Mapping[str, Decimal]) -> None:
+        """Cold start: continue the trading day of `ts` (the newest stored bar) as the
+        crashed run left it, instead of opening a fresh day at the first new event.
+
+        The day's PnL baseline is the one the crashed run took when the day began: the
+        portfolio of the `fills` stored before the day's start, marked at `closes` (each
+        instrument's last stored close before it). If the day's losses are past the
+        limit, trading is halted at once, as the kill switch had left it (its cancels
+        were journaled by the crashed run, or are decided again with the bars it lost).
+        Without this a restart would hand the strategy a fresh daily loss budget.
+
+        Call after the portfolio and the last prices are restored.
+        """
+        day, start, end = _day_bounds(ts, self._zone)
+        before = Portfolio(self.portfolio.instruments)
+        for fill in fills:
+            if fill.ts < start and fill.instrument in before.instruments:
+                book_fill(before, fill)
+        for symbol, close in closes.items():
+            if symbol in before.instruments:
+                before.mark(symbol, close)
+        # `book_fill` marks an instrument at its first fill's price, as risk does live.
+        self.day, self._day_span, self.day_start = day, (start, end), before.pnl_by_currency()
+        self.last_ts = max(self.last_ts, ts)
+        day_pnl = self.day_pnl()
+        if day_pnl is None or day_pnl > -self.limits.daily_loss_limit:
+            return
+        self.killed = True
+        self.kill_reason = (
+            f"kill switch: the day's PnL {day_pnl} is past the loss limit "
+            f"{self.limits.daily_loss_limit} (restored at a cold start)"
+        )
+        self.state, self.reason = self._derive_state(with_broker=True)
 
     def seed_orders(self, orders: Iterable[Order]) -> None:
         """Count working orders known before the start (e.g. the store's open orders at

@@ -791,6 +791,13 @@ async def _keepers(
         if bar.instrument in instruments:
             risk.last_prices[bar.instrument] = bar.close
             risk.portfolio.mark(bar.instrument, bar.close)
+    if warm:
+        # The day goes on: its loss budget is what the crashed run had left of it.
+        newest = warm[-1].ts
+        before = await store.last_bars(before=risk.day_start_of(newest))
+        closes = {b.instrument: b.close for b in sorted(before.values(), key=lambda b: b.ts)}
+        risk.resume_day(newest, journal.fills if journal is not None else (), closes)
+        strategy.trading_state = risk.state
     return feed, orders, risk, strategy, journal
 
 

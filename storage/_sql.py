@@ -157,7 +157,7 @@ def select_bars(*, instrument: bool, timeframe: bool, start: bool, end: bool, li
 # PostgreSQL: a loose index scan. Walk the distinct (instrument, timeframe) pairs along the
 # primary key one index probe at a time, then take each series' newest bar with one more
 # probe: cost grows with the number of series, not with the number of stored bars.
-LAST_BARS_POSTGRESQL: Final = (
+_LAST_BARS_POSTGRESQL: Final = (
     "WITH RECURSIVE series AS ("
     " (SELECT instrument, timeframe FROM bars ORDER BY instrument, timeframe LIMIT 1)"
     " UNION ALL"
@@ -168,17 +168,27 @@ LAST_BARS_POSTGRESQL: Final = (
     ") "
     "SELECT l.instrument, l.timeframe, l.ts, l.open, l.high, l.low, l.close, l.volume "
     "FROM series s, LATERAL (SELECT * FROM bars b WHERE b.instrument = s.instrument"
-    " AND b.timeframe = s.timeframe ORDER BY b.ts DESC LIMIT 1) l "
+    " AND b.timeframe = s.timeframe{before} ORDER BY b.ts DESC LIMIT 1) l "
     "ORDER BY l.instrument, l.timeframe"
 )
 # SQLite (no LATERAL): a grouped max, which SQLite answers from the primary key index.
-LAST_BARS: Final = (
+_LAST_BARS: Final = (
     "SELECT b.instrument, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume "
-    "FROM bars b JOIN (SELECT instrument, timeframe, max(ts) AS ts FROM bars "
+    "FROM bars b JOIN (SELECT instrument, timeframe, max(ts) AS ts FROM bars{before} "
     "GROUP BY instrument, timeframe) m "
     "ON b.instrument = m.instrument AND b.timeframe = m.timeframe AND b.ts = m.ts "
     "ORDER BY b.instrument, b.timeframe"
 )
+
+
+def last_bars(*, postgresql: bool, before: bool) -> str:
+    """The newest bar of every series (one parameter with `before`: only bars with
+    ``ts <`` it)."""
+    if postgresql:
+        return _LAST_BARS_POSTGRESQL.format(before=" AND b.ts < $1" if before else "")
+    return _LAST_BARS.format(before=" WHERE ts < $1" if before else "")
+
+
 _COUNT_COLUMNS: Final = ", ".join(
     f"(SELECT count(*) FROM {t.name})"  # noqa: S608 -- fixed identifiers
     for t in TABLES

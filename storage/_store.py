@@ -215,10 +215,11 @@ class Store:
         value = rows[0][0]
         return 0 if value is None else int(value)
 
-    async def last_bars(self) -> dict[tuple[str, str], Bar]:
-        """The newest stored bar of every (instrument, timeframe)."""
-        sql = _sql.LAST_BARS_POSTGRESQL if self.backend == POSTGRESQL else _sql.LAST_BARS
-        rows = await self._fetch(sql)
+    async def last_bars(self, before: int | None = None) -> dict[tuple[str, str], Bar]:
+        """The newest stored bar of every (instrument, timeframe) -- among the bars with
+        ``ts < before`` (ns) if given; a series without one is left out."""
+        sql = _sql.last_bars(postgresql=self.backend == POSTGRESQL, before=before is not None)
+        rows = await self._fetch(sql, *(() if before is None else (before,)))
         bars = [bar_from_row(r) for r in rows]
         return {(b.instrument, b.timeframe): b for b in bars}
 

@@ -425,6 +425,55 @@ class TestKillSwitch:
             assert states == [TradingState.HALTED, TradingState.ACTIVE]
 
 
+def aapl_fill(n: int, side: Side, price: str, ts: int) -> Fill:
+    return Fill(f"x-{n:08d}-F1", f"x-{n:08d}", "AAPL", side, 100, price, 0, "USD", ts)
+
+
+class TestResumeDay:
+    """A cold start continues the trading day the crashed run was in."""
+
+    def resumed(self, fills: list[Fill], close: str, *, marked: str) -> RiskBook:
+        # the portfolio and the last price as a cold start restores them (every stored
+        # fill; the newest stored close), then the day's baseline from before the day
+        portfolio = Portfolio([AAPL])
+        for fill in fills:
+            portfolio.apply_fill(fill)
+        portfolio.mark("AAPL", marked)
+        book = RiskBook(limits(), [AAPL], portfolio=portfolio)
+        book.last_prices["AAPL"] = Decimal(marked)
+        book.resume_day(T0 + DAY + 5 * MINUTE, fills, {"AAPL": Decimal(close)})
+        return book
+
+    def test_the_baseline_is_the_pnl_before_the_day_began(self) -> None:
+        # bought 100 at 100 yesterday, 95 at yesterday's close; today bought 100 more at
+        # 95 and the market is at 94: today's PnL is -100 -100 = -200, not the -700
+        # since the first fill nor the 0 a fresh baseline would say
+        fills = [
+            aapl_fill(1, Side.BUY, "100", T0),
+            aapl_fill(2, Side.BUY, "95", T0 + DAY + MINUTE),
+        ]
+        book = self.resumed(fills, "95", marked="94")
+        assert book.day_start == {"USD": Decimal(-500)}
+        assert book.day_pnl() == Decimal(-200)
+        assert book.state is TradingState.ACTIVE
+        # the next event of the same day keeps that baseline
+        book.on_bar(bar(T0 + DAY + 6 * MINUTE, "93"))
+        assert book.day_pnl() == Decimal(-400)
+
+    def test_a_day_already_past_the_loss_limit_resumes_halted(self) -> None:
+        fills = [aapl_fill(1, Side.BUY, "100", T0 + DAY + MINUTE)]
+        book = self.resumed(fills, "100", marked="88")  # -1200 today, the limit is 1000
+        assert book.state is TradingState.HALTED
+        assert book.killed
+        assert "restored at a cold start" in book.kill_reason
+        effects = book.on_intent(SubmitIntent(intent(quantity=1), T0 + DAY + 6 * MINUTE))
+        (denied,) = {e.message for e in effects if isinstance(e.message, IntentDenied)}
+        assert denied.reason is DenyReason.TRADING_HALTED
+        # the next day starts afresh, as it would have without the crash
+        book.on_bar(bar(T0 + 2 * DAY, "88"))
+        assert book.day_pnl() == Decimal(0)
+
+
 EURX = Instrument("EURX", "EUR", Decimal("0.01"))
 
 

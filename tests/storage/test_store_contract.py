@@ -309,6 +309,19 @@ class TestColdStart:
             ("MSFT", "1m"): bar(4, instrument="MSFT"),
         }
 
+    async def test_the_last_bar_before_a_time_is_found_per_series(self, store):
+        async with store.transaction() as tx:
+            tx.write_bars([bar(ts) for ts in (3, 1, 2)])
+            tx.write_bars([bar(ts, timeframe="1d") for ts in (5, 9)])
+            tx.write_bars([bar(4, instrument="MSFT")])
+        # a series with nothing before the time is left out
+        assert await store.last_bars(before=5) == {
+            ("AAPL", "1m"): bar(3),
+            ("MSFT", "1m"): bar(4, instrument="MSFT"),
+        }
+        assert await store.last_bars(before=3) == {("AAPL", "1m"): bar(2)}
+        assert await store.last_bars(before=1) == {}
+
     async def test_an_empty_store_has_no_last_bars(self, store):
         assert await store.last_bars() == {}
 

@@ -5,9 +5,13 @@ cancelled, and every later intent is denied with TRADING_HALTED. Runs on the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
+import trio
 from tradewind.actors import OrderStatus, TradingState
 from tradewind.actors._risk import DenyReason
+from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
 from tests.system.conftest import csv
@@ -72,3 +76,52 @@ class TestKillSwitch:
         assert halted == BARS - len(baits)
         assert [d.reason.split(":")[0] for d in denials] == ["TRADING_HALTED"] * halted
         assert [d.reason for d in h.denials] == [DenyReason.TRADING_HALTED] * halted
+
+
+class TestKillSwitchAcrossAColdStart:
+    """A process killed during a losing day and started again continues that day: its
+    loss budget is what the crashed run had left, not a fresh one."""
+
+    async def stored_after(self, settings: Any, url: str, data: Path, cut: int | None) -> Any:
+        """Replay the falling bars into the store at `url`; with `cut`, as a process
+        killed once the first `cut` bars were stored and then started again."""
+        path = trio.Path(data)
+        rows = (await path.read_text()).splitlines()
+        async with open_store(url) as store:
+            if cut is not None:
+                await path.write_text("\n".join(rows[: cut + 1]) + "\n")
+                async with open_trading_system(settings, store=store) as first:
+                    await first.wait_finished()
+                # Test-only raw statement: a killed process never records its end.
+                await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
+                await path.write_text("\n".join(rows) + "\n")
+            async with open_trading_system(settings, store=store) as system:
+                await system.wait_finished()
+            if cut is not None:
+                assert system.feed.statistics().resumed == cut
+            orders = [(o.client_order_id, o.intent.tag, o.status) for o in await store.orders()]
+            denials = [(d.client_order_id, d.reason, d.ts) for d in await store.denials()]
+        return orders, denials, system.risk.statistics().state
+
+    @pytest.mark.parametrize("cut", [3, 12])
+    async def test_a_restart_keeps_the_days_loss_budget(
+        self, make_settings: Any, tmp_path: Path, cut: int
+    ) -> None:
+        # The kill switch trips on the 6th bar. Killed before it (3) the restarted run
+        # must trip on the same bar; killed after it (12) it must be halted from its
+        # first bar on. Both then store what an uninterrupted run stores.
+        def settings(name: str) -> tuple[Any, str, Path]:
+            folder = tmp_path / name
+            folder.mkdir()
+            data = falling_bars(folder / "falling.csv")
+            url = f"sqlite:///{folder / 'store.db'}"
+            made = make_settings(data=csv(data), strategy=LOSER, params="{}", risk=RISK, store=url)
+            return made, url, data
+
+        clean = await self.stored_after(*settings("clean"), None)
+        restarted = await self.stored_after(*settings("restarted"), cut)
+        _orders, denials, state = clean
+        assert state is TradingState.HALTED
+        halted_from = min(ts for _intent, _reason, ts in denials)
+        assert START + 3 * MINUTE < halted_from < START + 12 * MINUTE  # between the cuts
+        assert restarted == clean
