@@ -369,19 +369,32 @@ class RiskBook:
         none), in ns."""
         return _day_bounds(ts, self._zone)[1]
 
-    def resume_day(self, ts: int, fills: Iterable[Fill], closes: Mapping[str, Decimal]) -> None:
-        """Cold start: continue the trading day of `ts` (the newest stored bar) as the
-        crashed run left it, instead of opening a fresh day at the first new event.
+    def resume(
+        self,
+        ts: int,
+        fills: Iterable[Fill],
+        closes: Mapping[str, Decimal],
+        orders: Iterable[Order] = (),
+    ) -> None:
+        """Cold start: continue the trading day of `ts` (the newest stored bar) and the
+        order-rate window as the crashed run left them, instead of opening a fresh day
+        and an empty window at the first new event.
 
         The day's PnL baseline is the one the crashed run took when the day began: the
         portfolio of the `fills` stored before the day's start, marked at `closes` (each
         instrument's last stored close before it). If the day's losses are past the
         limit, trading is halted at once, as the kill switch had left it (its cancels
         were journaled by the crashed run, or are decided again with the bars it lost).
-        Without this a restart would hand the strategy a fresh daily loss budget.
+        Without this a restart would hand the strategy a fresh daily loss budget. The
+        stored `orders` created within the rate window ending at `ts` count toward
+        `max_orders_per_second` again (each was an intent risk accepted).
 
         Call after the portfolio and the last prices are restored.
         """
+        window_start = ts - self.rate.window_ns
+        for created in sorted(o.created_ts for o in orders):
+            if window_start < created <= ts:
+                self.rate.record(created)
         day, start, end = _day_bounds(ts, self._zone)
         before = Portfolio(self.portfolio.instruments)
         for fill in fills:

@@ -749,6 +749,8 @@ async def _keepers(
     journal: _Journal | None = None
     warm: list[Bar] = []
     open_orders: tuple[Order, ...] = ()
+    stored_orders: tuple[Order, ...] = ()
+    stored_fills: tuple[Fill, ...] = ()
     if resume:
         last_bars = await store.last_bars()
         feed.resume_from(last_bars)
@@ -792,11 +794,11 @@ async def _keepers(
             risk.last_prices[bar.instrument] = bar.close
             risk.portfolio.mark(bar.instrument, bar.close)
     if warm:
-        # The day goes on: its loss budget is what the crashed run had left of it.
+        # The day goes on: its loss budget and order rate are what the crashed run left.
         newest = warm[-1].ts
         before = await store.last_bars(before=risk.day_start_of(newest))
         closes = {b.instrument: b.close for b in sorted(before.values(), key=lambda b: b.ts)}
-        risk.resume_day(newest, journal.fills if journal is not None else (), closes)
+        risk.resume(newest, stored_fills, closes, stored_orders)
         strategy.trading_state = risk.state
     return feed, orders, risk, strategy, journal
 

@@ -441,7 +441,7 @@ class TestResumeDay:
         portfolio.mark("AAPL", marked)
         book = RiskBook(limits(), [AAPL], portfolio=portfolio)
         book.last_prices["AAPL"] = Decimal(marked)
-        book.resume_day(T0 + DAY + 5 * MINUTE, fills, {"AAPL": Decimal(close)})
+        book.resume(T0 + DAY + 5 * MINUTE, fills, {"AAPL": Decimal(close)})
         return book
 
     def test_the_baseline_is_the_pnl_before_the_day_began(self) -> None:
@@ -459,6 +459,16 @@ class TestResumeDay:
         # the next event of the same day keeps that baseline
         book.on_bar(bar(T0 + DAY + 6 * MINUTE, "93"))
         assert book.day_pnl() == Decimal(-400)
+
+    def test_orders_within_the_rate_window_count_again(self) -> None:
+        now = T0 + DAY
+        orders = [
+            submitted(intent(quantity=1), n, ts)
+            for n, ts in enumerate((now - 2 * 10**9, now - 10**9, now - 1, now), start=1)
+        ]
+        book = RiskBook(limits(), [AAPL])
+        book.resume(now, [], {}, reversed(orders))
+        assert book.rate.recent(now) == (now - 1, now)  # the window is (now - 1 s, now]
 
     def test_a_day_already_past_the_loss_limit_resumes_halted(self) -> None:
         fills = [aapl_fill(1, Side.BUY, "100", T0 + DAY + MINUTE)]

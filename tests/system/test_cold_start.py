@@ -60,7 +60,7 @@ from tradewind.actors._sources import SourceBar, SyntheticBarSource
 from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
-from tests.system.conftest import MemoryStore, synthetic, write_config
+from tests.system.conftest import RISK, MemoryStore, synthetic, write_config
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -591,16 +591,18 @@ def killed_after_journal_writes(
     return wrap
 
 
-async def replay_orders(folder: Path, strategy: str, kill_after: int | None) -> list[Any]:
+async def replay_orders(
+    folder: Path, strategy: str, kill_after: int | None, risk: str = RISK
+) -> list[Any]:
     """Replay 2 x 20 synthetic bars on an SQLite file with `strategy`; with
     `kill_after`, as a run killed after that many journal writes and then restarted on
     the same store. Return the stored orders, comparable."""
     await trio.Path(folder).mkdir()
     url = f"sqlite:///{folder / 'store.db'}"
-    settings = load_settings(
-        write_config(folder, data=synthetic(count=20), store=url, strategy=strategy, params="{}"),
-        env={},
+    config = write_config(
+        folder, data=synthetic(count=20), store=url, strategy=strategy, params="{}", risk=risk
     )
+    settings = load_settings(config, env={})
     async with open_store(url) as store:
         if kill_after is None:
             async with open_trading_system(settings, store=store) as clean:
@@ -637,6 +639,16 @@ class TestAKillBetweenTwoJournalWrites:
             ("entry", OrderStatus.FILLED),
             ("reaction", OrderStatus.FILLED),
         ]
+        assert killed == clean
+
+    async def test_the_order_rate_window_survives_the_kill(self, tmp_path: Path) -> None:
+        # One order a second: the reaction shares its second with the entry and is
+        # denied. After a kill between the two writes the restart decides it again --
+        # and must count the entry, stored before the kill, in the window.
+        one_a_second = RISK.replace("max_orders_per_second = 1000", "max_orders_per_second = 1")
+        clean = await replay_orders(tmp_path / "clean", REACTS, None, one_a_second)
+        killed = await replay_orders(tmp_path / "killed", REACTS, 1, one_a_second)
+        assert [(o[1].tag, o[2]) for o in clean] == [("entry", OrderStatus.FILLED)]
         assert killed == clean
 
     @pytest.mark.parametrize("kill_after", [1, 2, 3])
