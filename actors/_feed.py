@@ -265,15 +265,24 @@ class FeedKeeper:
     def __attrs_post_init__(self) -> None:
         self.rejections = collections.deque(maxlen=self.max_rejections)
 
-    def resume_from(self, last_bars: dict[tuple[str, str], Bar]) -> None:
+    def resume_from(
+        self, last_bars: dict[tuple[str, str], Bar], *, session_open: bool = True
+    ) -> None:
         """Cold start: continue after the last stored bar of each series.
 
         Bars at or before those times are skipped (counted as ``resumed``, not as
-        duplicates or out of order).
+        duplicates or out of order). The session state continues too: as of the newest
+        stored bar, `session_open` (as the calendar has it then; open without one). So
+        a restart inside a session does not announce it open a second time -- a
+        strategy that acts on the open would act twice.
         """
         self.sequencer.resume(last_bars.values())
         for series, bar in last_bars.items():
             self.resume_after[series] = bar.ts
+        if last_bars:
+            newest = max(bar.ts for bar in last_bars.values())
+            self.last_ts = self.session_ts = newest
+            self.session_open = session_open
 
     async def wait_finished(self) -> None:
         """Wait until the replay has finished (source exhausted, system quiet)."""

@@ -753,7 +753,11 @@ async def _keepers(
     stored_fills: tuple[Fill, ...] = ()
     if resume:
         last_bars = await store.last_bars()
-        feed.resume_from(last_bars)
+        newest = max((bar.ts for bar in last_bars.values()), default=None)
+        feed.resume_from(
+            last_bars,
+            session_open=calendar is None or newest is None or calendar.is_open(newest),
+        )
         seq = await store.max_client_order_seq(strategy_id)
         stored_orders = tuple(await store.orders())
         open_orders = tuple(await store.open_orders())

@@ -311,6 +311,23 @@ class TestCalendar:
             SessionChanged(TransitionKind.OPEN, T0 + day),
         ]
 
+    async def test_a_resumed_feed_continues_the_session_it_was_in(self) -> None:
+        # Stored up to T0 + 1 min, inside the first session: the next bar of that session
+        # announces nothing, and the next day's bar the close and the new open.
+        day = 86_400 * 10**9
+        keeper = FeedKeeper()
+        stored = {("AAPL", "1m"): bar(T0 + MINUTE)}
+        keeper.resume_from(stored, session_open=self.CALENDAR.is_open(T0 + MINUTE))
+        source = GatedSource([bar(T0), bar(T0 + MINUTE), bar(T0 + 2 * MINUTE), bar(T0 + day)], [])
+        source.release.set()
+        journal, _ = await replay(source, keeper, calendar=self.CALENDAR)
+        assert [b.ts for b in journal.bars()] == [T0 + 2 * MINUTE, T0 + day]
+        sessions = [m for m in journal.of("trading/risk") if isinstance(m, SessionChanged)]
+        assert sessions == [
+            SessionChanged(TransitionKind.CLOSE, T0 + 3 * MINUTE),
+            SessionChanged(TransitionKind.OPEN, T0 + day),
+        ]
+
 
 class TestWatchdog:
     async def test_silence_in_a_session_is_reported_then_resumed(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from tradewind.actors import OrderStatus, Strategy
+from tradewind.actors import OrderStatus, Strategy, TransitionKind
 
 if TYPE_CHECKING:
-    from tradewind.actors import Bar, Fill, OrderUpdated, StrategyContext
+    from tradewind.actors import Bar, Fill, OrderUpdated, SessionChanged, StrategyContext
 
 
 class Loser(Strategy):
@@ -114,3 +114,12 @@ class ReplacesOnConfirmation(Strategy):
         order = update.order
         if order.intent.tag == "resting" and order.status is OrderStatus.CANCELED:
             ctx.buy("AAPL", 1, tag="replacement")
+
+
+class BuysAtTheOpen(Strategy):
+    """Buys 1 AAPL whenever a session opens (`on_session`): a decision on an event, not
+    on a bar."""
+
+    def on_session(self, event: SessionChanged, ctx: StrategyContext) -> None:
+        if event.kind is TransitionKind.OPEN:
+            ctx.buy("AAPL", 1, tag="open")

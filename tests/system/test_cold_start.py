@@ -557,6 +557,7 @@ class TestOneDecisionOneJournalWrite:
 REACTS = f"{Path(__file__).parent / 'strategies.py'}:ReactsToAcceptance"
 REPLACES = f"{Path(__file__).parent / 'strategies.py'}:ReplacesItsOrder"
 ON_CONFIRMATION = f"{Path(__file__).parent / 'strategies.py'}:ReplacesOnConfirmation"
+AT_THE_OPEN = f"{Path(__file__).parent / 'strategies.py'}:BuysAtTheOpen"
 
 
 def killed_after_journal_writes(
@@ -639,6 +640,17 @@ class TestAKillBetweenTwoJournalWrites:
             ("entry", OrderStatus.FILLED),
             ("reaction", OrderStatus.FILLED),
         ]
+        assert killed == clean
+
+    async def test_a_restart_inside_the_session_does_not_open_it_again(
+        self, tmp_path: Path
+    ) -> None:
+        # The session opened with the first bar, and the order decided on that event was
+        # journaled with it. The restart continues inside the session: no second OPEN,
+        # so no second order.
+        clean = await replay_orders(tmp_path / "clean", AT_THE_OPEN, None)
+        killed = await replay_orders(tmp_path / "killed", AT_THE_OPEN, 1)
+        assert [(o[1].tag, o[2]) for o in clean] == [("open", OrderStatus.FILLED)]
         assert killed == clean
 
     async def test_the_order_rate_window_survives_the_kill(self, tmp_path: Path) -> None:
