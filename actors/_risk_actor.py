@@ -392,9 +392,12 @@ class RiskBook:
         Call after the portfolio and the last prices are restored.
         """
         window_start = ts - self.rate.window_ns
-        for created in sorted(o.created_ts for o in orders):
-            if window_start < created <= ts:
-                self.rate.record(created)
+        stored = sorted(orders, key=lambda order: order.created_ts)
+        for order in stored:
+            if window_start < order.created_ts <= ts:
+                self.rate.record(order.created_ts)
+        if stored:  # whose id a kill switch's flattening orders are placed under
+            self.last_strategy_id = stored[-1].intent.strategy_id
         day, start, end = _day_bounds(ts, self._zone)
         before = Portfolio(self.portfolio.instruments)
         for fill in fills:

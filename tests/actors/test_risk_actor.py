@@ -463,12 +463,13 @@ class TestResumeDay:
     def test_orders_within_the_rate_window_count_again(self) -> None:
         now = T0 + DAY
         orders = [
-            submitted(intent(quantity=1), n, ts)
+            submitted(intent(quantity=1, strategy="old" if ts < now else "new"), n, ts)
             for n, ts in enumerate((now - 2 * 10**9, now - 10**9, now - 1, now), start=1)
         ]
         book = RiskBook(limits(), [AAPL])
         book.resume(now, [], {}, reversed(orders))
         assert book.rate.recent(now) == (now - 1, now)  # the window is (now - 1 s, now]
+        assert book.last_strategy_id == "new"  # a kill switch flattens for the newest
 
     def test_a_day_already_past_the_loss_limit_resumes_halted(self) -> None:
         fills = [aapl_fill(1, Side.BUY, "100", T0 + DAY + MINUTE)]
