@@ -14,7 +14,10 @@ The runs use the default persistence settings (on PostgreSQL) and commits by siz
 few records (on SQLite), so a kill falls after a journal write of an intent as well as
 after a commit the persistence actor ended where a bar's cascade began (see
 ``docs/trading-system.md``, "Cold start"). The strategy acts on crossover events and
-never looks at its position: a bar decided twice would place a second order.
+never looks at its position: a bar decided twice would place a second order. On each
+crossover it also replaces a resting order (a place, a cancel and a place in one
+decision), so a lost cancel would leave an order working that the uninterrupted run
+canceled.
 """
 
 from __future__ import annotations
@@ -74,12 +77,15 @@ MARK = "COLD-START-BAR"
 PAIRS = f"{Path(__file__).parent / 'strategies.py'}:Pairs"
 
 # A crossover strategy that acts on the *event* (the bar on which the fast average
-# crosses the slow one: a fixed quantity that way), with no look at its position or open
-# orders -- so a bar decided twice after a restart would place a second order, and the
-# stored orders would differ from an uninterrupted run's. It announces every bar it sees
-# on stderr (the test's progress signal).
+# crosses the slow one: a fixed quantity that way), with no look at its position -- so a
+# bar decided twice after a restart would place a second order, and the stored orders
+# would differ from an uninterrupted run's. On each crossover it also replaces a resting
+# "bait" order far from the market (a place, a cancel and a place in one decision: a
+# kill between their journal writes would keep the cross order and lose the cancel). It
+# announces every bar it sees on stderr (the test's progress signal).
 STRATEGY = f'''
 import sys
+from decimal import Decimal
 
 from tradewind.actors import Strategy
 
@@ -103,8 +109,17 @@ class AnnouncingCrossover(Strategy):
         before, now = self.side(closes[:-1]), self.side(closes[1:])
         if now > 0 and before <= 0:
             ctx.buy(bar.instrument, self.quantity, tag="cross")
+            self.replace_bait(bar, ctx)
         elif now < 0 and before >= 0:
             ctx.sell(bar.instrument, self.quantity, tag="cross")
+            self.replace_bait(bar, ctx)
+
+    def replace_bait(self, bar, ctx):
+        for order in ctx.open_orders(bar.instrument):
+            if order.intent.tag == "bait":
+                ctx.cancel(order.client_order_id)
+        far = (bar.close / 2).quantize(Decimal("0.01"))
+        ctx.buy(bar.instrument, 1, limit=far, tag="bait")
 '''
 
 # Commits by size every few records, so kills also fall after commits that end where a
@@ -245,6 +260,8 @@ def uninterrupted(tmp_path: Path, url: str, persistence: str = "") -> dict[str, 
 
 
 def assert_same_outcome(after: dict[str, Any], clean: dict[str, Any]) -> None:
+    replaced = [o for o in clean["orders"] if o.intent.tag == "bait"]
+    assert {o.status for o in replaced} == {OrderStatus.CANCELED, OrderStatus.ACCEPTED}
     assert [comparable(o) for o in after["orders"]] == [comparable(o) for o in clean["orders"]]
     assert after["fills"] == clean["fills"]
     assert after["positions"] == clean["positions"]
