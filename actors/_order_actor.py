@@ -583,9 +583,13 @@ class OrderActor(Actor):
     async def _reconcile(self, since: int, ts: int) -> None:
         """Bring the book in line with the broker (see `tradewind.actors._reconcile`).
 
+        A journaled cancel the broker never saw (a cold start's PENDING_CANCEL order
+        still working there) is sent again.
+
         Raises:
-            BrokerDisconnected: the connection dropped while the venue was read; nothing
-                was changed or sent.
+            BrokerDisconnected: the connection dropped while the venue was read or a
+                cancel was sent again; nothing was changed, and the next attempt
+                reconciles what the venue did.
         """
         book = self.book
         broker = self.broker
@@ -602,6 +606,9 @@ class OrderActor(Actor):
         result = reconcile(ours.values(), BrokerView(open_orders, fills, finished), ts=ts)
         change = book.change()
         change.apply_all(result.events)
+        for client_order_id in result.cancels:  # journaled, never seen there: send again
+            self.context.log.warning("cancel_sent_again", client_order_id=client_order_id)
+            change.apply_all(await broker.cancel(client_order_id, ts))
         await self._publish(change)
         self._finish(change)
         book.tally("reconciled_events", len(result.events))

@@ -18,7 +18,12 @@ journal.
 # * Per order, against the broker's copy:
 #   - still open at the broker: keep tracking; apply what we missed (SUBMITTED when our
 #     journal stopped at INITIALIZED, the ACCEPTED with the broker's order id, fills);
-#     a PENDING_CANCEL the broker never saw (it still works there) gets a cancel reject;
+#     a PENDING_CANCEL the broker never saw (it still works there) is listed in
+#     `cancels`, for the order actor to send again: the request was journaled, so we
+#     meant it (only a cold start meets one: a cancel lost with the connection is
+#     rejected locally at once). Asymmetric with an unknown INITIALIZED order, which is
+#     rejected, never submitted late: a late cancel only takes risk away, a late order
+#     would trade on a stale decision;
 #   - filled while we were away: the missing fills, each once (by execution id);
 #   - canceled, expired or rejected at the broker: the missing fills, then the terminal
 #     event at the time the broker last changed the order;
@@ -33,7 +38,7 @@ journal.
 #   before a terminal event of the same time (an IOC's fill precedes its cancel). The
 #   portfolio books fills in the order it gets them, so replaying them in execution
 #   order gives the same positions and PnL as an uninterrupted run; finally the rejects
-#   of orders unknown to the broker and the cancel rejects, at the reconciliation time.
+#   of orders unknown to the broker, at the reconciliation time.
 # * Every event is applied to a working copy of its order as it is derived (`Order.apply`),
 #   so the result only contains events the state machine accepts, in an order it
 #   accepts; an event it refuses is reported as a discrepancy instead. Hence:
@@ -42,7 +47,7 @@ journal.
 # * Times: a missing SUBMITTED takes the order's creation time, a missing ACCEPTED the
 #   order's last known time (a venue acknowledges at submission), a fill its own time, a
 #   terminal event the broker copy's `updated_ts`; only what has no time of its own (an
-#   unknown order's reject, a lost cancel's reject) takes the reconciliation time `ts`.
+#   unknown order's reject) takes the reconciliation time `ts`.
 #   All of them come from the data, so a replay reconciles identically every time.
 
 from __future__ import annotations
@@ -57,7 +62,6 @@ from tradewind.actors._orders import (
     Order,
     OrderAccepted,
     OrderCanceled,
-    OrderCancelRejected,
     OrderEvent,
     OrderEventKind,
     OrderExpired,
@@ -72,8 +76,6 @@ if TYPE_CHECKING:
 
 #: The reason of the REJECTED given to a working order the broker does not know.
 UNKNOWN_TO_BROKER: Final = "unknown to the broker after reconnect/restart"
-#: The reason of the cancel reject given to a pending cancel the broker never saw.
-CANCEL_NOT_SEEN: Final = "the broker never saw the cancel (connection lost); still working"
 
 _TERMINAL_AT_BROKER: Final = frozenset(
     {OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
@@ -131,6 +133,8 @@ class Reconciliation:
         unknown_fills: reported fills of orders not among ours (not applied).
         orphans: orders the broker lists as working that are not among ours.
         discrepancies: what could not be settled, one readable line each.
+        cancels: client order ids of our PENDING_CANCEL orders that still work at the
+            broker: the cancel never reached it and is to be sent again.
     """
 
     events: tuple[OrderEvent, ...] = attrs.field(default=(), converter=_events)
@@ -138,6 +142,7 @@ class Reconciliation:
     unknown_fills: tuple[Fill, ...] = attrs.field(default=(), converter=_fills)
     orphans: tuple[Order, ...] = attrs.field(default=(), converter=_orders)
     discrepancies: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    cancels: tuple[str, ...] = attrs.field(default=(), converter=_strings)
 
     @property
     def fills(self) -> tuple[Fill, ...]:
@@ -246,17 +251,17 @@ def reconcile(ours: Iterable[Order], view: BrokerView, *, ts: int) -> Reconcilia
             continue  # the fills already finished it (the broker's FILLED raced its cancel)
         work.apply(step)
 
-    # 3. what has no time of its own: unknown orders, lost cancels; then the checks
+    # 3. what has no time of its own: unknown orders, cancels to send again; the checks
     for coid in unknown:
         _settle_unknown(work, coid, ts)
+    cancels: list[str] = []
     for coid, order in mine.items():
         theirs = at_venue.get(coid)
         if not order.status.is_working or theirs is None:
             continue
         current = work.orders[coid]
         if current.status is OrderStatus.PENDING_CANCEL and theirs.status.is_working:
-            work.apply(OrderCancelRejected(client_order_id=coid, ts=ts, reason=CANCEL_NOT_SEEN))
-            current = work.orders[coid]
+            cancels.append(coid)
         if theirs.filled_quantity != current.filled_quantity:
             work.discrepancies.append(
                 f"{coid}: the broker reports {theirs.filled_quantity} filled, the fills "
@@ -273,6 +278,7 @@ def reconcile(ours: Iterable[Order], view: BrokerView, *, ts: int) -> Reconcilia
         unknown_fills=unknown_fills,
         orphans=(o for o in view.open_orders if o.client_order_id not in mine),
         discrepancies=work.discrepancies,
+        cancels=cancels,
     )
 
 

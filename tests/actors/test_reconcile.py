@@ -26,7 +26,6 @@ from tradewind.actors import (
     TimeInForce,
 )
 from tradewind.actors._reconcile import (
-    CANCEL_NOT_SEEN,
     UNKNOWN_TO_BROKER,
     BrokerView,
     Reconciliation,
@@ -127,14 +126,22 @@ class TestStillOpen:
         result = reconcile([ours], view_of(engine, [ours], T0), ts=T0 + MIN)
         assert [e.kind.value for e in result.events] == ["SUBMITTED", "ACCEPTED"]
 
-    def test_a_cancel_the_broker_never_saw_is_rejected_back_to_working(self):
+    def test_a_cancel_the_broker_never_saw_is_to_be_sent_again(self):
         ours = acked(submitted())
         ours = ours.apply(OrderCancelRequested(client_order_id=ours.client_order_id, ts=T0 + 1))
         engine = venue(submitted())
         result = reconcile([ours], view_of(engine, [ours], T0), ts=T0 + MIN)
-        (order,) = result.orders
-        assert order.status is OrderStatus.ACCEPTED
-        assert order.reason == CANCEL_NOT_SEEN
+        assert result.events == ()  # still PENDING_CANCEL: nothing happened to it yet
+        assert result.cancels == (ours.client_order_id,)
+
+    def test_a_cancel_the_broker_carried_out_is_not_sent_again(self):
+        ours = acked(submitted())
+        ours = ours.apply(OrderCancelRequested(client_order_id=ours.client_order_id, ts=T0 + 1))
+        engine = venue(submitted())
+        engine.cancel(ours.client_order_id, T0 + 1)
+        result = reconcile([ours], view_of(engine, [ours], T0), ts=T0 + MIN)
+        assert [e.kind.value for e in result.events] == ["CANCELED"]
+        assert result.cancels == ()
 
 
 class TestMissedNews:
@@ -351,6 +358,10 @@ class TestProperties:
         result = reconcile(ours, view_of(engine, ours, since), ts=T0 + 100 * MIN)
         book = applied(ours, result)
         assert result.discrepancies == ()
+        for coid in result.cancels:  # the order actor sends each again
+            assert book[coid].status is OrderStatus.PENDING_CANCEL
+            for event in engine.cancel(coid, T0 + 100 * MIN):
+                book[coid] = book[coid].apply(event)
         for coid, order in book.items():
             theirs = engine.lookup_orders([coid])
             if not theirs:

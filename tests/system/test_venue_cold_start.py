@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from tradewind.actors import Bar, Order, OrderIntent, OrderType, Side, Strategy, TimeInForce
 from tradewind.actors._messages import Persist
-from tradewind.actors._orders import OrderStatus
+from tradewind.actors._orders import OrderCancelRequested, OrderStatus
 from tradewind.actors._reconcile import UNKNOWN_TO_BROKER
 from tradewind.actors._settings import load_settings
 from tradewind.actors._sources import SourceBar
@@ -218,6 +218,39 @@ class TestReconciliationAgainstTheVenuesTables:
         assert fills == [f.fill for f in venue.fills]
         assert second.portfolio.position("AAPL").quantity == Decimal(5)
         assert len(fills) == 1
+
+    async def test_venue_behind_a_journaled_cancel_it_never_saw_is_sent_again(
+        self, tmp_path: Path
+    ) -> None:
+        url = f"sqlite:///{tmp_path / 'cancel.db'}"
+        settings = settings_in(tmp_path, url)
+        async with open_store(url) as store:
+            async with open_trading_system(
+                settings, store=store, strategy_factory=lambda: BuyOnce(bar_ts(2), 5, "50.00")
+            ) as first:
+                await first.wait_finished()
+            (resting,) = await store.orders()
+            assert resting.status is OrderStatus.ACCEPTED
+            # the cancel request was journaled, and the process died before the cancel
+            coid = resting.client_order_id
+            asked = resting.apply(OrderCancelRequested(client_order_id=coid, ts=bar_ts(BARS)))
+            request = asked.last_event
+            assert request is not None
+            async with store.transaction() as tx:
+                tx.write_order(asked)
+                tx.append_order_events([request])
+            await as_if_killed(store)
+            async with open_trading_system(settings, store=store, strategy_factory=Idle) as second:
+                await second.wait_finished()
+            (order,) = await store.orders()
+            events = await store.order_events(coid)
+            venue = await venue_of(url)
+        # we meant to cancel it: the restart sends the cancel, and both sides agree
+        assert order.status is OrderStatus.CANCELED
+        assert [e.kind.value for e in events][-2:] == ["CANCEL_REQUESTED", "CANCELED"]
+        (copy,) = [o.order for o in venue.orders]
+        assert copy.status is OrderStatus.CANCELED
+        assert second.orders.statistics().working == 0
 
     async def test_an_order_working_at_the_venue_is_tracked_and_fills_on(
         self, tmp_path: Path
