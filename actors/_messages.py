@@ -133,9 +133,11 @@ class OrderActions:
     """Places and cancels that reached risk's outbox one after another (one decision, or
     one cascade's): the order actor journals every intent (INITIALIZED) and every cancel
     request (PENDING_CANCEL) among them in one durable write, then acts on each in order,
-    so a kill finds all of them journaled or none."""
+    so a kill finds all of them journaled or none. A `CancelAllOrders` may come first
+    (the kill switch, with its flattening orders after it); it stands for a cancel of
+    every order working before the group."""
 
-    actions: tuple[PlaceOrder | CancelOrder, ...]
+    actions: tuple[PlaceOrder | CancelOrder | CancelAllOrders, ...]
 
 
 @attrs.frozen

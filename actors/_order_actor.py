@@ -474,9 +474,11 @@ class OrderActor(Actor):
         if isinstance(message, PlaceOrder | CancelOrder):
             return (await self._on_actions(message, (message,)))[0]
         if isinstance(message, OrderActions):
-            return await self._on_actions(message, message.actions)
+            return await self._on_actions(message, self._expanded(message.actions))
         if isinstance(message, CancelAllOrders):
-            return await self._on_cancel_all(message)
+            cancels = self._expanded((message,))
+            await self._on_actions(message, cancels)
+            return tuple(c.client_order_id for c in cancels if isinstance(c, CancelOrder))
         if isinstance(message, BrokerConnectionChanged):
             return await self._on_connection(message)
         if isinstance(message, _Reconnect):
@@ -813,18 +815,25 @@ class OrderActor(Actor):
             return f"{STORE_UNAVAILABLE_REASON}: {answer.reason}"
         return None
 
-    async def _on_cancel_all(self, message: CancelAllOrders) -> tuple[str, ...]:
-        """The kill switch: cancel every working order that has no cancel pending yet
-        (one journal write for all the requests); reply with the ids asked."""
-        self.context.log.warning("cancel_all_orders", reason=message.reason)
-        cancels = tuple(
-            CancelOrder(client_order_id, message.ts, message.reason)
-            for client_order_id, order in self.book.working.items()
-            if order.status in _CANCELABLE
-        )
-        self.book.last_ts = max(self.book.last_ts, message.ts)
-        await self._on_actions(message, cancels)
-        return tuple(cancel.client_order_id for cancel in cancels)
+    def _expanded(
+        self, actions: Sequence[PlaceOrder | CancelOrder | CancelAllOrders]
+    ) -> list[PlaceOrder | CancelOrder]:
+        """The actions with a `CancelAllOrders` (the kill switch; it comes first in a
+        group) replaced by a cancel of every order working before the message that has
+        no cancel pending yet."""
+        expanded: list[PlaceOrder | CancelOrder] = []
+        for action in actions:
+            if not isinstance(action, CancelAllOrders):
+                expanded.append(action)
+                continue
+            self.context.log.warning("cancel_all_orders", reason=action.reason)
+            self.book.last_ts = max(self.book.last_ts, action.ts)
+            expanded.extend(
+                CancelOrder(client_order_id, action.ts, action.reason)
+                for client_order_id, order in self.book.working.items()
+                if order.status in _CANCELABLE
+            )
+        return expanded
 
     async def _broker_cancel(self, client_order_id: str, ts: int) -> tuple[BrokerEvent, ...]:
         if self.book.connected:

@@ -167,7 +167,7 @@ def _restricted_state(
 
 
 # How severe a trading state is: the more severe of two reasons wins.
-# What `_send_orders` hands over together (a `CancelAllOrders` always goes alone).
+# What `_send_orders` hands over together (after a `CancelAllOrders`, or alone).
 _GROUPED: Final = frozenset({PlaceOrder, CancelOrder})
 _SEVERITY: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 BROKER_DOWN_REASON: Final = "the broker connection is down"
@@ -729,15 +729,17 @@ class RiskActor(Actor):
 
     async def _send_orders(self) -> None:
         """Send ``orders_outbox`` to the order actor in order, popping each message once
-        its send returned. `PlaceOrder`s and `CancelOrder`s queued one after another go
-        as one `OrderActions`: the order actor journals them in one write (see the
-        notes)."""
+        its send returned. `PlaceOrder`s and `CancelOrder`s queued one after another (and
+        a `CancelAllOrders` right before them: the kill switch's cancels and flattening
+        orders) go as one `OrderActions`: the order actor journals them in one write (see
+        the notes)."""
         ref = self._refs[Peer.ORDERS]
         in_flight = self._in_flight
         assert in_flight is not None  # noqa: S101 -- set in on_start
         queue = self.book.orders_outbox
         while queue:
-            taken = 0
+            # a group: places and cancels, after a cancel-all (the kill switch's) or not
+            taken = 1 if type(queue[0]) is CancelAllOrders else 0
             while taken < len(queue) and type(queue[taken]) in _GROUPED:
                 taken += 1
             message: object = queue[0]
@@ -746,7 +748,7 @@ class RiskActor(Actor):
                     tuple(
                         action
                         for action in itertools.islice(queue, taken)
-                        if isinstance(action, PlaceOrder | CancelOrder)
+                        if isinstance(action, PlaceOrder | CancelOrder | CancelAllOrders)
                     )
                 )
             taken = max(taken, 1)

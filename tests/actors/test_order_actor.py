@@ -411,6 +411,33 @@ class TestOrderActions:
             persisted = [u.event.kind.value for p in h.to("persist") for u in p.records]
             assert persisted[2:] == ["SUBMITTED", "ACCEPTED", "CANCELED", "SUBMITTED", "ACCEPTED"]
 
+    async def test_the_kill_switchs_cancel_all_and_flattening_share_one_write(self, autojump_clock):
+        async with harness() as h:
+            for limit in ("90.00", "91.00"):
+                await h.orders.ask(PlaceOrder(intent(limit=limit), T0))
+            group = OrderActions(
+                (CancelAllOrders(T0 + MIN, "kill switch"), PlaceOrder(intent(Side.SELL), T0 + MIN))
+            )
+            replies = await h.orders.ask(group)
+            await h.system.quiesce()
+            journal = h.to("journal")[-1]
+            assert [(r.client_order_id, r.status) for r in records_of(journal)] == [
+                ("s1-00000003", OrderStatus.INITIALIZED),
+                ("s1-00000001", OrderStatus.PENDING_CANCEL),
+                ("s1-00000002", OrderStatus.PENDING_CANCEL),
+            ]
+            after = h.calls[h.calls.index(("journal", journal)) :]
+            assert [n for n, _ in after if n in {"submit", "cancel"}] == [
+                "cancel",
+                "cancel",
+                "submit",
+            ]
+            assert [r.status for r in replies] == [
+                OrderStatus.CANCELED,
+                OrderStatus.CANCELED,
+                OrderStatus.ACCEPTED,
+            ]
+
 
 class Refusing(PersistenceRecorder):
     """Answers every durable write with `NotDurable` (a store outage)."""

@@ -383,15 +383,19 @@ class TestKillSwitch:
             assert t.of(t.orders, CancelOrder) == [CancelOrder("sma-00000002", T0 + 2 * MINUTE)]
 
     async def test_flatten_on_kill_places_closing_orders(self, autojump_clock: object) -> None:
+        # The cancels and the closing orders are one decision: they reach the order actor
+        # as one group, the cancel-all first, and are journaled in one write.
         book = RiskBook(limits(), [AAPL], RiskSettings(flatten_on_kill=True))
         async with tiny(book) as t:
             await self._lose(t, "89")
-            placed = [m.intent for m in t.of(t.orders, PlaceOrder)]
-            assert placed[-1].side is Side.SELL
-            assert placed[-1].quantity == 100
-            assert placed[-1].order_type is OrderType.MARKET
-            assert placed[-1].strategy_id == "sma"
-            assert t.orders.index(t.of(t.orders, CancelAllOrders)[0]) < len(t.orders) - 1
+            (group,) = t.of(t.orders, OrderActions)
+            cancel_all, flatten = group.actions
+            assert isinstance(cancel_all, CancelAllOrders)
+            assert flatten.intent.side is Side.SELL
+            assert flatten.intent.quantity == 100
+            assert flatten.intent.order_type is OrderType.MARKET
+            assert flatten.intent.strategy_id == "sma"
+            assert t.of(t.orders, CancelAllOrders) == []
 
     async def test_trips_once(self, autojump_clock: object) -> None:
         async with tiny() as t:

@@ -15,6 +15,7 @@ from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
 from tests.system.conftest import csv
+from tests.system.test_cold_start import comparable, killed_after_journal_writes
 from tradewind.testing import open_harness
 
 LOSER = f"{Path(__file__).parent / 'strategies.py'}:Loser"
@@ -125,3 +126,45 @@ class TestKillSwitchAcrossAColdStart:
         halted_from = min(ts for _intent, _reason, ts in denials)
         assert START + 3 * MINUTE < halted_from < START + 12 * MINUTE  # between the cuts
         assert restarted == clean
+
+
+class TestAKillAtTheTrip:
+    async def test_the_flattening_is_not_lost_to_a_kill_after_the_cancels(
+        self, make_settings: Any, tmp_path: Path
+    ) -> None:
+        # With flatten_on_halt the trip cancels the working orders and closes the
+        # position in one decision. Killed right after the trip's journal write, the
+        # restart (which resumes HALTED and does not trip again) must still find the
+        # flattening order.
+        flatten = RISK + "flatten_on_halt = true\n"
+
+        async def run(name: str, kill_after: int | None) -> Any:
+            folder = tmp_path / name
+            await trio.Path(folder).mkdir()
+            data = falling_bars(folder / "falling.csv")
+            url = f"sqlite:///{folder / 'store.db'}"
+            settings = make_settings(
+                data=csv(data), strategy=LOSER, params="{}", risk=flatten, store=url
+            )
+            async with open_store(url) as store:
+                if kill_after is not None:
+                    wrap = killed_after_journal_writes(kill_after)
+                    async with open_trading_system(settings, store=store, wrap_actor=wrap) as s:
+                        await s.wait_finished()
+                    await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
+                async with open_trading_system(settings, store=store) as system:
+                    await system.wait_finished()
+                orders = [comparable(o) for o in await store.orders()]
+                positions = await store.positions()
+            return orders, positions, system.risk.statistics().state
+
+        clean = await run("clean", None)
+        orders, positions, state = clean
+        assert state is TradingState.HALTED
+        assert positions["AAPL"].quantity == 0  # flattened
+        trip = next(
+            n for n, o in enumerate(orders) if o[1].strategy_id and o[1].tag == "kill-switch"
+        )
+        assert trip > 0
+        for kill_after in range(1, 9):
+            assert await run(f"killed-{kill_after}", kill_after) == clean, kill_after
