@@ -123,3 +123,35 @@ class BuysAtTheOpen(Strategy):
     def on_session(self, event: SessionChanged, ctx: StrategyContext) -> None:
         if event.kind is TransitionKind.OPEN:
             ctx.buy("AAPL", 1, tag="open")
+
+
+class Busy(Strategy):
+    """Decides on bars, on acknowledgements and on fills, with places and cancels mixed:
+    every 3rd AAPL bar buys 1 at the market ("entry"); every 4th replaces its resting
+    "bait" (a market sell first, then the cancel, then the new bait: place, cancel,
+    place); an accepted entry gets a far-away "stop" (a reaction to the broker); a
+    filled entry cancels the oldest stop (a cancel decided on a fill). Its decisions come
+    from the event and the bar count of its history, never from a field."""
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        if bar.instrument != "AAPL":
+            return
+        seen = len(ctx.history("AAPL", 1_000))
+        if seen % 3 == 0:
+            ctx.buy("AAPL", 1, tag="entry")
+        if seen % 4 == 0:
+            ctx.sell("MSFT", 1, tag="hedge")
+            for order in ctx.open_orders("AAPL"):
+                if order.intent.tag == "bait":
+                    ctx.cancel(order.client_order_id)
+            ctx.buy("AAPL", 1, limit=Decimal("1.00"), tag="bait")
+
+    def on_order(self, update: OrderUpdated, ctx: StrategyContext) -> None:
+        order = update.order
+        if order.intent.tag == "entry" and order.status is OrderStatus.ACCEPTED:
+            ctx.sell("AAPL", 1, limit=Decimal("1000.00"), tag="stop")
+
+    def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
+        stops = [o for o in ctx.open_orders("AAPL") if o.intent.tag == "stop"]
+        if fill.instrument == "AAPL" and fill.side.value == "BUY" and stops:
+            ctx.cancel(stops[0].client_order_id)

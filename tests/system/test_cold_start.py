@@ -575,17 +575,20 @@ REACTS = f"{Path(__file__).parent / 'strategies.py'}:ReactsToAcceptance"
 REPLACES = f"{Path(__file__).parent / 'strategies.py'}:ReplacesItsOrder"
 ON_CONFIRMATION = f"{Path(__file__).parent / 'strategies.py'}:ReplacesOnConfirmation"
 AT_THE_OPEN = f"{Path(__file__).parent / 'strategies.py'}:BuysAtTheOpen"
+BUSY = f"{Path(__file__).parent / 'strategies.py'}:Busy"
 
 
-def killed_after_journal_writes(
-    writes: int,
-) -> Callable[[str, Callable[[], Actor]], Callable[[], Actor]]:
+class KilledAfterJournalWrites:
     """A `wrap_actor` whose persistence stores nothing after its `writes`-th durable
     journal write (it still answers, as if committed): the process was killed right
-    after that commit. The store stays a prefix of what the run accepted."""
-    done = 0
+    after that commit, and the store stays a prefix of what the run accepted. With
+    `writes` None nothing is dropped; `done` counts the durable writes either way."""
 
-    def wrap(path: str, factory: Callable[[], Actor]) -> Callable[[], Actor]:
+    def __init__(self, writes: int | None) -> None:
+        self.writes = writes
+        self.done = 0
+
+    def __call__(self, path: str, factory: Callable[[], Actor]) -> Callable[[], Actor]:
         if path != "persistence":
             return factory
 
@@ -594,11 +597,11 @@ def killed_after_journal_writes(
             handle = actor.handle
 
             async def dying(message: Any) -> Any:
-                nonlocal done
-                if done >= writes and isinstance(message, Persist | PersistDurably):
+                dead = self.writes is not None and self.done >= self.writes
+                if dead and isinstance(message, Persist | PersistDurably):
                     return None
                 answer = await handle(message)
-                done += isinstance(message, PersistDurably)
+                self.done += isinstance(message, PersistDurably)
                 return answer
 
             actor.handle = dying  # type: ignore[method-assign]
@@ -606,15 +609,19 @@ def killed_after_journal_writes(
 
         return build
 
-    return wrap
-
 
 async def replay_orders(
-    folder: Path, strategy: str, kill_after: int | None, risk: str = RISK
+    folder: Path,
+    strategy: str,
+    kill_after: int | None,
+    risk: str = RISK,
+    writes: KilledAfterJournalWrites | None = None,
 ) -> list[Any]:
     """Replay 2 x 20 synthetic bars on an SQLite file with `strategy`; with
     `kill_after`, as a run killed after that many journal writes and then restarted on
-    the same store. Return the stored orders, comparable."""
+    the same store. Return the stored orders, comparable. An uninterrupted run counts
+    its journal writes in `writes`, if given."""
+    writes = writes if writes is not None else KilledAfterJournalWrites(None)
     await trio.Path(folder).mkdir()
     url = f"sqlite:///{folder / 'store.db'}"
     config = write_config(
@@ -623,10 +630,10 @@ async def replay_orders(
     settings = load_settings(config, env={})
     async with open_store(url) as store:
         if kill_after is None:
-            async with open_trading_system(settings, store=store) as clean:
+            async with open_trading_system(settings, store=store, wrap_actor=writes) as clean:
                 await clean.wait_finished()
         else:
-            wrap = killed_after_journal_writes(kill_after)
+            wrap = KilledAfterJournalWrites(kill_after)
             async with open_trading_system(settings, store=store, wrap_actor=wrap) as first:
                 await first.wait_finished()
             # Test-only raw statement: a killed process never records the end of its run.
@@ -658,6 +665,20 @@ class TestAKillBetweenTwoJournalWrites:
             ("reaction", OrderStatus.FILLED),
         ]
         assert killed == clean
+
+    async def test_every_kill_point_of_a_busy_strategy(self, tmp_path: Path) -> None:
+        # Places and cancels from bars, from acknowledgements and from fills, mixed in
+        # one decision: killed after each of its journal writes in turn, every restart
+        # must end as the uninterrupted run.
+        writes = KilledAfterJournalWrites(None)
+        clean = await replay_orders(tmp_path / "clean", BUSY, None, writes=writes)
+        tags = {o[1].tag for o in clean}
+        assert tags == {"entry", "hedge", "bait", "stop"}
+        assert {o[2] for o in clean} >= {OrderStatus.CANCELED, OrderStatus.FILLED}
+        assert writes.done > 15
+        for kill_after in range(1, writes.done):
+            killed = await replay_orders(tmp_path / f"killed-{kill_after}", BUSY, kill_after)
+            assert killed == clean, kill_after
 
     async def test_a_restart_inside_the_session_does_not_open_it_again(
         self, tmp_path: Path

@@ -15,7 +15,7 @@ from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
 from tests.system.conftest import csv
-from tests.system.test_cold_start import comparable, killed_after_journal_writes
+from tests.system.test_cold_start import KilledAfterJournalWrites, comparable
 from tradewind.testing import open_harness
 
 LOSER = f"{Path(__file__).parent / 'strategies.py'}:Loser"
@@ -148,7 +148,7 @@ class TestAKillAtTheTrip:
             )
             async with open_store(url) as store:
                 if kill_after is not None:
-                    wrap = killed_after_journal_writes(kill_after)
+                    wrap = KilledAfterJournalWrites(kill_after)
                     async with open_trading_system(settings, store=store, wrap_actor=wrap) as s:
                         await s.wait_finished()
                     await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
