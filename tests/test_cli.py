@@ -181,7 +181,9 @@ class TestRunInProcess:
             tmp_path,
             strategy=f"{Path(__file__).parent / 'system' / 'strategies.py'}:Crasher",
             params="{}",
-            extra="[supervision]\nmax_restarts = 1\nbackoff_initial = 0\n",
+            # Intensity over an hour: giving up must not depend on how fast this
+            # machine gets through a restart (each logs the crash with its traceback).
+            extra="[supervision]\nmax_restarts = 1\nwithin = 3600\nbackoff_initial = 0\n",
         )
         result = invoke("run", config, "--log-file", tmp_path / "log")
         assert result.exit_code == 3

@@ -116,7 +116,11 @@ class TestFailedRun:
             store=url,
             strategy=LATE_CRASHER,
             params="{}",
-            extra="[supervision]\nmax_restarts = 3\nbackoff_initial = 0\n",
+            # Intensity over an hour: giving up must not depend on how fast this machine
+            # gets through a restart. Within the default 10 s, a machine slower than
+            # 4 restarts per 10 s (each logs its crash with a rich traceback) restarted
+            # the trading subtree for ever.
+            extra="[supervision]\nmax_restarts = 3\nwithin = 3600\nbackoff_initial = 0\n",
         )
         async with open_store(url) as store:
             with pytest.raises(SupervisorFailed):
