@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, settings
 
 # --- Hypothesis ---
@@ -15,6 +16,24 @@ from hypothesis import HealthCheck, settings
 # property test; the number of examples stays Hypothesis' default unless a test sets it.
 settings.register_profile("tradewind", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("tradewind")
+
+
+# --- Logging ---
+# Unconfigured, structlog renders every logged exception as a rich traceback (panels,
+# source lines, locals): a quarter of a second each here, which made the tests that
+# crash actors on purpose spend most of their time drawing tracebacks nobody reads (the
+# output is captured). The same console lines, with the plain traceback instead. Tests
+# of what is logged use `capture_logs`; the CLI's tests configure logging their own way.
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.StackInfoRenderer(),
+        structlog.dev.set_exc_info,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 
 # --- PostgreSQL test databases ---
