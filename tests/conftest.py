@@ -22,18 +22,24 @@ settings.load_profile("tradewind")
 # Unconfigured, structlog renders every logged exception as a rich traceback (panels,
 # source lines, locals): a quarter of a second each here, which made the tests that
 # crash actors on purpose spend most of their time drawing tracebacks nobody reads (the
-# output is captured). The same console lines, with the plain traceback instead. Tests
-# of what is logged use `capture_logs`; the CLI's tests configure logging their own way.
-structlog.configure(
-    processors=[
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.StackInfoRenderer(),
-        structlog.dev.set_exc_info,
-        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
-        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
-    ]
-)
+# output is captured). The same console lines, with the plain traceback instead, set
+# again before every test: the CLI's tests configure logging the way the command does.
+# Tests of what is logged use `capture_logs`.
+@pytest.fixture(autouse=True)
+def _plain_tracebacks() -> None:
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.StackInfoRenderer(),
+            structlog.dev.set_exc_info,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(0),
+        cache_logger_on_first_use=False,
+    )
 
 
 # --- PostgreSQL test databases ---
