@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import structlog
 import trio
 from click.testing import CliRunner, Result
 from tradewind.actors._tree import RunSummary
@@ -148,6 +149,17 @@ class TestRunInProcess:
         assert run_id in reported.output
         digest = next(r["digest"] for r in finished if r["event"] == "run_finished")
         assert digest[:40] in reported.output
+
+    def test_after_a_run_with_a_log_file_lines_go_to_the_current_stderr(self, tmp_path, capsys):
+        # The log file is closed with the run; an embedding program (or a test) keeps
+        # logging, to the stderr of the moment, not to the closed file.
+        log = tmp_path / "run.log"
+        ran = invoke("run", write_config(tmp_path), "--log-file", log)
+        assert ran.exit_code == 0, ran.output
+        written = log.read_text()
+        structlog.get_logger().warning("after_the_run")
+        assert "after_the_run" in capsys.readouterr().err
+        assert log.read_text() == written
 
     def test_report_of_an_unknown_run_fails(self, tmp_path):
         result = invoke("report", "nope", "--store", f"sqlite:///{tmp_path / 'empty.db'}")
