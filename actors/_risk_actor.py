@@ -25,10 +25,10 @@ Design notes
   ``on_stop``) sends it on in order, popping each only after its send returned. The
   order actor therefore takes `PlaceOrder`s in the order risk decided them (the pending
   placeholders rely on that). `PlaceOrder`s and `CancelOrder`s that wait in the outbox
-  one after another go as one `OrderActions`:
-  the places and cancels of one decision, or of one replay cascade, whose intents and
-  cancel requests the order actor then journals in one durable write, so a kill between
-  two journal writes cannot keep some of a cascade's decisions and lose the others (see
+  one after another (after the kill switch's `CancelAllOrders`, if that comes first) go
+  as one `OrderActions`: the decisions of one callback, or of one replay cascade, whose
+  intents and cancel requests the order actor then journals in one durable write, so a
+  kill between two journal writes cannot keep some of them and lose the others (see
   "Cold start" in ``docs/trading-system.md``). Waiting for room in the bounded outbox
   would close the cycle again: an intent that arrives while it is full is denied at once with
   `DenyReason.OVERLOADED` (counted, sent to the strategy and persistence like any
@@ -166,9 +166,9 @@ def _restricted_state(
         raise InvalidLimits(msg)
 
 
-# How severe a trading state is: the more severe of two reasons wins.
 # What `_send_orders` hands over together (after a `CancelAllOrders`, or alone).
 _GROUPED: Final = frozenset({PlaceOrder, CancelOrder})
+# How severe a trading state is: the more severe of two reasons wins.
 _SEVERITY: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 BROKER_DOWN_REASON: Final = "the broker connection is down"
 STORE_UNAVAILABLE_REASON: Final = "STORE_UNAVAILABLE"

@@ -753,10 +753,10 @@ async def _keepers(
     stored_fills: tuple[Fill, ...] = ()
     if resume:
         last_bars = await store.last_bars()
-        newest = max((bar.ts for bar in last_bars.values()), default=None)
+        last_ts = max((bar.ts for bar in last_bars.values()), default=None)
         feed.resume_from(
             last_bars,
-            session_open=calendar is None or newest is None or calendar.is_open(newest),
+            session_open=calendar is None or last_ts is None or calendar.is_open(last_ts),
         )
         seq = await store.max_client_order_seq(strategy_id)
         stored_orders = tuple(await store.orders())
