@@ -62,7 +62,7 @@ from tradewind.actors._feed import FeedActor, FeedKeeper, bar_conflation_key
 from tradewind.actors._marketdata import SeriesKey
 from tradewind.actors._messages import Flush, Persist, SwapRiskLimits
 from tradewind.actors._order_actor import OrderActor, OrderBook
-from tradewind.actors._orders import Fill, Order
+from tradewind.actors._orders import Fill, Order, OrderStatus
 from tradewind.actors._paper import PaperBroker, PaperConfig
 from tradewind.actors._paper_venue import DurablePaperBroker
 from tradewind.actors._persistence import (
@@ -791,7 +791,11 @@ async def _keepers(
         strategy_id, instruments, history=settings.strategy.history, **host_kwargs
     )
     strategy.seed_history(warm)
-    strategy.seed_orders(open_orders)
+    # An order still INITIALIZED was journaled but never announced to the strategy: it
+    # hears of it from the reconciliation's SUBMITTED and ACCEPTED, as it would have
+    # without the crash (a reaction to one order's acknowledgement sees the same open
+    # orders). Risk counted it from its intent on, and counts it now.
+    strategy.seed_orders(o for o in open_orders if o.status is not OrderStatus.INITIALIZED)
     risk.seed_orders(open_orders)
     for bar in warm:  # risk values exposure at the last prices, as it did before the crash
         if bar.instrument in instruments:

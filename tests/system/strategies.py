@@ -155,3 +155,53 @@ class Busy(Strategy):
         stops = [o for o in ctx.open_orders("AAPL") if o.intent.tag == "stop"]
         if fill.instrument == "AAPL" and fill.side.value == "BUY" and stops:
             ctx.cancel(stops[0].client_order_id)
+
+
+SCRIPT_ACTIONS = ("market", "sell", "far", "cancel_oldest", "cancel_all")
+
+
+class Scripted(Strategy):
+    """Follows a script, for property tests: on the n-th bar of an instrument it does the
+    script's actions for (instrument, n) in order -- "market" (buy 1), "sell" (sell 1),
+    "far" (a buy limit far below the market), "cancel_oldest", "cancel_all" -- tagging
+    each order ``b{n}-{i}``; when the first order of a bar's script is ACCEPTED it does
+    the `on_ack` actions on that order's instrument; with `cancel_on_fill`, every fill
+    cancels its instrument's oldest working order. Every decision comes from the event
+    and the bar count of the history, so a restarted instance decides the same."""
+
+    def __init__(
+        self,
+        script: dict[tuple[str, int], list[tuple[str, str]]],
+        on_ack: list[str],
+        cancel_on_fill: bool,
+    ) -> None:
+        self.script, self.on_ack, self.cancel_on_fill = script, on_ack, cancel_on_fill
+
+    def act(self, action: str, symbol: str, ctx: StrategyContext, tag: str) -> None:
+        working = ctx.open_orders(symbol)
+        if action == "market":
+            ctx.buy(symbol, 1, tag=tag)
+        elif action == "sell":
+            ctx.sell(symbol, 1, tag=tag)
+        elif action == "far":
+            ctx.buy(symbol, 1, limit=Decimal("1.00"), tag=tag)
+        elif action == "cancel_oldest" and working:
+            ctx.cancel(working[0].client_order_id)
+        elif action == "cancel_all":
+            for order in working:
+                ctx.cancel(order.client_order_id)
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        seen = len(ctx.history(bar.instrument, 1_000))
+        for i, (symbol, action) in enumerate(self.script.get((bar.instrument, seen), ())):
+            self.act(action, symbol, ctx, f"b{seen}-{i}")
+
+    def on_order(self, update: OrderUpdated, ctx: StrategyContext) -> None:
+        order = update.order
+        if order.status is OrderStatus.ACCEPTED and order.intent.tag.endswith("-0"):
+            for action in self.on_ack:
+                self.act(action, order.intent.instrument, ctx, "ack")
+
+    def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
+        if self.cancel_on_fill:
+            self.act("cancel_oldest", fill.instrument, ctx, "fill")

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from tradewind.actors import (
     Bar,
     Instrument,
@@ -64,6 +66,7 @@ from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
 from tests.system.conftest import RISK, MemoryStore, synthetic, write_config
+from tests.system.strategies import SCRIPT_ACTIONS, Scripted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -614,14 +617,20 @@ async def replay_orders(
     folder: Path,
     strategy: str,
     kill_after: int | None,
+    *,
     risk: str = RISK,
     writes: KilledAfterJournalWrites | None = None,
+    strategy_factory: Callable[[], Strategy] | None = None,
 ) -> list[Any]:
     """Replay 2 x 20 synthetic bars on an SQLite file with `strategy`; with
     `kill_after`, as a run killed after that many journal writes and then restarted on
     the same store. Return the stored orders, comparable. An uninterrupted run counts
-    its journal writes in `writes`, if given."""
+    its journal writes in `writes`, if given. `strategy_factory`, if given, builds the
+    strategy instead of the configured path."""
     writes = writes if writes is not None else KilledAfterJournalWrites(None)
+    built: dict[str, Any] = (
+        {} if strategy_factory is None else {"strategy_factory": strategy_factory}
+    )
     await trio.Path(folder).mkdir()
     url = f"sqlite:///{folder / 'store.db'}"
     config = write_config(
@@ -630,16 +639,20 @@ async def replay_orders(
     settings = load_settings(config, env={})
     async with open_store(url) as store:
         if kill_after is None:
-            async with open_trading_system(settings, store=store, wrap_actor=writes) as clean:
+            async with open_trading_system(
+                settings, store=store, wrap_actor=writes, **built
+            ) as clean:
                 await clean.wait_finished()
         else:
             wrap = KilledAfterJournalWrites(kill_after)
-            async with open_trading_system(settings, store=store, wrap_actor=wrap) as first:
+            async with open_trading_system(
+                settings, store=store, wrap_actor=wrap, **built
+            ) as first:
                 await first.wait_finished()
             # Test-only raw statement: a killed process never records the end of its run.
             await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
             cut = [comparable(o) for o in await store.orders()]
-            async with open_trading_system(settings, store=store) as second:
+            async with open_trading_system(settings, store=store, **built) as second:
                 await second.wait_finished()
             assert second.feed.statistics().resumed > 0  # it did continue
             assert [comparable(o) for o in await store.orders()] != cut  # and changed it
@@ -680,6 +693,55 @@ class TestAKillBetweenTwoJournalWrites:
             killed = await replay_orders(tmp_path / f"killed-{kill_after}", BUSY, kill_after)
             assert killed == clean, kill_after
 
+    @settings(max_examples=40)
+    @example(
+        # the first of two orders decided together is accepted, and the reaction cancels
+        # every open order: after a kill the restarted strategy must not already know the
+        # second (journaled, never announced) and cancel it too
+        script={("AAPL", 1): [("AAPL", "market"), ("AAPL", "market")]},
+        on_ack=["cancel_all"],
+        cancel_on_fill=False,
+        kill_at=0.0,
+    )
+    @given(
+        script=st.dictionaries(
+            st.tuples(st.sampled_from(["AAPL", "MSFT"]), st.integers(1, 20)),
+            st.lists(
+                st.tuples(st.sampled_from(["AAPL", "MSFT"]), st.sampled_from(SCRIPT_ACTIONS)),
+                min_size=1,
+                max_size=3,
+            ),
+            min_size=3,
+            max_size=12,
+        ),
+        on_ack=st.lists(st.sampled_from(SCRIPT_ACTIONS), max_size=2),
+        cancel_on_fill=st.booleans(),
+        kill_at=st.floats(0, 1, exclude_max=True),
+    )
+    async def test_any_decisions_survive_a_kill_after_any_journal_write(
+        self,
+        tmp_path_factory: pytest.TempPathFactory,
+        script: dict[tuple[str, int], list[tuple[str, str]]],
+        on_ack: list[str],
+        cancel_on_fill: bool,
+        kill_at: float,
+    ) -> None:
+        # Random places and cancels on bars, on acknowledgements and on fills; killed
+        # after one of the run's journal writes (`kill_at` of the way through them).
+        def make() -> Strategy:
+            return Scripted(script, on_ack, cancel_on_fill)
+
+        folder = tmp_path_factory.mktemp("decisions")
+        writes = KilledAfterJournalWrites(None)
+        clean = await replay_orders(
+            folder / "clean", BUSY, None, writes=writes, strategy_factory=make
+        )
+        if writes.done < 2:
+            return  # nothing to cut between
+        kill_after = 1 + int(kill_at * (writes.done - 1))
+        killed = await replay_orders(folder / "killed", BUSY, kill_after, strategy_factory=make)
+        assert killed == clean, (kill_after, writes.done)
+
     async def test_a_restart_inside_the_session_does_not_open_it_again(
         self, tmp_path: Path
     ) -> None:
@@ -696,8 +758,8 @@ class TestAKillBetweenTwoJournalWrites:
         # denied. After a kill between the two writes the restart decides it again --
         # and must count the entry, stored before the kill, in the window.
         one_a_second = RISK.replace("max_orders_per_second = 1000", "max_orders_per_second = 1")
-        clean = await replay_orders(tmp_path / "clean", REACTS, None, one_a_second)
-        killed = await replay_orders(tmp_path / "killed", REACTS, 1, one_a_second)
+        clean = await replay_orders(tmp_path / "clean", REACTS, None, risk=one_a_second)
+        killed = await replay_orders(tmp_path / "killed", REACTS, 1, risk=one_a_second)
         assert [(o[1].tag, o[2]) for o in clean] == [("entry", OrderStatus.FILLED)]
         assert killed == clean
 
