@@ -27,6 +27,7 @@ import random
 import signal
 import subprocess
 import sys
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,15 +64,16 @@ from tradewind.actors._reconcile import UNKNOWN_TO_BROKER, BrokerView, reconcile
 from tradewind.actors._settings import Settings, config_hash, load_settings
 from tradewind.actors._sources import SourceBar, SyntheticBarSource
 from tradewind.actors._tree import open_trading_system
-from tradewind.storage import open_store
+from tradewind.storage import Transaction, open_store
 
 from tests.system.conftest import RISK, MemoryStore, synthetic, write_config
 from tests.system.strategies import SCRIPT_ACTIONS, Scripted
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from tradewind.runtime import Actor
+    from tradewind.storage import Store
 
 TRADEWIND = str(Path(sys.executable).parent / "tradewind")
 BARS_PER_INSTRUMENT = 150
@@ -579,6 +581,17 @@ REPLACES = f"{Path(__file__).parent / 'strategies.py'}:ReplacesItsOrder"
 ON_CONFIRMATION = f"{Path(__file__).parent / 'strategies.py'}:ReplacesOnConfirmation"
 AT_THE_OPEN = f"{Path(__file__).parent / 'strategies.py'}:BuysAtTheOpen"
 BUSY = f"{Path(__file__).parent / 'strategies.py'}:Busy"
+# Scripts for `Scripted`: per (instrument, n-th bar), one to three actions.
+DECISIONS = st.dictionaries(
+    st.tuples(st.sampled_from(["AAPL", "MSFT"]), st.integers(1, 20)),
+    st.lists(
+        st.tuples(st.sampled_from(["AAPL", "MSFT"]), st.sampled_from(SCRIPT_ACTIONS)),
+        min_size=1,
+        max_size=3,
+    ),
+    min_size=3,
+    max_size=12,
+)
 
 
 class KilledAfterJournalWrites:
@@ -611,6 +624,63 @@ class KilledAfterJournalWrites:
             return actor
 
         return build
+
+
+class CommitsThenDies:
+    """A store for a run to be killed: its first `commits` units of work reach `store`,
+    later ones are dropped (None: all reach it); `done` counts those that did."""
+
+    def __init__(self, store: Store, commits: int | None) -> None:
+        self._store, self.commits, self.done = store, commits, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        if self.commits is not None and self.done >= self.commits:
+            tx = Transaction()  # the process is dead: the unit never commits
+            try:
+                yield tx
+            finally:
+                tx.close()
+            await trio.lowlevel.checkpoint()
+            return
+        async with self._store.transaction() as tx:
+            yield tx
+        self.done += 1
+
+
+async def replay_killed_after_commits(
+    folder: Path, make: Callable[[], Strategy], commits: int | None, counted: list[int]
+) -> tuple[list[Any], list[tuple[str, int]]]:
+    """Replay 2 x 20 synthetic bars with the strategy `make` builds, persistence
+    committing every 3 records; with `commits`, as a run killed after that many units of
+    work and restarted. Return the stored orders (comparable) and bars; append the first
+    run's commits to `counted`."""
+    await trio.Path(folder).mkdir()
+    url = f"sqlite:///{folder / 'store.db'}"
+    config = write_config(
+        folder,
+        data=synthetic(count=20),
+        store=url,
+        strategy=BUSY,
+        params="{}",
+        extra="[persistence]\nbatch_size = 3\n",
+    )
+    settings = load_settings(config, env={})
+    async with open_store(url) as store:
+        dying: Any = CommitsThenDies(store, commits)
+        async with open_trading_system(settings, store=dying, strategy_factory=make) as first:
+            await first.wait_finished()
+        counted.append(dying.done)
+        if commits is not None:
+            # Test-only raw statement: a killed process never records the end of its run.
+            await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
+            async with open_trading_system(settings, store=store, strategy_factory=make) as again:
+                await again.wait_finished()
+        orders = [comparable(o) for o in await store.orders()]
+        return orders, [(b.instrument, b.ts) for b in await store.bars()]
 
 
 async def replay_orders(
@@ -704,16 +774,7 @@ class TestAKillBetweenTwoJournalWrites:
         kill_at=0.0,
     )
     @given(
-        script=st.dictionaries(
-            st.tuples(st.sampled_from(["AAPL", "MSFT"]), st.integers(1, 20)),
-            st.lists(
-                st.tuples(st.sampled_from(["AAPL", "MSFT"]), st.sampled_from(SCRIPT_ACTIONS)),
-                min_size=1,
-                max_size=3,
-            ),
-            min_size=3,
-            max_size=12,
-        ),
+        script=DECISIONS,
         on_ack=st.lists(st.sampled_from(SCRIPT_ACTIONS), max_size=2),
         cancel_on_fill=st.booleans(),
         kill_at=st.floats(0, 1, exclude_max=True),
@@ -741,6 +802,34 @@ class TestAKillBetweenTwoJournalWrites:
         kill_after = 1 + int(kill_at * (writes.done - 1))
         killed = await replay_orders(folder / "killed", BUSY, kill_after, strategy_factory=make)
         assert killed == clean, (kill_after, writes.done)
+
+    @settings(max_examples=25)
+    @given(
+        script=DECISIONS,
+        on_ack=st.lists(st.sampled_from(SCRIPT_ACTIONS), max_size=2),
+        cancel_on_fill=st.booleans(),
+        kill_at=st.floats(0, 1, exclude_max=True),
+    )
+    async def test_any_decisions_survive_a_kill_after_any_commit(
+        self,
+        tmp_path_factory: pytest.TempPathFactory,
+        script: dict[tuple[str, int], list[tuple[str, str]]],
+        on_ack: list[str],
+        cancel_on_fill: bool,
+        kill_at: float,
+    ) -> None:
+        # Commits every 3 records: a kill falls after a unit of work ended by size (at a
+        # cascade's boundary) as often as after a journal write. Bars too must match.
+        def make() -> Strategy:
+            return Scripted(script, on_ack, cancel_on_fill)
+
+        folder = tmp_path_factory.mktemp("commits")
+        counted: list[int] = []
+        clean = await replay_killed_after_commits(folder / "clean", make, None, counted)
+        # after the run's own record, before its end
+        commits = 2 + int(kill_at * (counted[0] - 3))
+        killed = await replay_killed_after_commits(folder / "killed", make, commits, counted)
+        assert killed == clean, (commits, counted[0])
 
     async def test_a_restart_inside_the_session_does_not_open_it_again(
         self, tmp_path: Path
