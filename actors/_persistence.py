@@ -123,7 +123,7 @@ from tradewind.storage._records import DeadLetter, Denial, RunRecord
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from tradewind.storage._uow import Transaction
@@ -210,7 +210,7 @@ class PersistenceKeeper:
     commits: int = 0
     store_failures: int = 0
     unstorable: int = 0
-    denial_ids: dict[str, int] = attrs.field(factory=dict)
+    denial_ids: dict[str, int] = attrs.field(factory=dict)  # next index, by digest
     dead_letter_seqs: dict[tuple[str, int], int] = attrs.field(factory=dict)
     journal: SpillJournal | None = None
     store_available: bool = True
@@ -218,6 +218,18 @@ class PersistenceKeeper:
     announced_available: bool = True
     availability_changed: trio.Event = attrs.field(factory=trio.Event)
     last_ts: int = 0
+
+    def resume_denials(self, stored: Iterable[Denial]) -> None:
+        """Cold start: number identical denials on from the stored ones, so a denial the
+        restarted run makes is not taken for one already stored (and dropped as a
+        duplicate key) when the crashed run made an identical one before it."""
+        seen = self.denial_ids
+        for denial in stored:
+            head, _, index = denial.client_order_id.rpartition("-")
+            digest = head.rpartition("-denied-")[2]
+            if index.isdigit() and digest:
+                seen[digest] = max(seen.get(digest, 0), int(index) + 1)
+
     not_durable: int = 0
 
     def statistics(self) -> PersistenceStatistics:
@@ -267,6 +279,11 @@ class PersistenceKeeper:
 # ----------------------------------------------------------------------------- mapping
 
 
+def denial_digest(denied: IntentDenied) -> str:
+    """What a denial's stored key is derived from: a digest of its content."""
+    return hashlib.sha256(canonical(denied).encode()).hexdigest()[:16]
+
+
 def denial_record(denied: IntentDenied, index: int = 0) -> Denial:
     """The stored form of a risk denial.
 
@@ -274,7 +291,7 @@ def denial_record(denied: IntentDenied, index: int = 0) -> Denial:
     derived from its content (and `index`, to tell identical denials apart): the same
     denial replayed is the same row, and two different denials never share a key.
     """
-    digest = hashlib.sha256(canonical(denied).encode()).hexdigest()[:16]
+    digest = denial_digest(denied)
     intent = denied.intent
     detail = f"{denied.reason.value}: {denied.detail}" if denied.detail else denied.reason.value
     return Denial(
@@ -738,9 +755,9 @@ class PersistenceActor(Actor):
 
     def _denial(self, denied: IntentDenied) -> Denial:
         seen = self._keeper.denial_ids
-        line = canonical(denied)
-        index = seen.get(line, 0)
-        seen[line] = index + 1
+        digest = denial_digest(denied)
+        index = seen.get(digest, 0)
+        seen[digest] = index + 1
         return denial_record(denied, index)
 
     def _dead_letter(self, letter: RuntimeDeadLetter) -> DeadLetter:

@@ -330,7 +330,9 @@ class RiskBook:
         Returns None when it cannot be valued (an open position without a mark, or a
         currency without an FX rate).
         """
-        now = self._pnl_by_currency()
+        return self._day_pnl_of(self._pnl_by_currency())
+
+    def _day_pnl_of(self, now: Mapping[str, Decimal] | None) -> Decimal | None:
         if now is None:
             return None
         total = _ZERO
@@ -373,6 +375,7 @@ class RiskBook:
         self,
         ts: int,
         fills: Iterable[Fill],
+        day_bars: Iterable[Bar],
         closes: Mapping[str, Decimal],
         orders: Iterable[Order] = (),
     ) -> None:
@@ -382,14 +385,17 @@ class RiskBook:
 
         The day's PnL baseline is the one the crashed run took when the day began: the
         portfolio of the `fills` stored before the day's start, marked at `closes` (each
-        instrument's last stored close before it). If the day's losses are past the
-        limit, trading is halted at once, as the kill switch had left it (its cancels
-        were journaled by the crashed run, or are decided again with the bars it lost).
-        Without this a restart would hand the strategy a fresh daily loss budget. The
-        stored `orders` created within the rate window ending at `ts` count toward
-        `max_orders_per_second` again (each was an intent risk accepted).
-
-        Call after the portfolio and the last prices are restored.
+        instrument's last stored close before it). The day is then walked again -- its
+        fills and its `day_bars` (the stored bars from the day's start), each bar after
+        the fills made on it -- checking the day's PnL where the risk actor checks it
+        (after a fill; after a mark of an open position): the kill switch latches, so a
+        day whose losses passed the limit at any point resumes HALTED, even if the PnL
+        has come back since. Its cancels and flattening were journaled by the crashed
+        run, or are decided again with the bars it lost. Without this a restart would
+        hand the strategy a fresh daily loss budget. The stored `orders` created within
+        the rate window ending at `ts` count toward `max_orders_per_second` again (each
+        was an intent risk accepted), and the newest one names the strategy a kill
+        switch flattens for.
         """
         window_start = ts - self.rate.window_ns
         stored = sorted(orders, key=lambda order: order.created_ts)
@@ -399,22 +405,44 @@ class RiskBook:
         if stored:  # whose id a kill switch's flattening orders are placed under
             self.last_strategy_id = stored[-1].intent.strategy_id
         day, start, end = _day_bounds(ts, self._zone)
-        before = Portfolio(self.portfolio.instruments)
+        walk = Portfolio(self.portfolio.instruments)
+        today: list[tuple[int, str, int, Fill | Bar]] = []
         for fill in fills:
-            if fill.ts < start and fill.instrument in before.instruments:
-                book_fill(before, fill)
+            if fill.instrument not in walk.instruments:
+                continue
+            if fill.ts < start:
+                book_fill(walk, fill)  # marks at the fill's price if unmarked, as live
+            else:
+                today.append((fill.ts, fill.instrument, 0, fill))
         for symbol, close in closes.items():
-            if symbol in before.instruments:
-                before.mark(symbol, close)
-        # `book_fill` marks an instrument at its first fill's price, as risk does live.
-        self.day, self._day_span, self.day_start = day, (start, end), before.pnl_by_currency()
+            if symbol in walk.instruments:
+                walk.mark(symbol, close)
+        self.day, self._day_span, self.day_start = day, (start, end), walk.pnl_by_currency()
         self.last_ts = max(self.last_ts, ts)
-        day_pnl = self.day_pnl()
-        if day_pnl is None or day_pnl > -self.limits.daily_loss_limit:
+        today.extend((bar.ts, bar.instrument, 1, bar) for bar in day_bars if bar.ts >= start)
+        worst: Decimal | None = None
+        for _ts, symbol, _kind, event in sorted(today, key=lambda item: item[:3]):
+            if symbol not in walk.instruments:
+                continue
+            if isinstance(event, Fill):
+                book_fill(walk, event)
+            else:
+                walk.mark(symbol, event.close)
+                if walk.position(symbol).is_flat:
+                    continue
+            try:
+                pnl = self._day_pnl_of(walk.pnl_by_currency())
+            except MissingPrice:
+                continue
+            if pnl is not None and (worst is None or pnl < worst):
+                worst = pnl
+            if worst is not None and worst <= -self.limits.daily_loss_limit:
+                break
+        if worst is None or worst > -self.limits.daily_loss_limit:
             return
         self.killed = True
         self.kill_reason = (
-            f"kill switch: the day's PnL {day_pnl} is past the loss limit "
+            f"kill switch: the day's PnL reached {worst}, past the loss limit "
             f"{self.limits.daily_loss_limit} (restored at a cold start)"
         )
         self.state, self.reason = self._derive_state(with_broker=True)

@@ -804,9 +804,11 @@ async def _keepers(
     if warm:
         # The day goes on: its loss budget and order rate are what the crashed run left.
         newest = warm[-1].ts
-        before = await store.last_bars(before=risk.day_start_of(newest))
+        day_start = risk.day_start_of(newest)
+        before = await store.last_bars(before=day_start)
         closes = {b.instrument: b.close for b in sorted(before.values(), key=lambda b: b.ts)}
-        risk.resume(newest, stored_fills, closes, stored_orders)
+        day_bars = await store.bars(start=day_start)
+        risk.resume(newest, stored_fills, day_bars, closes, stored_orders)
         strategy.trading_state = risk.state
     return feed, orders, risk, strategy, journal
 
@@ -892,6 +894,9 @@ async def open_trading_system(
             tx.upsert_instruments(instruments)
             tx.start_run(run, config_hash(settings), time.time_ns())
         feed, orders, risk, host, journal = await _keepers(settings, store, resume=resume)
+        persistence = PersistenceKeeper()
+        if resume:
+            persistence.resume_denials(await store.denials())
         spill, spill_path = _spill_journal(settings)
         if spill:  # the journal's folder must exist before the first spill
             await trio.to_thread.run_sync(
@@ -918,7 +923,7 @@ async def open_trading_system(
             orders=orders,
             risk=risk,
             strategy=host,
-            persistence=PersistenceKeeper(),
+            persistence=persistence,
         )
 
         def wrap(path: str, make: Callable[[], Actor]) -> Callable[[], Actor]:

@@ -404,6 +404,17 @@ class TestMapping:
         assert fill is not None
         assert await store.fills() == [fill]
 
+    async def test_a_resumed_run_numbers_identical_denials_on(self, store: Store) -> None:
+        # The crashed run stored the first of two identical denials; the restarted run
+        # makes the second, which must get the next index, not the stored one's key.
+        async with persistence(store) as (system, _):
+            await system.ref("persistence").ask(PersistDurably((denied(),)))
+        keeper = PersistenceKeeper()
+        keeper.resume_denials(await store.denials())
+        async with persistence(store, keeper) as (system, _):
+            await system.ref("persistence").ask(PersistDurably((denied(),)))
+        assert await store.denials() == [denial_record(denied(), 0), denial_record(denied(), 1)]
+
     async def test_denials_dead_letters_and_runs_are_stored(self, store: Store) -> None:
         letter = RuntimeDeadLetter(
             path="trading/strategy",

@@ -445,7 +445,8 @@ class TestResumeDay:
         portfolio.mark("AAPL", marked)
         book = RiskBook(limits(), [AAPL], portfolio=portfolio)
         book.last_prices["AAPL"] = Decimal(marked)
-        book.resume(T0 + DAY + 5 * MINUTE, fills, {"AAPL": Decimal(close)})
+        today = [bar(T0 + DAY + 5 * MINUTE, marked)]
+        book.resume(T0 + DAY + 5 * MINUTE, fills, today, {"AAPL": Decimal(close)})
         return book
 
     def test_the_baseline_is_the_pnl_before_the_day_began(self) -> None:
@@ -464,6 +465,24 @@ class TestResumeDay:
         book.on_bar(bar(T0 + DAY + 6 * MINUTE, "93"))
         assert book.day_pnl() == Decimal(-400)
 
+    def test_a_day_that_passed_the_limit_and_came_back_resumes_halted(self) -> None:
+        # Bought at 100 this morning; the market fell to 88 (-1200, past the 1000 limit:
+        # the kill switch latched) and is back at 99 when the process restarts.
+        fill = aapl_fill(1, Side.BUY, "100", T0 + DAY + MINUTE)
+        portfolio = Portfolio([AAPL])
+        portfolio.apply_fill(fill)
+        portfolio.mark("AAPL", "99")
+        book = RiskBook(limits(), [AAPL], portfolio=portfolio)
+        path = [bar(T0 + DAY + n * MINUTE, close) for n, close in ((2, "95"), (3, "88"), (4, "99"))]
+        book.resume(T0 + DAY + 4 * MINUTE, [fill], path, {"AAPL": Decimal(100)})
+        assert book.day_pnl() == Decimal(-100)  # within the limit now
+        assert book.state is TradingState.HALTED
+        assert "reached -1200" in book.kill_reason
+        # the same path without the dip does not halt
+        calm = RiskBook(limits(), [AAPL], portfolio=portfolio)
+        calm.resume(T0 + DAY + 4 * MINUTE, [fill], [path[0], path[2]], {"AAPL": Decimal(100)})
+        assert calm.state is TradingState.ACTIVE
+
     def test_orders_within_the_rate_window_count_again(self) -> None:
         now = T0 + DAY
         orders = [
@@ -471,7 +490,7 @@ class TestResumeDay:
             for n, ts in enumerate((now - 2 * 10**9, now - 10**9, now - 1, now), start=1)
         ]
         book = RiskBook(limits(), [AAPL])
-        book.resume(now, [], {}, reversed(orders))
+        book.resume(now, [], [], {}, reversed(orders))
         assert book.rate.recent(now) == (now - 1, now)  # the window is (now - 1 s, now]
         assert book.last_strategy_id == "new"  # a kill switch flattens for the newest
 

@@ -45,6 +45,7 @@ from tradewind.actors import (
     Side,
     Strategy,
     TimeInForce,
+    TradingState,
 )
 from tradewind.actors._errors import DomainError
 from tradewind.actors._messages import Persist, PersistDurably
@@ -652,12 +653,16 @@ class CommitsThenDies:
 
 
 async def replay_killed_after_commits(
-    folder: Path, make: Callable[[], Strategy], commits: int | None, counted: list[int]
-) -> tuple[list[Any], list[tuple[str, int]]]:
+    folder: Path,
+    make: Callable[[], Strategy],
+    commits: int | None,
+    counted: list[int],
+    risk: str = RISK,
+) -> tuple[list[Any], list[tuple[str, int]], TradingState]:
     """Replay 2 x 20 synthetic bars with the strategy `make` builds, persistence
     committing every 3 records; with `commits`, as a run killed after that many units of
-    work and restarted. Return the stored orders (comparable) and bars; append the first
-    run's commits to `counted`."""
+    work and restarted. Return the stored orders (comparable) and bars and the final
+    trading state; append the first run's commits to `counted`."""
     await trio.Path(folder).mkdir()
     url = f"sqlite:///{folder / 'store.db'}"
     config = write_config(
@@ -667,20 +672,22 @@ async def replay_killed_after_commits(
         strategy=BUSY,
         params="{}",
         extra="[persistence]\nbatch_size = 3\n",
+        risk=risk,
     )
     settings = load_settings(config, env={})
     async with open_store(url) as store:
         dying: Any = CommitsThenDies(store, commits)
-        async with open_trading_system(settings, store=dying, strategy_factory=make) as first:
-            await first.wait_finished()
+        async with open_trading_system(settings, store=dying, strategy_factory=make) as last:
+            await last.wait_finished()
         counted.append(dying.done)
         if commits is not None:
             # Test-only raw statement: a killed process never records the end of its run.
             await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
-            async with open_trading_system(settings, store=store, strategy_factory=make) as again:
-                await again.wait_finished()
+            async with open_trading_system(settings, store=store, strategy_factory=make) as last:
+                await last.wait_finished()
         orders = [comparable(o) for o in await store.orders()]
-        return orders, [(b.instrument, b.ts) for b in await store.bars()]
+        bars = [(b.instrument, b.ts) for b in await store.bars()]
+        return orders, bars, last.risk.statistics().state
 
 
 async def replay_orders(
@@ -803,32 +810,40 @@ class TestAKillBetweenTwoJournalWrites:
         killed = await replay_orders(folder / "killed", BUSY, kill_after, strategy_factory=make)
         assert killed == clean, (kill_after, writes.done)
 
-    @settings(max_examples=25)
+    @settings(max_examples=30)
     @given(
         script=DECISIONS,
-        on_ack=st.lists(st.sampled_from(SCRIPT_ACTIONS), max_size=2),
-        cancel_on_fill=st.booleans(),
+        reactions=st.tuples(st.lists(st.sampled_from(SCRIPT_ACTIONS), max_size=2), st.booleans()),
         kill_at=st.floats(0, 1, exclude_max=True),
+        limits=st.tuples(st.sampled_from(["0.01", "0.2", "1", "1000000"]), st.booleans()),
     )
     async def test_any_decisions_survive_a_kill_after_any_commit(
         self,
         tmp_path_factory: pytest.TempPathFactory,
         script: dict[tuple[str, int], list[tuple[str, str]]],
-        on_ack: list[str],
-        cancel_on_fill: bool,
+        reactions: tuple[list[str], bool],
         kill_at: float,
+        limits: tuple[str, bool],
     ) -> None:
         # Commits every 3 records: a kill falls after a unit of work ended by size (at a
-        # cascade's boundary) as often as after a journal write. Bars too must match.
+        # cascade's boundary) as often as after a journal write. Small loss limits trip
+        # the kill switch (with or without flattening) in most runs. The bars, orders and
+        # final trading state must match. (Not the denials: one decided after a journal
+        # write in its cascade can be lost, see "Cold start" in docs/trading-system.md.)
+        on_ack, cancel_on_fill = reactions
+        loss_limit, flatten = limits
+        risk = RISK.replace("daily_loss_limit = 1000000", f"daily_loss_limit = {loss_limit}")
+        risk += "flatten_on_halt = true\n" if flatten else ""
+
         def make() -> Strategy:
             return Scripted(script, on_ack, cancel_on_fill)
 
         folder = tmp_path_factory.mktemp("commits")
         counted: list[int] = []
-        clean = await replay_killed_after_commits(folder / "clean", make, None, counted)
+        clean = await replay_killed_after_commits(folder / "clean", make, None, counted, risk)
         # after the run's own record, before its end
         commits = 2 + int(kill_at * (counted[0] - 3))
-        killed = await replay_killed_after_commits(folder / "killed", make, commits, counted)
+        killed = await replay_killed_after_commits(folder / "killed", make, commits, counted, risk)
         assert killed == clean, (commits, counted[0])
 
     async def test_a_restart_inside_the_session_does_not_open_it_again(
