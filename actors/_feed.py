@@ -582,11 +582,15 @@ class FeedActor(Actor):
             keeper._wake()
 
     async def _session_events(self, ts: int, *, from_bar: bool) -> None:
-        """Send risk the session opens and closes up to `ts`, in time order.
+        """Send the session opens and closes up to `ts`, in time order, the way the bars
+        go: through the order actor, which hands them to risk ahead of the bar.
 
         The feed learns of sessions from its bars: the first bar opens the feed's view of
         a session (at its own time), later bars and the watchdog's clock reveal the
-        calendar's transitions in between.
+        calendar's transitions in between. On the bars' path an event reaches risk and
+        the strategy in the same batch as the bar that revealed it, so what the strategy
+        decides on both is journaled in one write (see "Cold start" in
+        ``docs/trading-system.md``).
         """
         keeper = self._keeper
         calendar = self._calendar
@@ -598,7 +602,7 @@ class FeedActor(Actor):
                 SessionChanged(t.kind, t.ts) for t in calendar.transitions(keeper.session_ts, ts)
             ]
         for event in events:
-            await self._risk.send(event)
+            await self._orders.send(event)
             keeper.session_ts = event.ts
             keeper.session_open = event.kind is TransitionKind.OPEN
             keeper.session_events += 1

@@ -105,6 +105,7 @@ from tradewind.actors._messages import (
     Persist,
     PersistDurably,
     PlaceOrder,
+    SessionChanged,
 )
 from tradewind.actors._orders import (
     ClientOrderIds,
@@ -470,6 +471,10 @@ class OrderActor(Actor):
         """Dispatch one message; the reply is what an ``ask`` gets (see each handler)."""
         if isinstance(message, Bar):
             await self._on_bar(message)
+            return None
+        if isinstance(message, SessionChanged):
+            # on the bars' path, so risk and the strategy get it with its bar
+            await self._risk.send(message)
             return None
         if isinstance(message, PlaceOrder | CancelOrder):
             return (await self._on_actions(message, (message,)))[0]

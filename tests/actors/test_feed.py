@@ -80,11 +80,10 @@ class Recorder(Actor):
         self.path = path
 
     async def handle(self, message: object) -> None:
-        if self.path == "trading/orders":
+        if self.path == "trading/orders" and isinstance(message, Bar):
             self.journal.orders_depth.append(self.context.ref.statistics().mailbox_depth)
-            if isinstance(message, Bar):
-                persistence = self.context.system.ref("persistence").statistics()
-                self.journal.persistence_accepted.append(persistence.accepted)
+            persistence = self.context.system.ref("persistence").statistics()
+            self.journal.persistence_accepted.append(persistence.accepted)
         self.journal.entries.append((self.path, message))
         self.journal.got.set()
         self.journal.got = trio.Event()
@@ -252,9 +251,12 @@ class TestFanOut:
 
     async def test_end_of_data_goes_to_risk_after_the_last_bar(self) -> None:
         journal, keeper = await replay(synthetic(10))
-        risk = journal.of("trading/risk")
-        assert risk[0] == SessionChanged(TransitionKind.OPEN, T0)
-        assert risk[-1] == EndOfData(journal.bars()[-1].ts)
+        # the session's open goes the bars' way, ahead of the first bar
+        assert journal.of("trading/orders")[:2] == [
+            SessionChanged(TransitionKind.OPEN, T0),
+            journal.bars()[0],
+        ]
+        assert journal.of("trading/risk")[-1] == EndOfData(journal.bars()[-1].ts)
         assert keeper.finished.is_set()
         assert keeper.exhausted
 
@@ -291,7 +293,7 @@ class TestCalendar:
             T0 + day + MINUTE,
         ]
         assert keeper.statistics().outside_session == 2
-        sessions = [m for m in journal.of("trading/risk") if isinstance(m, SessionChanged)]
+        sessions = [m for m in journal.of("trading/orders") if isinstance(m, SessionChanged)]
         assert sessions == [
             SessionChanged(TransitionKind.OPEN, T0),
             SessionChanged(TransitionKind.CLOSE, T0 + 3 * MINUTE),
@@ -299,16 +301,18 @@ class TestCalendar:
         ]
         assert {r.reason for r in keeper.rejections} == {"outside the trading session"}
 
-    async def test_session_events_reach_risk_before_the_bar_that_shows_them(self) -> None:
+    async def test_session_events_go_ahead_of_the_bar_that_shows_them(self) -> None:
         day = 86_400 * 10**9
         source = GatedSource([bar(T0), bar(T0 + day)], [])
         source.release.set()
         journal, _ = await replay(source, calendar=self.CALENDAR)
-        risk = journal.of("trading/risk")
-        assert risk[:3] == [
+        # on the bars' path (the order actor hands them to risk in that order)
+        assert journal.of("trading/orders") == [
             SessionChanged(TransitionKind.OPEN, T0),
+            bar(T0),
             SessionChanged(TransitionKind.CLOSE, T0 + 3 * MINUTE),
             SessionChanged(TransitionKind.OPEN, T0 + day),
+            bar(T0 + day),
         ]
 
     async def test_a_resumed_feed_continues_the_session_it_was_in(self) -> None:
@@ -322,7 +326,7 @@ class TestCalendar:
         source.release.set()
         journal, _ = await replay(source, keeper, calendar=self.CALENDAR)
         assert [b.ts for b in journal.bars()] == [T0 + 2 * MINUTE, T0 + day]
-        sessions = [m for m in journal.of("trading/risk") if isinstance(m, SessionChanged)]
+        sessions = [m for m in journal.of("trading/orders") if isinstance(m, SessionChanged)]
         assert sessions == [
             SessionChanged(TransitionKind.CLOSE, T0 + 3 * MINUTE),
             SessionChanged(TransitionKind.OPEN, T0 + day),
@@ -368,7 +372,8 @@ class TestWatchdog:
             await trio.sleep(600)
             await system.quiesce()
             risk = journal.of("trading/risk")
-            assert SessionChanged(TransitionKind.CLOSE, T0 + 2 * MINUTE) in risk
+            orders = journal.of("trading/orders")
+            assert SessionChanged(TransitionKind.CLOSE, T0 + 2 * MINUTE) in orders
             assert not any(isinstance(m, FeedStale) for m in risk)
             await trio.sleep(7 * 86_400)  # the next Monday's session opens, and stays silent
             await system.quiesce()
@@ -376,7 +381,7 @@ class TestWatchdog:
             await keeper.wait_finished()
         risk = journal.of("trading/risk")
         week = 7 * 86_400 * 10**9
-        assert SessionChanged(TransitionKind.OPEN, T0 + week) in risk
+        assert SessionChanged(TransitionKind.OPEN, T0 + week) in journal.of("trading/orders")
         stale = [m for m in risk if isinstance(m, FeedStale)]
         assert [m.silent_ns for m in stale] == [90 * 10**9]
 

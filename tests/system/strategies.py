@@ -166,16 +166,23 @@ class Scripted(Strategy):
     "far" (a buy limit far below the market), "cancel_oldest", "cancel_all" -- tagging
     each order ``b{n}-{i}``; when the first order of a bar's script is ACCEPTED it does
     the `on_ack` actions on that order's instrument; with `cancel_on_fill`, every fill
-    cancels its instrument's oldest working order. Every decision comes from the event
-    and the bar count of the history, so a restarted instance decides the same."""
+    cancels its instrument's oldest working order; every session open or close does the
+    `on_session` actions on AAPL. Every decision comes from the event and the bar count
+    of the history, so a restarted instance decides the same."""
 
     def __init__(
         self,
         script: dict[tuple[str, int], list[tuple[str, str]]],
         on_ack: list[str],
         cancel_on_fill: bool,
+        on_session: tuple[str, ...] = (),
     ) -> None:
         self.script, self.on_ack, self.cancel_on_fill = script, on_ack, cancel_on_fill
+        self.session_actions = on_session
+
+    def on_session(self, event: SessionChanged, ctx: StrategyContext) -> None:
+        for action in self.session_actions:
+            self.act(action, "AAPL", ctx, f"s-{event.kind.value}")
 
     def act(self, action: str, symbol: str, ctx: StrategyContext, tag: str) -> None:
         working = ctx.open_orders(symbol)

@@ -657,7 +657,9 @@ async def replay_killed_after_commits(
     make: Callable[[], Strategy],
     commits: int | None,
     counted: list[int],
+    *,
     risk: str = RISK,
+    calendar: str = "",
 ) -> tuple[list[Any], list[tuple[str, int]], TradingState]:
     """Replay 2 x 20 synthetic bars with the strategy `make` builds, persistence
     committing every 3 records; with `commits`, as a run killed after that many units of
@@ -671,7 +673,7 @@ async def replay_killed_after_commits(
         store=url,
         strategy=BUSY,
         params="{}",
-        extra="[persistence]\nbatch_size = 3\n",
+        extra="[persistence]\nbatch_size = 3\n" + calendar,
         risk=risk,
     )
     settings = load_settings(config, env={})
@@ -810,6 +812,47 @@ class TestAKillBetweenTwoJournalWrites:
         killed = await replay_orders(folder / "killed", BUSY, kill_after, strategy_factory=make)
         assert killed == clean, (kill_after, writes.done)
 
+    @settings(max_examples=20)
+    @example(
+        # an order on the session's open and one on the first bar: one journal write
+        script={("AAPL", 1): [("AAPL", "market")], ("MSFT", 1): [("AAPL", "market")]},
+        on_session=["market"],
+        kill_at=0.0,
+    )
+    @given(
+        script=DECISIONS,
+        on_session=st.lists(st.sampled_from(SCRIPT_ACTIONS), min_size=1, max_size=2),
+        kill_at=st.floats(0, 1, exclude_max=True),
+    )
+    async def test_decisions_on_sessions_survive_a_kill_after_any_commit(
+        self,
+        tmp_path_factory: pytest.TempPathFactory,
+        script: dict[tuple[str, int], list[tuple[str, str]]],
+        on_session: list[str],
+        kill_at: float,
+    ) -> None:
+        # A calendar with a break (the 8th to 11th bars are outside a session), and a
+        # strategy that also acts on every open and close. A session event goes the bars'
+        # way, so what the strategy decides on it and on its bar is journaled at once.
+        calendar = (
+            '[calendar]\ntimezone = "UTC"\n'
+            'sessions = { mon-fri = ["00:00-00:07", "00:11-00:30"] }\n'
+        )
+
+        def make() -> Strategy:
+            return Scripted(script, [], False, tuple(on_session))
+
+        folder = tmp_path_factory.mktemp("sessions")
+        counted: list[int] = []
+        clean = await replay_killed_after_commits(
+            folder / "clean", make, None, counted, calendar=calendar
+        )
+        commits = 2 + int(kill_at * (counted[0] - 3))
+        killed = await replay_killed_after_commits(
+            folder / "killed", make, commits, counted, calendar=calendar
+        )
+        assert killed == clean, (commits, counted[0])
+
     @settings(max_examples=30)
     @given(
         script=DECISIONS,
@@ -840,10 +883,12 @@ class TestAKillBetweenTwoJournalWrites:
 
         folder = tmp_path_factory.mktemp("commits")
         counted: list[int] = []
-        clean = await replay_killed_after_commits(folder / "clean", make, None, counted, risk)
+        clean = await replay_killed_after_commits(folder / "clean", make, None, counted, risk=risk)
         # after the run's own record, before its end
         commits = 2 + int(kill_at * (counted[0] - 3))
-        killed = await replay_killed_after_commits(folder / "killed", make, commits, counted, risk)
+        killed = await replay_killed_after_commits(
+            folder / "killed", make, commits, counted, risk=risk
+        )
         assert killed == clean, (commits, counted[0])
 
     async def test_a_restart_inside_the_session_does_not_open_it_again(
