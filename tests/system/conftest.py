@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -13,11 +13,49 @@ from tradewind.storage import StoreCounts, Transaction
 from tradewind.storage._uow import Write
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from tradewind.runtime import Actor
+    from tradewind.storage import Store
+
+    Handle = Callable[[Any], Awaitable[Any]]
+    WrapActor = Callable[[str, Callable[[], Actor]], Callable[[], Actor]]
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "docs" / "examples"
 SMA = f"{EXAMPLES / 'sma_crossover.py'}:SmaCrossover"
+
+
+def around_handle(path: str, around: Callable[[Handle, Any], Awaitable[Any]]) -> WrapActor:
+    """A `wrap_actor` for `open_trading_system`: every message of the actor at `path`
+    (every incarnation) goes through ``around(handle, message)``, which may call the
+    actor's own `handle` or not."""
+
+    def wrap(actor_path: str, factory: Callable[[], Actor]) -> Callable[[], Actor]:
+        if actor_path != path:
+            return factory
+
+        def build() -> Actor:
+            actor = factory()
+            handle = actor.handle
+
+            async def routed(message: Any) -> Any:
+                return await around(handle, message)
+
+            actor.handle = routed  # type: ignore[method-assign]
+            return actor
+
+        return build
+
+    return wrap
+
+
+async def as_if_killed(store: Store) -> None:
+    """Erase the end of the newest run: a killed process never records it, and a replay
+    whose newest run never ended continues from the store."""
+    # Test-only raw statement: the store has no API to un-finish a run, on purpose.
+    await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
+
 
 RISK = """
 [risk]

@@ -67,7 +67,14 @@ from tradewind.actors._sources import SourceBar, SyntheticBarSource
 from tradewind.actors._tree import open_trading_system
 from tradewind.storage import Transaction, open_store
 
-from tests.system.conftest import RISK, MemoryStore, synthetic, write_config
+from tests.system.conftest import (
+    RISK,
+    MemoryStore,
+    around_handle,
+    as_if_killed,
+    synthetic,
+    write_config,
+)
 from tests.system.strategies import SCRIPT_ACTIONS, Scripted
 
 if TYPE_CHECKING:
@@ -75,6 +82,8 @@ if TYPE_CHECKING:
 
     from tradewind.runtime import Actor
     from tradewind.storage import Store
+
+    from tests.system.conftest import Handle
 
 TRADEWIND = str(Path(sys.executable).parent / "tradewind")
 BARS_PER_INSTRUMENT = 150
@@ -537,25 +546,12 @@ class TestOneDecisionOneJournalWrite:
         # two of them, so a restart finds a cascade's orders all or none.
         journal_writes: list[tuple[Order, ...]] = []
 
-        def wrap(path: str, factory: Callable[[], Actor]) -> Callable[[], Actor]:
-            if path != "persistence":
-                return factory
+        async def recorded(handle: Handle, message: Any) -> Any:
+            if isinstance(message, PersistDurably):
+                journal_writes.append(tuple(r for r in message.records if isinstance(r, Order)))
+            return await handle(message)
 
-            def build() -> Actor:
-                actor = factory()
-                handle = actor.handle
-
-                async def recorded(message: Any) -> Any:
-                    if isinstance(message, PersistDurably):
-                        journal_writes.append(
-                            tuple(r for r in message.records if isinstance(r, Order))
-                        )
-                    return await handle(message)
-
-                actor.handle = recorded  # type: ignore[method-assign]
-                return actor
-
-            return build
+        wrap = around_handle("persistence", recorded)
 
         settings = make_settings(data=synthetic(count=30), strategy=PAIRS, params="{}")
         store: Any = MemoryStore()  # keeps units in memory: no thread under autojump
@@ -606,25 +602,15 @@ class KilledAfterJournalWrites:
         self.done = 0
 
     def __call__(self, path: str, factory: Callable[[], Actor]) -> Callable[[], Actor]:
-        if path != "persistence":
-            return factory
+        return around_handle("persistence", self._dying)(path, factory)
 
-        def build() -> Actor:
-            actor = factory()
-            handle = actor.handle
-
-            async def dying(message: Any) -> Any:
-                dead = self.writes is not None and self.done >= self.writes
-                if dead and isinstance(message, Persist | PersistDurably):
-                    return None
-                answer = await handle(message)
-                self.done += isinstance(message, PersistDurably)
-                return answer
-
-            actor.handle = dying  # type: ignore[method-assign]
-            return actor
-
-        return build
+    async def _dying(self, handle: Handle, message: Any) -> Any:
+        dead = self.writes is not None and self.done >= self.writes
+        if dead and isinstance(message, Persist | PersistDurably):
+            return None
+        answer = await handle(message)
+        self.done += isinstance(message, PersistDurably)
+        return answer
 
 
 class CommitsThenDies:
@@ -683,8 +669,7 @@ async def replay_killed_after_commits(
             await last.wait_finished()
         counted.append(dying.done)
         if commits is not None:
-            # Test-only raw statement: a killed process never records the end of its run.
-            await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
+            await as_if_killed(store)
             async with open_trading_system(settings, store=store, strategy_factory=make) as last:
                 await last.wait_finished()
         orders = [comparable(o) for o in await store.orders()]
@@ -728,8 +713,7 @@ async def replay_orders(
                 settings, store=store, wrap_actor=wrap, **built
             ) as first:
                 await first.wait_finished()
-            # Test-only raw statement: a killed process never records the end of its run.
-            await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
+            await as_if_killed(store)
             cut = [comparable(o) for o in await store.orders()]
             async with open_trading_system(settings, store=store, **built) as second:
                 await second.wait_finished()

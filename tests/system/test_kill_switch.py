@@ -14,7 +14,7 @@ from tradewind.actors._risk import DenyReason
 from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
-from tests.system.conftest import csv
+from tests.system.conftest import as_if_killed, csv
 from tests.system.test_cold_start import KilledAfterJournalWrites, comparable
 from tradewind.testing import open_harness
 
@@ -93,8 +93,7 @@ class TestKillSwitchAcrossAColdStart:
                 await path.write_text("\n".join(rows[: cut + 1]) + "\n")
                 async with open_trading_system(settings, store=store) as first:
                     await first.wait_finished()
-                # Test-only raw statement: a killed process never records its end.
-                await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
+                await as_if_killed(store)
                 await path.write_text("\n".join(rows) + "\n")
             async with open_trading_system(settings, store=store) as system:
                 await system.wait_finished()
@@ -151,7 +150,7 @@ class TestAKillAtTheTrip:
                     wrap = KilledAfterJournalWrites(kill_after)
                     async with open_trading_system(settings, store=store, wrap_actor=wrap) as s:
                         await s.wait_finished()
-                    await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
+                    await as_if_killed(store)
                 async with open_trading_system(settings, store=store) as system:
                     await system.wait_finished()
                 orders = [comparable(o) for o in await store.orders()]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from tradewind.actors import Bar, Order, OrderIntent, OrderType, Side, Strategy, TimeInForce
-from tradewind.actors._messages import Persist
+from tradewind.actors._messages import Persist, PersistDurably
 from tradewind.actors._orders import OrderCancelRequested, OrderStatus
 from tradewind.actors._reconcile import UNKNOWN_TO_BROKER
 from tradewind.actors._settings import load_settings
@@ -30,7 +30,7 @@ from tradewind.actors._sources import SourceBar
 from tradewind.actors._tree import open_trading_system
 from tradewind.storage import open_store
 
-from tests.system.conftest import csv, write_config
+from tests.system.conftest import around_handle, as_if_killed, csv, write_config
 from tests.system.test_cold_start import (
     MARK,
     config,
@@ -42,14 +42,14 @@ from tests.system.test_cold_start import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable
+    from collections.abc import AsyncGenerator
     from pathlib import Path
 
     from tradewind.actors._settings import Settings
     from tradewind.actors._sources import SourceItem
     from tradewind.actors._strategy import StrategyContext
-    from tradewind.runtime._actor import Actor
-    from tradewind.storage import Store
+
+    from tests.system.conftest import Handle, WrapActor
 
 T0 = 1_767_571_200 * 10**9
 MIN = 60 * 10**9
@@ -95,40 +95,20 @@ class Idle(Strategy):
     """Never trades: after the restart only what the venue and the journal hold counts."""
 
 
-def losing_records_after_the_journal() -> Callable[[str, Callable[[], Actor]], Callable[[], Actor]]:
+def losing_records_after_the_journal() -> WrapActor:
     """A `wrap_actor` whose persistence drops every `Persist` once the first intent is
     journaled: those records were never committed when the process was killed."""
     journaled = False
 
-    def wrap(path: str, make: Callable[[], Actor]) -> Callable[[], Actor]:
-        if path != "persistence":
-            return make
+    async def lossy(handle: Handle, message: Any) -> Any:
+        nonlocal journaled
+        if journaled and isinstance(message, Persist):
+            return None
+        answer = await handle(message)
+        journaled = journaled or isinstance(message, PersistDurably)
+        return answer
 
-        def build() -> Actor:
-            actor = make()
-            handle = actor.handle
-
-            async def lossy(message: Any) -> Any:
-                nonlocal journaled
-                if journaled and isinstance(message, Persist):
-                    return None
-                answer = await handle(message)
-                journaled = journaled or type(message).__name__ == "PersistDurably"
-                return answer
-
-            actor.handle = lossy  # type: ignore[method-assign]
-            return actor
-
-        return build
-
-    return wrap
-
-
-async def as_if_killed(store: Store) -> None:
-    """Erase the end of the newest run: a killed process never records it, and a replay
-    whose newest run never ended continues from the store."""
-    # Test-only raw statement: the store has no API to un-finish a run, on purpose.
-    await store._fetch("UPDATE runs SET finished_ts = NULL, outcome = NULL")
+    return around_handle("persistence", lossy)
 
 
 async def venue_of(url: str) -> Any:
