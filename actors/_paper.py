@@ -24,12 +24,20 @@ Pure: plain data in, order events out; no clock, no randomness, no I/O.
 #   - IOC: whatever the first eligible bar does not fill is canceled (`OrderCanceled`, the
 #     table's "unsolicited cancel"); DAY: expires (`OrderExpired`) on the first bar of a
 #     later day (days of ``day_ns`` counted from ``day_offset_ns``); GTC works until done;
-#   - a cancel takes effect at once. Known limit: a cancel decided on one instrument's bar
-#     at time t (so at t + the bar's length) also stops a fill another instrument's bar of
-#     the same time t would still have given the order, although that bar traded before
-#     the decision could be made -- a small look-ahead for strategies that cancel across
-#     instruments (see "The next step" in ``docs/benchmarks.md``). Fills never have it:
-#     eligibility is by time.
+#   - a cancel asked at time t reaches the venue at ``t + latency_ns``, as an order does,
+#     and by the rule that places an order: the order still trades on every bar with
+#     ``ts <= t`` or ``ts < t + latency_ns``. A decision stamped t is made once the bars
+#     stamped t have traded, so a cancel decided on AAPL's bar at t cannot stop the fill
+#     MSFT's bar at t gives a resting MSFT order: that trading happened before the
+#     decision. The cancel takes effect (`OrderCanceled`, stamped ``t + latency_ns``) as
+#     soon as no bar that could still trade the order can come: at once when the order's
+#     instrument has traded up to then (the usual case: a strategy cancels on its own
+#     instrument's bar, without latency), else after the matching of the bar of the
+#     order's instrument that settles it, or before the matching of the first bar of any
+#     instrument at or after its arrival. An order a bar fills completely while its
+#     cancel waits gets ``OrderCancelRejected`` ("too late to cancel"); an expiry or an
+#     IOC cancel ends it as usual. Until then the order is working at the venue (in
+#     `open_orders`); asking again changes nothing;
 # * The engine keeps its own copy of every order and applies its own events to it with
 #   `Order.apply`, so the venue's view is checked by the same state machine as the order
 #   actor's, and `open_orders` is a list of real `Order` values for reconciliation. The
@@ -339,6 +347,9 @@ class PaperExchange:
     _subscribes: int = attrs.field(default=0, init=False)
     # The venue's count of submits when it took each order (its submission number).
     _submit_no: dict[str, int] = attrs.field(factory=dict, init=False)
+    # Cancels received whose effect waits (see the module notes): the time each was
+    # asked, by client order id (working orders only).
+    _cancel_asked: dict[str, int] = attrs.field(factory=dict, init=False)
 
     # ------------------------------------------------------------------ connection
     def connect(self) -> None:
@@ -453,7 +464,9 @@ class PaperExchange:
         return ""
 
     def cancel(self, client_order_id: str, ts: int) -> tuple[BrokerEvent, ...]:
-        """Cancel a working order at `ts`: `OrderCanceled` (after a held ack, if any), or
+        """Ask to cancel a working order at `ts`: `OrderCanceled` (after a held ack, if
+        any) once it takes effect -- now, or with a later bar when a bar that could still
+        trade the order may come (nothing now; see the module notes) -- or
         `OrderCancelRejected` for an unknown or finished order.
 
         Raises:
@@ -469,10 +482,38 @@ class PaperExchange:
         if client_order_id not in self._working:
             reason = f"too late to cancel: order is {order.status.value}"
             return (OrderCancelRejected(client_order_id=client_order_id, ts=ts, reason=reason),)
+        if client_order_id in self._cancel_asked:
+            return ()  # asked before: that request stands
+        self._cancel_asked[client_order_id] = ts
         events: list[BrokerEvent] = []
-        self._release_ack(client_order_id, events)
-        self._end(client_order_id, OrderCanceled(client_order_id=client_order_id, ts=ts), events)
+        self._cancel_if_settled(client_order_id, events)
         return tuple(events)
+
+    def _cancel_if_settled(self, coid: str, events: list[BrokerEvent]) -> None:
+        """Cancel `coid` now if no bar that could still trade it can come before the
+        cancel arrives: none is eligible yet, or its instrument has traded every bar up
+        to then (see the module notes)."""
+        arrival = self._cancel_asked[coid] + max(self.config.latency_ns, 1)
+        first = self._eligible_from[coid]  # the first bar time that could trade it
+        traded = self._traded_until(self._orders[coid].intent.instrument)
+        if traded is not None:
+            first = max(first, traded + 1)
+        if first >= arrival:
+            self._cancel_arrived(coid, events)
+
+    def _cancel_arrived(self, coid: str, events: list[BrokerEvent]) -> None:
+        ts = self._cancel_asked[coid] + self.config.latency_ns
+        self._release_ack(coid, events)
+        self._end(coid, OrderCanceled(client_order_id=coid, ts=ts), events)
+
+    def _traded_until(self, instrument: str) -> int | None:
+        """The time of the last bar of `instrument` the venue traded (of the configured
+        timeframe; of any, without one), or None before its first."""
+        timeframe = self.config.timeframe
+        if timeframe is not None:
+            return self._last_bar.get((instrument, timeframe))
+        seen = [ts for (symbol, _), ts in self._last_bar.items() if symbol == instrument]
+        return max(seen, default=None)
 
     def open_orders(self) -> tuple[Order, ...]:
         """The venue's copies of its working orders, in submission order.
@@ -519,9 +560,10 @@ class PaperExchange:
         is taken now, with the answer a live venue would have given); an order with a
         broker order id was accepted and keeps its status and fills, and a
         PENDING_CANCEL one (its cancel request is journaled before the venue hears it)
-        is canceled now, at the time of the request; a REJECTED one without a broker
-        order id was rejected here; a DENIED one never left us. The venue has traded
-        every series up to `last_bars` (the last stored bar times).
+        has its cancel taken as asked at the time of the request (canceled now when the
+        bars traded up to `last_bars` settle it; see the module notes); a REJECTED one
+        without a broker order id was rejected here; a DENIED one never left us. The
+        venue has traded every series up to `last_bars` (the last stored bar times).
 
         Args:
             orders: every stored order, in submission (client order id) order.
@@ -541,8 +583,10 @@ class PaperExchange:
                 self._restore_order(order)
         finally:
             self.connected = was_connected
-        self._fills = [fill for fill in fills if fill.client_order_id in self._working]
         self._last_bar.update(last_bars)
+        for coid in list(self._cancel_asked):
+            self._cancel_if_settled(coid, [])
+        self._fills = [fill for fill in fills if fill.client_order_id in self._working]
 
     def _restore_order(self, order: Order) -> None:
         coid = order.client_order_id
@@ -579,9 +623,9 @@ class PaperExchange:
             self._day[coid] = self.config.day_of(order.created_ts)
         if status is OrderStatus.PENDING_CANCEL:
             # A cancel request is journaled before the venue hears it, as an intent is
-            # before its submit: it may have reached the venue, so the venue takes it now,
-            # at the time it was asked (the request is the stored order's last change).
-            self._end(coid, OrderCanceled(client_order_id=coid, ts=order.updated_ts), [])
+            # before its submit: it may have reached the venue, so the venue takes it, as
+            # asked at the stored order's last change (the request, or a fill after it).
+            self._cancel_asked[coid] = order.updated_ts
 
     # ------------------------------------------------------------------ its own state
     # What a venue that keeps its state in a store (`DurablePaperBroker`) reads after
@@ -730,6 +774,10 @@ class PaperExchange:
         if not self._working and not self._held_acks:
             return ()  # the common case of a replay: nothing rests at the venue
         events: list[BrokerEvent] = []
+        latency = max(self.config.latency_ns, 1)
+        for coid, asked in list(self._cancel_asked.items()):
+            if bar.ts >= asked + latency:  # the cancel arrived before this bar traded
+                self._cancel_arrived(coid, events)
         for coid in list(self._held_acks):
             held = self._held_acks[coid]
             held.bars_left -= 1
@@ -749,6 +797,9 @@ class PaperExchange:
             if order.intent.time_in_force is TimeInForce.IOC and coid in self._working:
                 self._release_ack(coid, events)
                 self._end(coid, OrderCanceled(client_order_id=coid, ts=bar.ts), events)
+        for coid in list(self._cancel_asked):
+            if self._orders[coid].intent.instrument == bar.instrument:
+                self._cancel_if_settled(coid, events)
         return tuple(events)
 
     def _inject_disconnect(self, ts: int) -> bool:
@@ -806,6 +857,9 @@ class PaperExchange:
         self._fills.append(fill)
         events.append(event)
         if not changed.status.is_working:
+            if coid in self._cancel_asked:
+                reason = f"too late to cancel: order is {changed.status.value}"
+                events.append(OrderCancelRejected(client_order_id=coid, ts=bar.ts, reason=reason))
             self._forget(coid)
 
     def _release_ack(self, coid: str, events: list[BrokerEvent]) -> None:
@@ -829,6 +883,7 @@ class PaperExchange:
         self._working.pop(coid, None)
         self._eligible_from.pop(coid, None)
         self._day.pop(coid, None)
+        self._cancel_asked.pop(coid, None)
 
     # ------------------------------------------------------------------ counters
     def statistics(self) -> PaperStatistics:

@@ -20,7 +20,13 @@ reconciliation at a cold start meets a venue that really may differ from our jou
 #   venue saw. Nothing is lost: re-trading those bars after a restart would give the same
 #   nothing, since the venue's state is the one that produced nothing (and a cold start
 #   resumes the feed after our last stored bar, so most of them never come again). A bar
-#   that changed something is recorded with its cursor, so it is never traded twice.
+#   that changed something is recorded with its cursor, so it is never traded twice. A
+#   cold start raises the loaded cursors to our last stored bars (`open`'s `traded`):
+#   the feed resumes after them, so the venue's market has traded them.
+# * A cancel that waits for a bar (the paper broker's notes) changes nothing yet and is
+#   not written; the bar that settles it is. Our journal holds the request: a restart's
+#   reconciliation finds the order still working at the venue and sends it again, and
+#   with the cursors raised it settles as it did in the run that was killed.
 # * Decide, then write: the engine computes the change (it is pure and raises before
 #   changing anything); the wrapper then finds what changed -- the working orders whose
 #   copy is a new value (`Order` values are immutable, so identity tells), the fills past
@@ -78,10 +84,10 @@ from tradewind.storage._errors import StoreError
 from tradewind.storage._venue import PaperVenueFill, PaperVenueOrder, PaperVenueState
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from tradewind.actors._broker import BrokerEvent
-    from tradewind.actors._marketdata import Bar
+    from tradewind.actors._marketdata import Bar, SeriesKey
     from tradewind.actors._orders import Fill, Order
     from tradewind.storage._store import Store
 
@@ -108,12 +114,21 @@ def _record(stored: PaperVenueOrder) -> VenueOrderRecord:
     )
 
 
-def _load(engine: PaperExchange, state: PaperVenueState, after: PaperExchange | None) -> None:
-    """Fill a fresh `engine` with what the venue's tables hold."""
+def _load(
+    engine: PaperExchange,
+    state: PaperVenueState,
+    after: PaperExchange | None,
+    traded: Mapping[SeriesKey, int] | None = None,
+) -> None:
+    """Fill a fresh `engine` with what the venue's tables hold; `traded` moves a series'
+    cursor up to a bar the venue will not be given again."""
+    cursors = dict(state.cursors)
+    for series, ts in (traded or {}).items():
+        cursors[series] = max(ts, cursors.get(series, ts))
     engine.load(
         [_record(stored) for stored in state.orders],
         [stored.fill for stored in sorted(state.fills, key=lambda f: f.fill_no)],
-        state.cursors,
+        cursors,
         carry_over=after,
     )
 
@@ -161,6 +176,7 @@ class DurablePaperBroker:
         faults: PaperFaults | None = None,
         *,
         fresh: bool = False,
+        traded: Mapping[SeriesKey, int] | None = None,
     ) -> DurablePaperBroker:
         """The venue as its tables hold it (empty the first time), disconnected.
 
@@ -170,6 +186,10 @@ class DurablePaperBroker:
             faults: faults to inject (tests).
             fresh: start an empty venue, deleting what the tables hold (a replay run
                 from its first bar).
+            traded: a cold start's last stored bar time per series: the feed resumes
+                after them, so the venue's market has traded them, whatever its lagging
+                cursors say (bars that changed nothing are not written). A cancel the
+                restart sends again is then settled as it would have been.
 
         Raises:
             StoreError: the tables cannot be read or cleared (`StoreUnavailable`, ...).
@@ -181,7 +201,7 @@ class DurablePaperBroker:
             async with store.transaction() as tx:
                 tx.clear_paper_venue()
         else:
-            _load(broker.exchange, await store.paper_venue(), None)
+            _load(broker.exchange, await store.paper_venue(), None, traded)
         return broker
 
     # ------------------------------------------------------------------ state

@@ -820,7 +820,8 @@ async def _paper_broker(
     from the stored journal; ``"tables"``: loaded from its own tables (cleared when the
     run starts afresh, i.e. `journal` is None)."""
     if settings.broker.state == "tables":
-        return await DurablePaperBroker.open(store, config, fresh=journal is None)
+        traded = journal.last_bars if journal is not None else None
+        return await DurablePaperBroker.open(store, config, fresh=journal is None, traded=traded)
     broker = PaperBroker(config)
     if journal is not None:
         broker.restore(journal.orders, journal.fills, journal.last_bars)

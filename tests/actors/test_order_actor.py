@@ -368,6 +368,7 @@ class TestOrderActions:
         # out in the order decided.
         async with harness() as h:
             await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
+            await h.orders.send(flat(T0 + MIN))  # the bar the decision was made on
             group = OrderActions(
                 (
                     PlaceOrder(intent(), T0 + MIN),
@@ -415,6 +416,7 @@ class TestOrderActions:
         async with harness() as h:
             for limit in ("90.00", "91.00"):
                 await h.orders.ask(PlaceOrder(intent(limit=limit), T0))
+            await h.orders.send(flat(T0 + MIN))  # the bar that tripped the switch
             group = OrderActions(
                 (CancelAllOrders(T0 + MIN, "kill switch"), PlaceOrder(intent(Side.SELL), T0 + MIN))
             )
@@ -578,7 +580,7 @@ class TestCancel:
     async def test_a_working_order_is_canceled(self, autojump_clock):
         async with harness() as h:
             await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
-            reply = await h.orders.ask(CancelOrder("s1-00000001", T0 + 1, "stop"))
+            reply = await h.orders.ask(CancelOrder("s1-00000001", T0, "stop"))
             await h.system.quiesce()
             assert reply.status is OrderStatus.CANCELED
             assert h.kinds()[-2:] == ["CANCEL_REQUESTED", "CANCELED"]
@@ -587,7 +589,7 @@ class TestCancel:
     async def test_the_cancel_request_is_durable_before_the_broker_hears_it(self, autojump_clock):
         async with harness() as h:
             await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
-            await h.orders.ask(CancelOrder("s1-00000001", T0 + 1, "stop"))
+            await h.orders.ask(CancelOrder("s1-00000001", T0, "stop"))
             await h.system.quiesce()
             assert [n for n in names(h.calls) if n in {"journal", "cancel"}][1:] == [
                 "journal",
@@ -614,7 +616,7 @@ class TestCancel:
         async with harness(persistence=RefusingAfterTheFirst) as h:
             await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
             replies = await h.orders.ask(
-                OrderActions((CancelOrder("s1-00000001", T0 + 1), PlaceOrder(intent(), T0 + 1)))
+                OrderActions((CancelOrder("s1-00000001", T0), PlaceOrder(intent(), T0)))
             )
             await h.system.quiesce()
             assert [r.status for r in replies] == [OrderStatus.CANCELED, OrderStatus.DENIED]
@@ -629,7 +631,7 @@ class TestCancel:
         async with harness(book) as h:
             await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
             book.crashes_left = 1
-            reply = await h.orders.ask(CancelOrder("s1-00000001", T0 + 1))
+            reply = await h.orders.ask(CancelOrder("s1-00000001", T0))
             await h.system.quiesce()
             assert reply.status is OrderStatus.CANCELED
             assert len(h.to("journal")) == 2  # the place's and the cancel's, once each
@@ -637,6 +639,22 @@ class TestCancel:
             assert book.statistics().redelivered == 1
             assert h.kinds()[2:] == ["CANCEL_REQUESTED", "CANCELED"] * 2  # sent again, same
             assert book.statistics().canceled == 1
+
+    async def test_a_cancel_the_venue_confirms_with_a_later_bar(self, autojump_clock):
+        # Asked at t + 1m before the venue traded its bar of t + 1m: that bar could still
+        # fill the order (paper broker notes), so the confirmation comes with it.
+        async with harness() as h:
+            await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
+            reply = await h.orders.ask(CancelOrder("s1-00000001", T0 + MIN, "stop"))
+            await h.system.quiesce()
+            assert reply.status is OrderStatus.PENDING_CANCEL
+            assert list(h.book.working) == ["s1-00000001"]
+            await h.orders.send(flat(T0 + MIN))
+            await h.system.quiesce()
+            assert h.kinds()[-2:] == ["CANCEL_REQUESTED", "CANCELED"]
+            assert h.book.working == {}
+            persisted = [u.event.kind.value for p in h.to("persist") for u in p.records]
+            assert persisted[-1] == "CANCELED"
 
     async def test_a_cancel_of_an_unknown_order_is_ignored(self, autojump_clock):
         async with harness() as h:
@@ -650,7 +668,7 @@ class TestCancel:
         async with harness() as h:
             for limit in ("90.00", "91.00", "92.00"):
                 await h.orders.ask(PlaceOrder(intent(limit=limit), T0))
-            asked = await h.orders.ask(CancelAllOrders(T0 + 1, "daily loss limit"))
+            asked = await h.orders.ask(CancelAllOrders(T0, "daily loss limit"))
             await h.system.quiesce()
             assert asked == ("s1-00000001", "s1-00000002", "s1-00000003")
             # every request in one durable write, before the first cancel

@@ -20,6 +20,7 @@ from tradewind.actors import (
     OrderAccepted,
     OrderCanceled,
     OrderCancelRejected,
+    OrderCancelRequested,
     OrderExpired,
     OrderFilled,
     OrderIntent,
@@ -329,10 +330,112 @@ class TestCancel:
     def test_a_working_order_is_canceled(self):
         engine = exchange()
         engine.submit(submitted(intent(limit="90.00"), ts=T0))
-        (event,) = engine.cancel("s1-00000001", T0 + 5)
+        engine.on_bar(flat(T0 + MIN))
+        (event,) = engine.cancel("s1-00000001", T0 + MIN)
         assert isinstance(event, OrderCanceled)
-        assert event.ts == T0 + 5
+        assert event.ts == T0 + MIN
         assert engine.open_orders() == ()
+        assert engine.statistics().canceled == 1
+
+    def test_an_order_canceled_as_it_is_placed_never_trades(self):
+        engine = exchange(latency_ns=5 * MIN)
+        engine.submit(submitted(intent(), ts=T0))
+        (event,) = engine.cancel("s1-00000001", T0)  # it would be eligible from T0 + 5m
+        assert isinstance(event, OrderCanceled)
+        assert event.ts == T0 + 5 * MIN  # the time the cancel reaches the venue
+
+    def test_a_cancel_of_another_instrument_does_not_stop_that_instruments_bar_of_the_same_time(
+        self,
+    ):
+        # The strategy decided on AAPL's bar at t + 1m: ES's bar at t + 1m traded before
+        # that decision could be made, so it still fills the resting ES order.
+        engine = exchange()
+        engine.submit(submitted(intent(limit="4000.00", symbol="ES"), ts=T0))
+        assert engine.on_bar(flat(T0 + MIN)) == ()
+        assert engine.cancel("s1-00000001", T0 + MIN) == ()
+        assert [o.client_order_id for o in engine.open_orders()] == ["s1-00000001"]
+        fill, too_late = engine.on_bar(flat(T0 + MIN, "3999.00", symbol="ES"))
+        assert isinstance(fill, OrderFilled)
+        assert fill.fill.price == Decimal("3999.00")
+        assert isinstance(too_late, OrderCancelRejected)
+        assert (too_late.ts, too_late.reason) == (T0 + MIN, "too late to cancel: order is FILLED")
+        assert engine.statistics().canceled == 0
+
+    def test_a_waiting_cancel_takes_effect_once_the_orders_bar_has_traded(self):
+        engine = exchange()
+        engine.submit(submitted(intent(limit="4000.00", symbol="ES"), ts=T0))
+        engine.on_bar(flat(T0 + MIN))
+        assert engine.cancel("s1-00000001", T0 + MIN) == ()
+        assert engine.cancel("s1-00000001", T0 + MIN) == ()  # asked again: nothing new
+        (canceled,) = engine.on_bar(flat(T0 + MIN, "4001.00", symbol="ES"))
+        assert isinstance(canceled, OrderCanceled)
+        assert canceled.ts == T0 + MIN
+        assert engine.open_orders() == ()
+        assert engine.on_bar(flat(T0 + 2 * MIN, "3000.00", symbol="ES")) == ()
+
+    def test_a_waiting_cancel_arrives_before_the_next_time_step_trades(self):
+        # ES has no bar at t + 1m: the cancel is in place before anything at t + 2m trades.
+        engine = exchange()
+        engine.submit(submitted(intent(limit="4000.00", symbol="ES"), ts=T0))
+        engine.on_bar(flat(T0 + MIN))
+        assert engine.cancel("s1-00000001", T0 + MIN) == ()
+        (canceled,) = engine.on_bar(flat(T0 + 2 * MIN, "3000.00", symbol="ES"))
+        assert isinstance(canceled, OrderCanceled)
+        assert canceled.ts == T0 + MIN
+        assert engine.statistics().fills == 0
+
+    def test_a_cancel_reaches_the_venue_after_the_latency_as_an_order_does(self):
+        engine = exchange(latency_ns=2 * MIN)
+        engine.submit(submitted(intent(limit="90.00"), ts=T0))
+        engine.on_bar(flat(T0 + 2 * MIN))
+        assert engine.cancel("s1-00000001", T0 + 2 * MIN) == ()
+        assert engine.on_bar(flat(T0 + 3 * MIN)) == ()  # still working: no fill, no cancel
+        assert [o.client_order_id for o in engine.open_orders()] == ["s1-00000001"]
+        # the bar at t + 4m would fill it, but the cancel arrived first
+        (canceled,) = engine.on_bar(flat(T0 + 4 * MIN, "89.00"))
+        assert isinstance(canceled, OrderCanceled)
+        assert canceled.ts == T0 + 4 * MIN
+
+    def test_a_fill_within_the_latency_beats_the_cancel(self):
+        engine = exchange(latency_ns=2 * MIN, max_volume_fraction="0.005")
+        engine.submit(submitted(intent(limit="90.00"), ts=T0))
+        engine.on_bar(flat(T0 + 2 * MIN))
+        assert engine.cancel("s1-00000001", T0 + 2 * MIN) == ()
+        # 0.5% of 1,000 fills 5 of 10; the rest is canceled as the cancel arrives
+        (partial,) = engine.on_bar(flat(T0 + 3 * MIN, "89.00"))
+        assert isinstance(partial, OrderFilled)
+        assert partial.fill.quantity == Decimal(5)
+        (canceled,) = engine.on_bar(flat(T0 + 4 * MIN, "89.00"))
+        assert isinstance(canceled, OrderCanceled)
+        assert engine.copy_of("s1-00000001").filled_quantity == Decimal(5)
+
+    def test_an_expiry_ends_an_order_whose_cancel_waits(self):
+        engine = exchange(latency_ns=DAY)
+        engine.submit(submitted(intent(limit="90.00", tif=TimeInForce.DAY), ts=T0))
+        engine.on_bar(flat(T0 + MIN))
+        assert engine.cancel("s1-00000001", T0 + MIN) == ()
+        (expired,) = engine.on_bar(flat(T0 + DAY))
+        assert isinstance(expired, OrderExpired)
+        assert engine.on_bar(flat(T0 + DAY + 2 * MIN)) == ()  # nothing left to cancel
+
+    def test_a_restored_cancel_request_waits_for_the_bars_that_traded_before_it(self):
+        order = submitted(intent(limit="4000.00", symbol="ES"), ts=T0)
+        order = order.apply(
+            OrderAccepted(client_order_id=order.client_order_id, ts=T0, broker_order_id="PAPER-1")
+        )
+        order = order.apply(
+            OrderCancelRequested(client_order_id=order.client_order_id, ts=T0 + MIN)
+        )
+        settled, waiting = exchange(), exchange()
+        settled.restore([order], [], {("AAPL", "1m"): T0 + MIN, ("ES", "1m"): T0 + MIN})
+        assert settled.open_orders() == ()
+        assert settled.copy_of(order.client_order_id).status is OrderStatus.CANCELED
+        waiting.restore([order], [], {("AAPL", "1m"): T0 + MIN, ("ES", "1m"): T0})
+        assert [o.status for o in waiting.open_orders()] == [OrderStatus.PENDING_CANCEL]
+        fill, too_late = waiting.on_bar(flat(T0 + MIN, "3999.00", symbol="ES"))
+        assert isinstance(fill, OrderFilled)
+        assert isinstance(too_late, OrderCancelRejected)
+        assert order.apply(fill).apply(too_late).status is OrderStatus.FILLED
 
     def test_an_unknown_order_cannot_be_canceled(self):
         (event,) = exchange().cancel("s1-00000009", T0)
@@ -385,7 +488,7 @@ class TestFaults:
     def test_a_cancel_releases_a_held_ack_first(self):
         engine = exchange(PaperFaults(ack_delay_bars=5))
         engine.submit(submitted(intent(limit="90.00"), ts=T0))
-        ack, canceled = engine.cancel("s1-00000001", T0 + 1)
+        ack, canceled = engine.cancel("s1-00000001", T0)
         assert isinstance(ack, OrderAccepted)
         assert isinstance(canceled, OrderCanceled)
 
@@ -465,6 +568,7 @@ class TestSubscriptionsAndLookups:
         engine = exchange()
         engine.submit(submitted(intent(limit="90.00"), ts=T0))
         engine.submit(submitted(intent(limit="91.00"), ts=T0 + 1, seq=2))
+        engine.on_bar(flat(T0 + 2))
         engine.cancel("s1-00000001", T0 + 2)
         found = engine.lookup_orders(["s1-00000002", "s1-00000009", "s1-00000001"])
         assert [(o.client_order_id, o.status) for o in found] == [

@@ -138,6 +138,7 @@ class TestStillOpen:
         ours = acked(submitted())
         ours = ours.apply(OrderCancelRequested(client_order_id=ours.client_order_id, ts=T0 + 1))
         engine = venue(submitted())
+        engine.on_bar(flat(T0 + 1, "95.00"))
         engine.cancel(ours.client_order_id, T0 + 1)
         result = reconcile([ours], view_of(engine, [ours], T0), ts=T0 + MIN)
         assert [e.kind.value for e in result.events] == ["CANCELED"]
@@ -167,6 +168,7 @@ class TestMissedNews:
     def test_a_cancel_at_the_broker_becomes_the_terminal_event_at_its_time(self):
         ours = acked(submitted())
         engine = venue(submitted())
+        engine.on_bar(flat(T0 + 5, "95.00"))
         engine.cancel(ours.client_order_id, T0 + 5)
         result = reconcile([ours], view_of(engine, [ours], T0), ts=T0 + MIN)
         (canceled,) = result.events
@@ -362,6 +364,10 @@ class TestProperties:
             assert book[coid].status is OrderStatus.PENDING_CANCEL
             for event in engine.cancel(coid, T0 + 100 * MIN):
                 book[coid] = book[coid].apply(event)
+        # a cancel that waits at the venue for a bar (paper broker notes) takes effect
+        # before the next one trades
+        for event in engine.on_bar(flat(T0 + 101 * MIN, "90.00")):
+            book[event.client_order_id] = book[event.client_order_id].apply(event)
         for coid, order in book.items():
             theirs = engine.lookup_orders([coid])
             if not theirs:

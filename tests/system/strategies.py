@@ -212,3 +212,28 @@ class Scripted(Strategy):
     def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
         if self.cancel_on_fill:
             self.act("cancel_oldest", fill.instrument, ctx, "fill")
+
+
+class CancelsAcross(Strategy):
+    """Rests a buy limit on MSFT at its first bar, and cancels it on AAPL's second bar --
+    which comes before MSFT's bar of the same time. Records each fill and the time of
+    every update of the order."""
+
+    def __init__(self, limit: str = "95.00") -> None:
+        self.limit = Decimal(limit)
+        self.fills: list[Fill] = []
+        self.updates: list[tuple[str, int]] = []
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        seen = len(ctx.history(bar.instrument, 10))
+        if bar.instrument == "MSFT" and seen == 1:
+            ctx.buy("MSFT", 10, limit=self.limit, tag="resting")
+        elif bar.instrument == "AAPL" and seen == 2:
+            for order in ctx.open_orders("MSFT"):
+                ctx.cancel(order.client_order_id)
+
+    def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
+        self.fills.append(fill)
+
+    def on_order(self, update: OrderUpdated, ctx: StrategyContext) -> None:
+        self.updates.append((update.event.kind.value, update.event.ts))
