@@ -588,6 +588,32 @@ _CANCELABLE: Final = frozenset(
 )
 
 
+def flatten_intents(
+    portfolio: Portfolio,
+    symbols: Iterable[str] | None = None,
+    *,
+    strategy_id: str = "risk",
+    tag: str = "kill-switch",
+) -> tuple[OrderIntent, ...]:
+    """One market IOC intent per open position (of `symbols`, or of every instrument)
+    that closes it, by symbol."""
+    chosen = None if symbols is None else frozenset(symbols)
+    return tuple(
+        OrderIntent(
+            strategy_id=strategy_id,
+            instrument=symbol,
+            side=Side.SELL if position.quantity > 0 else Side.BUY,
+            quantity=abs(position.quantity),
+            order_type=OrderType.MARKET,
+            limit_price=None,
+            time_in_force=TimeInForce.IOC,
+            tag=tag,
+        )
+        for symbol, position in sorted(portfolio.positions.items())
+        if not position.is_flat and (chosen is None or symbol in chosen)
+    )
+
+
 def kill_switch(
     limits: RiskLimits,
     state: TradingState,
@@ -630,20 +656,7 @@ def kill_switch(
     cancel = tuple(sorted(o.client_order_id for o in open_orders if o.status in _CANCELABLE))
     flatten: tuple[OrderIntent, ...] = ()
     if limits.flatten_on_halt:
-        flatten = tuple(
-            OrderIntent(
-                strategy_id=strategy_id,
-                instrument=symbol,
-                side=Side.SELL if position.quantity > 0 else Side.BUY,
-                quantity=abs(position.quantity),
-                order_type=OrderType.MARKET,
-                limit_price=None,
-                time_in_force=TimeInForce.IOC,
-                tag=tag,
-            )
-            for symbol, position in sorted(portfolio.positions.items())
-            if not position.is_flat
-        )
+        flatten = flatten_intents(portfolio, strategy_id=strategy_id, tag=tag)
     return KillSwitchDecision(
         halt=True,
         state=TradingState.HALTED,

@@ -115,6 +115,7 @@ from tradewind.actors._risk import (
     RiskLimits,
     TradingState,
     check_order,
+    flatten_intents,
     kill_switch,
 )
 from tradewind.actors._values import FxRates, Instrument, datetime_from_ns, ns_from_datetime
@@ -539,8 +540,31 @@ class RiskBook:
             # A mark moves the day's PnL only through an open position in its instrument.
             if not self.portfolio.position(symbol).is_flat:
                 effects.extend(self._check_kill_switch(bar.ts))
+                effects.extend(self._keep_flat(symbol, bar.ts))
         effects.append(Effect(Peer.STRATEGY, bar))
         return effects
+
+    def _keep_flat(self, symbol: str, ts: int) -> list[Effect]:
+        """A tripped kill switch that flattens keeps flattening: a position in `symbol`
+        left or opened after the trip -- the rest of a flattening order a bar's volume
+        capped, a fill that beat a cancel -- is closed once no order works on it (one
+        that does may still change it: its end is awaited)."""
+        if not self.killed or not self._flattens():
+            return []
+        if any(order.intent.instrument == symbol for order in self.open_orders):
+            return []
+        intents = flatten_intents(self.portfolio, [symbol], strategy_id=self._flatten_id())
+        return [self._place(intent, ts) for intent in intents]
+
+    def _flattens(self) -> bool:
+        """Whether the kill switch closes the positions."""
+        if self.settings.flatten_on_kill is not None:
+            return self.settings.flatten_on_kill
+        return self.limits.flatten_on_halt
+
+    def _flatten_id(self) -> str:
+        """The strategy id the kill switch's flattening orders are placed under."""
+        return self.settings.flatten_strategy_id or self.last_strategy_id or "risk"
 
     def on_feed_stale(self, message: FeedStale) -> list[Effect]:
         """The feed went quiet: move to the configured stale-feed state."""
@@ -662,17 +686,13 @@ class RiskBook:
         day_pnl = self.day_pnl()
         if day_pnl is None or day_pnl > -self.limits.daily_loss_limit:
             return []  # within the limit: the common case, decided without `kill_switch`
-        limits = self.limits
-        if self.settings.flatten_on_kill is not None:
-            limits = limits.replace(flatten_on_halt=self.settings.flatten_on_kill)
-        strategy_id = self.settings.flatten_strategy_id or self.last_strategy_id or "risk"
         decision = kill_switch(
-            limits,
+            self.limits.replace(flatten_on_halt=self._flattens()),
             TradingState.ACTIVE,
             day_pnl,
             self.portfolio,
             self.orders.values(),
-            strategy_id=strategy_id,
+            strategy_id=self._flatten_id(),
         )
         if not decision.halt:
             return []

@@ -16,6 +16,8 @@ from tradewind.actors import (
     Instrument,
     InvalidLimits,
     Order,
+    OrderCanceled,
+    OrderCancelRequested,
     OrderFilled,
     OrderIntent,
     OrderSubmitted,
@@ -341,6 +343,30 @@ class TestBrokerConnection:
             assert denied.reason is DenyReason.TRADING_HALTED
 
 
+def partly_filled(order: Order, quantity: int, price: str, ts: int) -> Order:
+    fill = Fill(
+        execution_id=f"{order.client_order_id}-F1",
+        client_order_id=order.client_order_id,
+        instrument=order.intent.instrument,
+        side=order.intent.side,
+        quantity=Decimal(quantity),
+        price=Decimal(price),
+        fee=Decimal(0),
+        fee_currency="USD",
+        ts=ts,
+    )
+    return order.apply(OrderFilled(client_order_id=order.client_order_id, ts=ts, fill=fill))
+
+
+def placed(t: Tiny) -> list[OrderIntent]:
+    """The kill switch's flattening intents risk placed, in order, alone or in a group."""
+    intents = []
+    for message in t.orders:
+        actions = message.actions if isinstance(message, OrderActions) else (message,)
+        intents += [a.intent for a in actions if isinstance(a, PlaceOrder)]
+    return [i for i in intents if i.tag == "kill-switch"]
+
+
 class TestKillSwitch:
     async def _lose(self, t: Tiny, close: str) -> None:
         wanted = intent(quantity=100)
@@ -396,6 +422,46 @@ class TestKillSwitch:
             assert flatten.intent.order_type is OrderType.MARKET
             assert flatten.intent.strategy_id == "sma"
             assert t.of(t.orders, CancelAllOrders) == []
+
+    async def test_flatten_on_kill_keeps_closing_what_is_left(self, autojump_clock: object) -> None:
+        # The flattening order filled 60 of 100 (a bar's volume capped it) and its IOC
+        # rest was canceled: the next bar closes the 40 left, once nothing works on it.
+        book = RiskBook(limits(), [AAPL], RiskSettings(flatten_on_kill=True))
+        async with tiny(book) as t:
+            await self._lose(t, "89")
+            (group,) = t.of(t.orders, OrderActions)
+            flatten = group.actions[1].intent
+            resting = submitted(intent(quantity=1, side=Side.SELL, limit="120"), 2, T0)
+            asked = resting.apply(OrderCancelRequested(client_order_id="sma-00000002", ts=T0))
+            closer = submitted(flatten, 3, T0 + MINUTE)
+            await t.send(update(closer, T0 + MINUTE), bar(T0 + 2 * MINUTE, "88"))
+            assert placed(t) == [flatten]  # two orders still work on AAPL: wait
+            canceled = asked.apply(OrderCanceled(client_order_id="sma-00000002", ts=T0))
+            part = partly_filled(closer, 60, "88", T0 + 3 * MINUTE)
+            rest = part.apply(OrderCanceled(client_order_id="sma-00000003", ts=T0 + 3 * MINUTE))
+            await t.send(
+                update(asked, T0),
+                update(canceled, T0),
+                update(part, T0 + 3 * MINUTE),
+                update(rest, T0 + 3 * MINUTE),
+            )
+            assert placed(t) == [flatten]  # a fill or a cancel alone decides nothing
+            await t.send(bar(T0 + 3 * MINUTE, "88"))
+            assert placed(t)[1:] == [attrs.evolve(flatten, quantity=Decimal(40))]
+            await t.send(bar(T0 + 4 * MINUTE, "88"))  # its order works: nothing more
+            assert len(placed(t)) == 2
+
+    async def test_without_flatten_a_halted_position_is_left_alone(
+        self, autojump_clock: object
+    ) -> None:
+        async with tiny() as t:
+            await self._lose(t, "89")
+            resting = submitted(intent(quantity=1, side=Side.SELL, limit="120"), 2, T0)
+            asked = resting.apply(OrderCancelRequested(client_order_id="sma-00000002", ts=T0))
+            canceled = asked.apply(OrderCanceled(client_order_id="sma-00000002", ts=T0))
+            await t.send(update(asked, T0), update(canceled, T0), bar(T0 + 2 * MINUTE, "88"))
+            assert placed(t) == []
+            assert t.book.portfolio.position("AAPL").quantity == 100
 
     async def test_trips_once(self, autojump_clock: object) -> None:
         async with tiny() as t:

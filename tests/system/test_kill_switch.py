@@ -127,14 +127,47 @@ class TestKillSwitchAcrossAColdStart:
         assert restarted == clean
 
 
+class TestFlattening:
+    async def test_the_kill_switch_closes_what_one_flattening_order_leaves(
+        self, make_settings: Any, tmp_path: Path, autojump_clock: Any
+    ) -> None:
+        # A bar fills at most 0.3% of its 10,000 volume: 30 of the 100 held. The IOC
+        # flattening order's rest is canceled, and the kill switch closes what is left
+        # on the next bars, one order at a time, until the position is flat.
+        settings = make_settings(
+            data=csv(falling_bars(tmp_path / "falling.csv")),
+            strategy=LOSER,
+            params="{}",
+            risk=RISK + "flatten_on_halt = true\n",
+            extra="[broker]\nmax_volume_fraction = 0.003\n",
+        )
+        async with open_store("sqlite://:memory:") as store:
+            async with open_harness(settings=settings, store=store) as h:
+                await h.run()
+            stored = await store.orders()
+            positions = await store.positions()
+        closing = [o for o in stored if o.intent.tag == "kill-switch"]
+        assert [o.intent.quantity for o in closing] == [100, 70, 40, 10]
+        assert [o.filled_quantity for o in closing] == [30, 30, 30, 10]
+        assert [o.status for o in closing] == [OrderStatus.CANCELED] * 3 + [OrderStatus.FILLED]
+        assert positions["AAPL"].quantity == 0
+        assert h.system.portfolio.position("AAPL").quantity == 0
+        assert h.system.risk.statistics().kill_switch_trips == 1
+
+
 class TestAKillAtTheTrip:
+    @pytest.mark.parametrize(
+        "broker",
+        ["", "[broker]\nmax_volume_fraction = 0.003\n"],
+        ids=["one-order", "capped-by-volume"],
+    )
     async def test_the_flattening_is_not_lost_to_a_kill_after_the_cancels(
-        self, make_settings: Any, tmp_path: Path
+        self, make_settings: Any, tmp_path: Path, broker: str
     ) -> None:
         # With flatten_on_halt the trip cancels the working orders and closes the
         # position in one decision. Killed right after the trip's journal write, the
         # restart (which resumes HALTED and does not trip again) must still find the
-        # flattening order.
+        # flattening order; capped by volume, it must go on closing what is left.
         flatten = RISK + "flatten_on_halt = true\n"
 
         async def run(name: str, kill_after: int | None) -> Any:
@@ -143,7 +176,7 @@ class TestAKillAtTheTrip:
             data = falling_bars(folder / "falling.csv")
             url = f"sqlite:///{folder / 'store.db'}"
             settings = make_settings(
-                data=csv(data), strategy=LOSER, params="{}", risk=flatten, store=url
+                data=csv(data), strategy=LOSER, params="{}", risk=flatten, store=url, extra=broker
             )
             async with open_store(url) as store:
                 if kill_after is not None:
@@ -165,5 +198,7 @@ class TestAKillAtTheTrip:
             n for n, o in enumerate(orders) if o[1].strategy_id and o[1].tag == "kill-switch"
         )
         assert trip > 0
-        for kill_after in range(1, 9):
+        closing = [o for o in orders if o[1].tag == "kill-switch"]
+        assert len(closing) == (4 if broker else 1)
+        for kill_after in range(1, 9 if not broker else 13):
             assert await run(f"killed-{kill_after}", kill_after) == clean, kill_after
