@@ -18,7 +18,9 @@ Pure: plain data in, order events out; no clock, no randomness, no I/O.
 #     it to the tick with a named rounding direction (default: adverse, buys UP, sells
 #     DOWN); a limit order never fills beyond its limit, so slippage is capped there;
 #   - partial fills: with ``max_volume_fraction`` a bar fills at most that share of its
-#     volume (rounded DOWN to the lot); the rest stays working for later bars;
+#     volume (rounded DOWN to the lot), shared by its instrument's orders in submission
+#     order (the first takes what it needs, the next what is left); the rest of each
+#     stays working for later bars;
 #   - fees: ``quantity * fee_per_unit + notional * fee_bps / 10_000``, exact Decimal, in the
 #     instrument's currency (notional includes the contract multiplier);
 #   - IOC: whatever the first eligible bar does not fill is canceled (`OrderCanceled`, the
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
 
 _NS_PER_DAY: Final = 86_400 * 10**9
 _BPS: Final = Decimal(10_000)
+_NOTHING: Final = Decimal(0)
 
 
 # ----------------------------------------------------------------------------- config
@@ -789,11 +792,18 @@ class PaperExchange:
             if order.intent.time_in_force is TimeInForce.DAY and today > self._day[coid]:
                 self._release_ack(coid, events)
                 self._end(coid, OrderExpired(client_order_id=coid, ts=bar.ts), events)
+        fraction = self.config.max_volume_fraction
+        volume_left = None  # the bar's share of volume not yet filled, with a cap
+        if fraction is not None and bar.instrument in self.config.instruments:
+            instrument = self.config.instruments[bar.instrument]
+            volume_left = instrument.round_quantity(bar.volume * fraction, Rounding.DOWN)
         for coid in list(self._working):
             order = self._orders[coid]
             if order.intent.instrument != bar.instrument or bar.ts < self._eligible_from[coid]:
                 continue
-            self._match(order, bar, events)
+            filled = self._match(order, bar, volume_left, events)
+            if volume_left is not None:
+                volume_left -= filled
             if order.intent.time_in_force is TimeInForce.IOC and coid in self._working:
                 self._release_ack(coid, events)
                 self._end(coid, OrderCanceled(client_order_id=coid, ts=bar.ts), events)
@@ -815,7 +825,11 @@ class PaperExchange:
         self._refusals_left = self.faults.failed_reconnects
         return True
 
-    def _match(self, order: Order, bar: Bar, events: list[BrokerEvent]) -> None:
+    def _match(
+        self, order: Order, bar: Bar, volume_left: Decimal | None, events: list[BrokerEvent]
+    ) -> Decimal:
+        """Fill what `bar` gives `order` (at most `volume_left` when the volume is
+        capped); returns the quantity filled."""
         intent = order.intent
         instrument = self.config.instruments[intent.instrument]
         limit = intent.limit_price
@@ -823,19 +837,17 @@ class PaperExchange:
             base = bar.open
         elif intent.side is Side.BUY:
             if bar.low > limit:
-                return
+                return _NOTHING
             base = min(limit, bar.open)
         else:
             if bar.high < limit:
-                return
+                return _NOTHING
             base = max(limit, bar.open)
         quantity = order.remaining_quantity
-        fraction = self.config.max_volume_fraction
-        if fraction is not None:
-            cap = instrument.round_quantity(bar.volume * fraction, Rounding.DOWN)
-            quantity = min(quantity, cap)
+        if volume_left is not None:
+            quantity = min(quantity, volume_left)
             if quantity <= 0:
-                return
+                return _NOTHING
         price = self.config.fill_price(intent.side, base, instrument)
         if limit is not None:
             price = min(price, limit) if intent.side is Side.BUY else max(price, limit)
@@ -861,6 +873,7 @@ class PaperExchange:
                 reason = f"too late to cancel: order is {changed.status.value}"
                 events.append(OrderCancelRejected(client_order_id=coid, ts=bar.ts, reason=reason))
             self._forget(coid)
+        return quantity
 
     def _release_ack(self, coid: str, events: list[BrokerEvent]) -> None:
         held = self._held_acks.pop(coid, None)

@@ -271,6 +271,22 @@ class TestPartialFills:
         ]
         assert engine.open_orders() == ()
 
+    def test_orders_share_the_bars_volume_in_submission_order(self):
+        # 10% of 1,000 is 100 a bar for every order of the instrument together.
+        engine = exchange(max_volume_fraction="0.1")
+        engine.submit(submitted(intent(quantity=70), ts=T0, seq=1))
+        engine.submit(submitted(intent(quantity=50, side=Side.SELL), ts=T0, seq=2))
+        engine.submit(submitted(intent(quantity=10, symbol="ES"), ts=T0, seq=3))
+        shared = fills(engine.on_bar(flat(T0 + MIN, volume="1000")))
+        assert [(f.client_order_id, f.fill.quantity) for f in shared] == [
+            ("s1-00000001", Decimal(70)),
+            ("s1-00000002", Decimal(30)),
+        ]
+        (rest,) = fills(engine.on_bar(flat(T0 + 2 * MIN, volume="1000")))
+        assert (rest.client_order_id, rest.fill.quantity) == ("s1-00000002", Decimal(20))
+        (other,) = fills(engine.on_bar(flat(T0 + MIN, "4000.00", symbol="ES", volume="100")))
+        assert other.fill.quantity == Decimal(10)
+
     def test_a_bar_whose_share_is_below_one_lot_fills_nothing(self):
         engine = exchange(max_volume_fraction="0.5")
         engine.submit(submitted(intent(quantity=10, symbol="LOT"), ts=T0))
@@ -805,6 +821,18 @@ def run(
 
 
 class TestMatchingProperties:
+    @settings(max_examples=80, deadline=None)
+    @given(bar_series(), placements(), configs, st.integers(0, 2))
+    def test_a_bars_fills_never_exceed_its_volume_share(self, series, placed, config, delay):
+        _, _, _, seen = run(series, placed, config, delay)
+        fraction = config["max_volume_fraction"]
+        for current in series:
+            total = sum((e.fill.quantity for b, e in seen if b is current), Decimal(0))
+            if fraction is not None:
+                assert total <= (current.volume * Decimal(str(fraction))).to_integral_value(
+                    rounding="ROUND_DOWN"
+                )
+
     @settings(max_examples=80, deadline=None)
     @given(bar_series(), placements(), configs, st.integers(0, 2))
     def test_fills_never_exceed_the_order_quantity(self, series, placed, config, delay):
