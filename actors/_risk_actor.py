@@ -32,7 +32,9 @@ Design notes
   "Cold start" in ``docs/trading-system.md``). Waiting for room in the bounded outbox
   would close the cycle again: an intent that arrives while it is full is denied at once with
   `DenyReason.OVERLOADED` (counted, sent to the strategy and persistence like any
-  denial); a cancel that does not fit is counted (``shed_cancels``) and logged. What
+  denial); a cancel that does not fit is counted (``shed_cancels``) and logged. The kill
+  switch's cancel-all and closing orders are never shed: they go in past the capacity
+  (at most one cancel-all and one order per instrument a trip or a bar). What
   waits in ``orders_outbox`` is counted in the system's in-flight count until the order
   actor accepted it, so ``quiesce()`` (the replay barrier, the end of a run) waits for it;
   ``on_start`` takes that count for what a predecessor left, ``on_stop`` gives it back.
@@ -145,10 +147,12 @@ class Peer(enum.Enum):
 
 @attrs.frozen
 class Effect:
-    """One message the book decided to send, and to whom."""
+    """One message the book decided to send, and to whom; `always`: the kill switch's,
+    never shed by a full outbox to the order actor."""
 
     to: Peer
     message: object
+    always: bool = False
 
 
 def _stale_state(
@@ -554,7 +558,7 @@ class RiskBook:
         if any(order.intent.instrument == symbol for order in self.open_orders):
             return []
         intents = flatten_intents(self.portfolio, [symbol], strategy_id=self._flatten_id())
-        return [self._place(intent, ts) for intent in intents]
+        return [self._place(intent, ts, always=True) for intent in intents]
 
     def _flattens(self) -> bool:
         """Whether the kill switch closes the positions."""
@@ -606,14 +610,14 @@ class RiskBook:
 
     # ------------------------------------------------------------------ internals
 
-    def _place(self, intent: OrderIntent, ts: int) -> Effect:
+    def _place(self, intent: OrderIntent, ts: int, *, always: bool = False) -> Effect:
         self._pending_seq += 1
         placeholder = Order.create(
             format_client_order_id(intent.strategy_id, self._pending_seq), intent, ts
         )
         self.pending.append(placeholder)
         self.rate.record(ts)
-        return Effect(Peer.ORDERS, PlaceOrder(intent=intent, ts=ts))
+        return Effect(Peer.ORDERS, PlaceOrder(intent=intent, ts=ts), always=always)
 
     def _claim_pending(self, intent: OrderIntent) -> None:
         for index, placeholder in enumerate(self.pending):
@@ -628,9 +632,15 @@ class RiskBook:
             return None
 
     def _roll_day(self, ts: int) -> list[Effect]:
+        """Move to the day of `ts` if it is a later one. The day only moves forward: a
+        message stamped with an earlier day that arrives late (paper trading: an intent
+        decided on yesterday's last bar, another instrument's late bar, a broker's fill
+        time) counts in the current day. Rolling back would take today's losses as the
+        new baseline, and roll forward again on the next message: a loss limit reset
+        twice, a tripped kill switch lifted with ``resume_next_day``."""
         self.last_ts = max(self.last_ts, ts)
         start, end = self._day_span
-        if start <= ts < end:
+        if start <= ts < end or (self.day is not None and ts < start):
             return []
         day, start, end = _day_bounds(ts, self._zone)
         self._day_span = (start, end)
@@ -699,8 +709,9 @@ class RiskBook:
         self.killed = True
         self.kill_reason = f"kill switch: {decision.detail}"
         self._counts["kill_switch_trips"] += 1
-        effects = [Effect(Peer.ORDERS, CancelAllOrders(ts=ts, reason=self.kill_reason))]
-        effects.extend(self._place(intent, ts) for intent in decision.flatten)
+        cancel_all = CancelAllOrders(ts=ts, reason=self.kill_reason)
+        effects = [Effect(Peer.ORDERS, cancel_all, always=True)]
+        effects.extend(self._place(intent, ts, always=True) for intent in decision.flatten)
         effects.extend(self._restate(ts))
         return effects
 
@@ -882,7 +893,7 @@ class RiskActor(Actor):
             effect = outbox[0]
             if effect.to is Peer.ORDERS:
                 # No checkpoint from here to the popleft: moved exactly once.
-                if len(book.orders_outbox) < book.orders_outbox_capacity:
+                if effect.always or len(book.orders_outbox) < book.orders_outbox_capacity:
                     book.orders_outbox.append(effect.message)
                     self._queued()
                 else:

@@ -485,6 +485,33 @@ class TestKillSwitch:
             assert book.day is not None
             assert book.day.toordinal() == T0 // DAY + 719_163
 
+    async def test_a_late_message_of_yesterday_does_not_reset_todays_loss(
+        self, autojump_clock: object
+    ) -> None:
+        # Long 100 from 100. Day two marks 91 (-900), then an intent decided on day one's
+        # last bar arrives (paper trading: no barrier), then day two marks 82: -1,800 on
+        # the day, past the 1,000 limit. Rolling back and forth reset the baseline twice.
+        async with tiny() as t:
+            await self._lose(t, "100")
+            await t.send(bar(T0 + DAY, "91"))
+            await t.send(SubmitIntent(intent(quantity=1, side=Side.SELL), T0 + 2 * MINUTE))
+            assert t.book.statistics().day_pnl == Decimal(-900)
+            await t.send(bar(T0 + DAY + MINUTE, "82"))
+            assert t.book.state is TradingState.HALTED
+            assert t.book.statistics().day_pnl == Decimal(-1800)
+
+    async def test_a_late_message_of_yesterday_does_not_lift_a_tripped_switch(
+        self, autojump_clock: object
+    ) -> None:
+        book = RiskBook(limits(), [AAPL], RiskSettings(resume_next_day=True))
+        async with tiny(book) as t:
+            await self._lose(t, "100")
+            await t.send(bar(T0 + DAY, "89"))  # trips on day two
+            await t.send(bar(T0 + 2 * MINUTE, "89"))  # a late message of day one
+            await t.send(bar(T0 + DAY + MINUTE, "89"))
+            assert book.state is TradingState.HALTED
+            assert book.statistics().kill_switch_trips == 1
+
     async def test_resume_next_day_lifts_the_halt(self, autojump_clock: object) -> None:
         book = RiskBook(limits(), [AAPL], RiskSettings(resume_next_day=True))
         async with tiny(book) as t:
@@ -830,6 +857,37 @@ class TestReloadRiskLimits:
 
 
 class TestOverload:
+    async def test_the_kill_switch_is_never_shed_by_a_full_outbox(
+        self, autojump_clock: object
+    ) -> None:
+        # No room at all toward the order actor: the strategy's cancels are shed, the
+        # kill switch's cancel-all and closing orders still go, and so does a later
+        # order that closes what the first left.
+        book = RiskBook(limits(), [AAPL], RiskSettings(flatten_on_kill=True))
+        book.orders_outbox_capacity = 0
+        async with tiny(book) as t:
+            await TestKillSwitch()._lose(t, "89")
+            await t.send(CancelOrder("sma-00000002", T0 + MINUTE))
+            assert book.state is TradingState.HALTED
+            (group,) = t.of(t.orders, OrderActions)
+            cancel_all, flatten = group.actions
+            assert isinstance(cancel_all, CancelAllOrders)
+            assert flatten.intent.quantity == 100
+            assert book.statistics().shed_cancels == 1  # the strategy's own cancel
+            closer = filled(submitted(flatten.intent, 3, T0 + MINUTE), "88", T0 + 2 * MINUTE)
+            reopened = filled(submitted(intent(quantity=30), 4, T0), "88", T0 + 2 * MINUTE)
+            resting = submitted(intent(quantity=1, side=Side.SELL, limit="120"), 2, T0)
+            asked = resting.apply(OrderCancelRequested(client_order_id="sma-00000002", ts=T0))
+            canceled = asked.apply(OrderCanceled(client_order_id="sma-00000002", ts=T0))
+            await t.send(
+                update(closer, T0 + 2 * MINUTE),
+                update(reopened, T0 + 2 * MINUTE),  # a fill that beat the cancel-all
+                update(asked, T0),
+                update(canceled, T0),
+                bar(T0 + 2 * MINUTE, "88"),
+            )
+            assert placed(t)[-1].quantity == 30
+
     def test_an_intent_refused_for_a_full_outbox_is_denied_overloaded_and_persisted(self):
         """Shedding never drops an intent silently: the strategy hears why, it is stored."""
         book = RiskBook(limits(), [AAPL])
