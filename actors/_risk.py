@@ -9,14 +9,20 @@ Pure: no trio, no I/O. Every limit, price and amount is an exact `Decimal`.
 #   trading state, the portfolio, the open orders, the intent, the time, the recent order
 #   times and the last prices, and returns `Accept` or `Deny(reason, detail)`. The risk
 #   actor owns the state; this module owns the rules.
-# * Exposure counts the position **plus the open orders** of each instrument, netted: the
-#   committed quantity is ``position + signed remaining quantity of working orders``. A
-#   fill moves quantity from "open order" to "position" without changing that sum, so the
-#   moment a fill arrives can never change a decision on position limits. In notional
-#   terms a position is valued at the instrument's last trade price and an open order at
-#   its limit price (a market order at the last price); a fill at the order's price is
-#   itself the last trade, so the committed notional does not move either.
-# * An order that reduces the committed quantity of its instrument (toward zero, without
+# * Exposure counts the position **plus the open orders** of each instrument, per side,
+#   at its worst: the *committed* quantity of the buy side is ``position + remaining
+#   quantity of the working buys`` (where the position ends if every buy fills and no
+#   sell does), of the sell side ``position - remaining quantity of the working sells``.
+#   A new order is checked on its own side. Working buys and sells never offset each
+#   other: netted, a strategy quoting both sides could rest any number of orders within
+#   a position limit, and a sell "reduced" a long that a working buy could still grow. A
+#   fill moves quantity from "open order" to "position" on its own side, so that side's
+#   committed quantity does not move; the other side's moves toward zero (one way the
+#   worst case could happen has). In notional terms a position is valued at the
+#   instrument's last trade price and an open order at its limit price (a market order
+#   at the last price); an instrument's committed notional is the larger in size of its
+#   two sides'.
+# * An order that reduces the committed quantity of its side (toward zero, without
 #   crossing it) is never refused by the position, concentration or exposure limits, nor
 #   by the daily loss limit: refusing it would keep risk on the book. It is still subject
 #   to the state, the order rate, the price band and the order notional (fat fingers).
@@ -415,17 +421,24 @@ def _check(
     price = intent.limit_price if intent.limit_price is not None else last
     assert price is not None  # noqa: S101 -- a LIMIT intent has a price, a MARKET one `last`
 
-    before = portfolio.position(symbol).quantity if symbol in portfolio.instruments else _ZERO
-    before += sum(
-        (o.intent.side.sign * o.remaining_quantity for o in _committed(open_orders, symbol)), _ZERO
+    position = portfolio.position(symbol).quantity if symbol in portfolio.instruments else _ZERO
+    before = position + sum(
+        (
+            o.intent.side.sign * o.remaining_quantity
+            for o in _committed(open_orders, symbol)
+            if o.intent.side is intent.side
+        ),
+        _ZERO,
     )
     after = before + intent.signed_quantity
     reduces = _reduces(before, after)
+    side = intent.side.value.lower()
 
     if state is TradingState.REDUCING and not reduces:
         raise _deny(
             DenyReason.REDUCING_ONLY,
-            f"trading is reducing only: {symbol} committed {before} would become {after}",
+            f"trading is reducing only: {symbol} committed on the {side} side "
+            f"(position {position} and the working {side}s) {before} would become {after}",
         )
     if day_pnl is not None and day_pnl <= -limits.daily_loss_limit and not reduces:
         raise _deny(
@@ -464,10 +477,11 @@ def _check(
     if abs(after) > limits.max_position:
         raise _deny(
             DenyReason.MAX_POSITION,
-            f"{symbol} committed quantity would be {after} (position plus open orders); "
-            f"the limit is {limits.max_position}",
+            f"{symbol} committed quantity on the {side} side would be {after} (position "
+            f"{position} plus the working {side}s and this order); the limit is "
+            f"{limits.max_position}",
         )
-    exposures = _committed_notionals(
+    sides = _committed_notionals(
         portfolio=portfolio,
         open_orders=open_orders,
         last_prices=last_prices,
@@ -475,17 +489,22 @@ def _check(
         fx=fx,
         limits=limits,
     )
-    exposures[symbol] = exposures.get(symbol, _ZERO) + (
-        intent.signed_quantity * price * instrument.multiplier * to_base
-    )
-    mine = abs(exposures[symbol])
+    buys, sells = sides.get(symbol, (_ZERO, _ZERO))
+    added = intent.signed_quantity * price * instrument.multiplier * to_base
+    if intent.side is Side.BUY:
+        buys += added
+    else:
+        sells += added
+    sides[symbol] = (buys, sells)
+    exposures = {s: max(abs(b), abs(v)) for s, (b, v) in sides.items()}
+    mine = exposures[symbol]
     if mine > limits.max_instrument_exposure:
         raise _deny(
             DenyReason.MAX_CONCENTRATION,
             f"{symbol} committed notional would be {mine} {limits.currency}; the limit is "
             f"{limits.max_portfolio_risk} of {limits.max_gross_exposure}",
         )
-    gross = sum((abs(v) for v in exposures.values()), _ZERO)
+    gross = sum(exposures.values(), _ZERO)
     if gross > limits.max_gross_exposure:
         raise _deny(
             DenyReason.MAX_GROSS_EXPOSURE,
@@ -526,9 +545,11 @@ def _committed_notionals(
     instruments: Mapping[str, Instrument],
     fx: FxRates | None,
     limits: RiskLimits,
-) -> dict[str, Decimal]:
-    """Signed committed notional per instrument in the limits' currency."""
-    per_symbol: dict[str, Decimal] = {}
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """Signed committed notional per instrument in the limits' currency: of its buy
+    side and of its sell side (the position's value plus the working buys', or minus
+    the working sells')."""
+    per_symbol: dict[str, tuple[Decimal, Decimal]] = {}
     symbols = {s for s, p in portfolio.positions.items() if not p.is_flat}
     symbols |= {o.intent.instrument for o in open_orders if o.status.is_working}
     for symbol in sorted(symbols):
@@ -538,18 +559,21 @@ def _committed_notionals(
                 DenyReason.UNKNOWN_INSTRUMENT,
                 f"{symbol!r} is held or on order but is not a known instrument",
             )
-        value = _ZERO
+        held = _ZERO
         quantity = portfolio.position(symbol).quantity if symbol in portfolio.instruments else _ZERO
         if quantity:
-            value += quantity * _last(last_prices, symbol)
+            held = quantity * _last(last_prices, symbol)
+        buys = sells = held
         for order in _committed(open_orders, symbol):
             at = order.intent.limit_price
             if at is None:
                 at = _last(last_prices, symbol)
-            value += order.intent.side.sign * order.remaining_quantity * at
-        per_symbol[symbol] = (
-            value * instrument.multiplier * _rate(fx, instrument.currency, limits.currency)
-        )
+            if order.intent.side is Side.BUY:
+                buys += order.remaining_quantity * at
+            else:
+                sells -= order.remaining_quantity * at
+        scale = instrument.multiplier * _rate(fx, instrument.currency, limits.currency)
+        per_symbol[symbol] = (buys * scale, sells * scale)
     return per_symbol
 
 

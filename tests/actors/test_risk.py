@@ -355,6 +355,35 @@ class TestCheckOrderLimits:
         decision = check(intent("21"), risk=risk, open_orders=(pending,))
         assert reason(decision) is DenyReason.MAX_POSITION
 
+    def test_working_orders_on_the_other_side_do_not_offset(self):
+        # Netted, a resting sell made room for another buy: with both filled... the sell
+        # can be canceled first, and the buys alone would make 200 of a limit of 100.
+        risk = limits(max_position="100")
+        bid = working(intent("100"))
+        assert reason(check(intent("1"), risk=risk, open_orders=(bid,))) is DenyReason.MAX_POSITION
+        ask = working(intent("100", Side.SELL, price="101.00"))
+        decision = check(intent("1"), risk=risk, open_orders=(bid, ask))
+        assert reason(decision) is DenyReason.MAX_POSITION
+
+    def test_each_side_has_the_whole_position_limit(self):
+        # Quoting both sides: 100 bid and 100 offered both fit a limit of 100.
+        risk = limits(max_position="100")
+        bid = working(intent("100"))
+        assert check(
+            intent("100", Side.SELL, price="101.00"), risk=risk, open_orders=(bid,)
+        ).accepted
+        decision = check(intent("101", Side.SELL, price="101.00"), risk=risk, open_orders=(bid,))
+        assert reason(decision) is DenyReason.MAX_POSITION
+
+    def test_exposure_takes_the_larger_side_of_an_instrument(self):
+        # A bid of 4,000 does not offset an offer of 6,000: at worst the book is short
+        # 6,000 (the bid canceled), not 2,000.
+        risk = limits(max_gross_exposure="5000")
+        bid = working(intent("40"))
+        decision = check(intent("60", Side.SELL), risk=risk, open_orders=(bid,))
+        assert reason(decision) is DenyReason.MAX_CONCENTRATION
+        assert check(intent("50", Side.SELL), risk=risk, open_orders=(bid,)).accepted
+
     def test_terminal_orders_do_not_count(self):
         gone = working(intent("30"))
         cid = gone.client_order_id
@@ -414,6 +443,19 @@ class TestTradingStates:
             open_orders=(closing,),
         )
         assert reason(decision) is DenyReason.REDUCING_ONLY
+
+    def test_reducing_is_judged_on_the_orders_side(self):
+        # Long 10 with a working buy of 20: a sell of 25 nets to 5 but makes a short of
+        # 15 if the buy is canceled; a sell of 10 only ever closes.
+        held = book(AAPL="10")
+        bid = working(intent("20"))
+        decision = check(
+            intent("25", Side.SELL), state=TradingState.REDUCING, portfolio=held, open_orders=(bid,)
+        )
+        assert reason(decision) is DenyReason.REDUCING_ONLY
+        assert check(
+            intent("10", Side.SELL), state=TradingState.REDUCING, portfolio=held, open_orders=(bid,)
+        ).accepted
 
     def test_daily_loss_refuses_new_risk_but_not_reduction(self):
         held = book(AAPL="10")
@@ -573,9 +615,11 @@ def scenarios(draw: st.DrawFn, state: TradingState | None = None) -> Scenario:
 
 class TestRiskProperties:
     @given(risk_limits(), scenarios(), st.data())
-    def test_a_fill_arriving_earlier_or_later_never_changes_the_decision(
-        self, risk, scenario, data
-    ):
+    def test_a_fill_arriving_earlier_never_turns_an_accept_into_a_deny(self, risk, scenario, data):
+        # A fill moves quantity from an order to the position on its own side (that
+        # side's committed quantity and notional stay) and takes one worst case off the
+        # other side: a decision can only become looser, and the position rule on the
+        # fill's own side does not move at all.
         orders = scenario.orders or [working(intent("5"))]
         index = data.draw(st.integers(0, len(orders) - 1))
         order = orders[index]
@@ -591,7 +635,15 @@ class TestRiskProperties:
         )
         before = scenario.decide(risk, orders=orders, last=last)
         after = scenario.decide(risk, portfolio=filled_portfolio, orders=filled_orders, last=last)
-        assert reason(before) == reason(after)
+        if before.accepted:
+            assert after.accepted
+        same_side = (order.intent.instrument, order.intent.side) == (
+            scenario.intent.instrument,
+            scenario.intent.side,
+        )
+        if same_side:
+            position_rules = {DenyReason.MAX_POSITION, DenyReason.REDUCING_ONLY}
+            assert (reason(before) in position_rules) == (reason(after) in position_rules)
 
     @given(risk_limits(), scenarios(), st.data())
     def test_tightening_any_limit_never_accepts_what_looser_limits_denied(
@@ -606,10 +658,16 @@ class TestRiskProperties:
         assert reason(scenario.decide(risk)) is DenyReason.TRADING_HALTED
 
     @given(risk_limits(), scenarios(TradingState.REDUCING))
-    def test_reducing_accepts_only_what_moves_committed_quantity_toward_zero(self, risk, scenario):
-        symbol = scenario.intent.instrument
+    def test_reducing_accepts_only_what_moves_its_sides_committed_quantity_toward_zero(
+        self, risk, scenario
+    ):
+        symbol, side = scenario.intent.instrument, scenario.intent.side
         before = scenario.portfolio.position(symbol).quantity + sum(
-            (o.intent.signed_quantity for o in scenario.orders if o.intent.instrument == symbol),
+            (
+                o.intent.signed_quantity
+                for o in scenario.orders
+                if o.intent.instrument == symbol and o.intent.side is side
+            ),
             D(0),
         )
         after = before + scenario.intent.signed_quantity
