@@ -22,7 +22,10 @@ configuration for display, secrets masked.
 #   string is not an integer, and `max_order_rate = "5"` is a mistake worth reporting.
 #   Environment values are always text, so they are marked (`_EnvText`) when laid onto
 #   the document and the scalar hooks parse them ("5" -> 5, "true" -> True). Decimal
-#   fields accept TOML strings too: quoting a price is a common way to keep it exact.
+#   fields accept TOML strings too: quoting a price is a common way to keep it exact. A
+#   setting without a declared type (a strategy's ``params``) reads the text as the TOML
+#   value it spells ("false" -> False, "0.25" -> Decimal), else as the text: left a
+#   string, ``allow_short = "false"`` would be true.
 # * All problems at once. cattrs' generated attrs hooks (even with detailed validation)
 #   report only the first failing validator of a class, as a class-level error without
 #   the field's name, because attrs runs validators inside `__init__`. So attrs classes
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import decimal
 import enum
+import math
 import os
 import tomllib
 import types
@@ -250,7 +254,25 @@ def _structure_float(value: object, _type: object) -> float:
     number = None if type(value) is str else _parse_decimal(value)
     if number is None:
         raise _expected("a number", value)
+    if not math.isfinite(float(number)):  # 1e400 is a finite Decimal
+        raise _expected("a finite number", value)
     return float(number)
+
+
+def _untyped(value: object) -> object:
+    """A value for a setting without a declared type (a strategy's ``params``): the
+    environment's text read as the TOML value it spells (``false``, ``5``, ``0.25``,
+    ``"text"``, ``[1, 2]``), else kept as the text itself; TOML values as they are."""
+    if isinstance(value, dict):
+        return {key: _untyped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_untyped(item) for item in value]
+    if not isinstance(value, _EnvText):
+        return value
+    try:
+        return tomllib.loads(f"v = {value}", parse_float=decimal.Decimal)["v"]
+    except tomllib.TOMLDecodeError:
+        return str(value)
 
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
@@ -391,6 +413,9 @@ def _make_converter() -> cattrs.Converter:
             errors: list[Exception] = []
             for key, item in value.items():
                 try:
+                    if value_type is Any:
+                        result[str(key)] = _untyped(item)
+                        continue
                     result[str(key)] = converter.structure(item, value_type)
                 except _PROBLEMS as exc:
                     exc.add_note(IterableValidationNote(f"@ [{key!r}]", str(key), value_type))

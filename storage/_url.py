@@ -35,15 +35,20 @@ SQLITE = "sqlite"
 MEMORY = ":memory:"
 
 _POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
-# userinfo = everything between "//" and the last "@" before the path
-_USERINFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")
+# userinfo = everything between "//" and the last "@": a password may hold "/", "?" or
+# "#" unescaped (then the URL is malformed, and its error message must still mask it)
+_USERINFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>.*)@")
+# a password given as a query parameter (libpq and asyncpg take ``?password=...``)
+_QUERY_PASSWORD = re.compile(r"(?i)(?P<key>[?&]password=)[^&#]*")
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``.
+    """Return ``url`` with any password replaced by ``***``: the userinfo's and a
+    ``password`` query parameter's.
 
     Works on malformed URLs too (it never raises), so error messages can always use it.
     """
+    url = _QUERY_PASSWORD.sub(r"\g<key>***", url)
     match = _USERINFO.match(url)
     if match is None:
         return url
@@ -122,6 +127,9 @@ def _parse_postgresql(url: str, masked: str) -> StoreUrl:
     if "/" in database:
         raise InvalidStoreUrl(f"store URL {masked!r}: database name {database!r} contains '/'")
     password = urllib.parse.unquote(parts.password or "")
+    if not password:
+        query = urllib.parse.parse_qsl(parts.query)
+        password = next((value for key, value in query if key.lower() == "password"), "")
     return StoreUrl(backend=POSTGRESQL, masked=masked, dsn=url, password=password)
 
 

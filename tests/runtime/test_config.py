@@ -286,6 +286,49 @@ class TestEnvironmentOverrides:
         assert value == expected
         assert type(value) is type(expected)
 
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("false", False),
+            ("true", True),
+            ("5", 5),
+            ("0.25", Decimal("0.25")),
+            ('"5"', "5"),
+            ("[1, 2]", [1, 2]),
+            ("fast", "fast"),  # not a TOML value: the text itself
+        ],
+    )
+    def test_untyped_settings_read_the_text_as_the_toml_value_it_spells(
+        self, text: str, expected: object
+    ):
+        # A strategy's params have no declared type: left a string, "false" was true.
+        @attrs.frozen
+        class WithParams:
+            params: dict[str, Any] = attrs.Factory(dict)
+
+        config = load_config(WithParams, text="", env={"TRADEWIND_PARAMS__FLAG": text})
+        assert config.params == {"flag": expected}
+        assert type(config.params["flag"]) is type(expected)
+
+    def test_untyped_settings_in_a_nested_table_are_read_too(self):
+        @attrs.frozen
+        class WithParams:
+            params: dict[str, Any] = attrs.Factory(dict)
+
+        text = "[params.weights]\na = 1\n"
+        env = {"TRADEWIND_PARAMS__WEIGHTS__B": "false"}
+        config = load_config(WithParams, text=text, env=env)
+        assert config.params == {"weights": {"a": 1, "b": False}}
+
+    def test_a_float_setting_must_be_finite(self):
+        # 1e400 is a finite Decimal but an infinite float.
+        text = 'venue = "paper"\n[risk]\nmax_position = 1\n[store]\nurl = "x"\ntimeout = 1e400\n'
+        (problem,) = problems_of(text)
+        assert problem.startswith("store.timeout")
+        assert "expected a finite number" in problem
+        (env_problem,) = problems_of(MINIMAL, env={"TRADEWIND_STORE__TIMEOUT": "1e400"})
+        assert "TRADEWIND_STORE__TIMEOUT" in env_problem
+
     def test_variable_creates_a_missing_table(self):
         text = 'venue = "paper"\n[store]\nurl = "x"\n'
         config = load_config(AppConfig, text=text, env={"TRADEWIND_RISK__MAX_POSITION": "1"})

@@ -104,6 +104,21 @@ class TestMasking:
             parse_store_url(f"postgresql://trader:{password}@h:port/db")
         assert password not in str(caught.value)
 
+    @given(password=passwords.filter(lambda p: not set(p) & set("&=+")))
+    def test_a_password_in_the_query_is_masked_and_scrubbed(self, password):
+        url = parse_store_url(f"postgresql://trader@db:5432/tw?sslmode=off&PassWord={password}")
+        assert url.masked == "postgresql://trader@db:5432/tw?sslmode=off&PassWord=***"
+        assert password not in repr(url)
+        assert url.scrub(f"failed for {password}") == "failed for ***"
+
+    @pytest.mark.parametrize("password", ["hun/ter2", "hun?ter2", "hun#ter2", "a@b/c"])
+    def test_a_password_with_unescaped_delimiters_is_masked_in_the_refusal(self, password):
+        raw = f"postgresql://trader:{password}@db:5432/tw"
+        assert password not in mask_url(raw)
+        with pytest.raises(InvalidStoreUrl) as caught:
+            parse_store_url(raw)
+        assert password not in str(caught.value)
+
     def test_a_url_without_password_is_unchanged(self):
         assert mask_url("postgresql://trader@h/db") == "postgresql://trader@h/db"
         assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
