@@ -483,6 +483,14 @@ class PersistenceSection:
     max_pending: int = attrs.field(default=100_000, validator=positive)
     durable_timeout: float = attrs.field(default=2.0, validator=non_negative)
 
+    def __attrs_post_init__(self) -> None:
+        if self.max_pending < self.batch_size:
+            msg = (
+                f"max_pending must be at least batch_size ({self.batch_size}): a full "
+                f"batch is held while the store is down, got {self.max_pending}"
+            )
+            raise ValueError(msg)
+
 
 @attrs.frozen
 class LoggingSection:
@@ -583,9 +591,28 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     )
 
 
+def log_file_problem(path: Path) -> str:
+    """Why log lines cannot be appended to `path` (its folder is missing or not
+    writable, it is a folder), or ""."""
+    folder = path.parent
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable"
+    return ""
+
+
 def _check(settings: Settings) -> list[str]:
     """Problems only visible with the file system and the strategy's code."""
     problems: list[str] = []
+    if settings.logging.file is not None:
+        problem = log_file_problem(settings.logging.file)
+        if problem:
+            problems.append(f"logging.file (TRADEWIND_LOGGING__FILE): {problem}")
     data = settings.data
     if data.source == "csv" and data.path is not None:
         problem = _csv_problem(data.path)

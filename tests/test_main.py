@@ -58,6 +58,13 @@ class TestExitCodes:
         assert code == EXIT_CONFIG
         assert "mode (TRADEWIND_MODE)" in capsys.readouterr().err
 
+    def test_a_log_file_that_cannot_be_opened_exits_2_with_the_reason(self, tmp_path, capsys):
+        missing = tmp_path / "no-such-folder" / "run.log"
+        code = run_config(write_config(tmp_path), log_file=missing)
+        assert code == EXIT_CONFIG
+        error = capsys.readouterr().err
+        assert error == f"tradewind: --log-file: the folder {missing.parent} does not exist\n"
+
     def test_an_unreachable_store_exits_1(self, tmp_path):
         url = f"sqlite:///{tmp_path / 'no-such-folder' / 'x.db'}"
         code, out, log = run(write_config(tmp_path, store=url), tmp_path)

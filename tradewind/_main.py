@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
 import structlog
@@ -37,7 +38,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tradewind._summary import summary_table
-from tradewind.actors._settings import Settings, load_settings
+from tradewind.actors._settings import Settings, load_settings, log_file_problem
 from tradewind.actors._tree import RunSummary, TradingSystem, open_trading_system
 from tradewind.runtime._errors import ConfigError, SupervisorFailed, TradewindError
 from tradewind.runtime._logging import configure_logging
@@ -45,7 +46,6 @@ from tradewind.storage._errors import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
 __all__ = [
     "EXIT_CONFIG",
@@ -103,6 +103,11 @@ def run_config(
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)  # noqa: T201 -- the command's own output
         return EXIT_CONFIG
+    if log_file is not None:
+        problem = log_file_problem(Path(log_file))
+        if problem:
+            print(f"tradewind: --log-file: {problem}", file=sys.stderr)  # noqa: T201
+            return EXIT_CONFIG
     console = out if out is not None else Console()
     with ExitStack() as stack:
         target = log_file if log_file is not None else settings.logging.file

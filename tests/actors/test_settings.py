@@ -201,6 +201,18 @@ class TestProblems:
         )
         assert problems == (expected,)
 
+    @pytest.mark.parametrize(
+        ("file", "reason"),
+        [
+            ("nowhere/run.log", "the folder {tmp}/nowhere does not exist"),
+            (".", "{tmp} is a folder, not a file"),
+        ],
+    )
+    def test_a_log_file_that_cannot_be_opened_is_a_config_problem(self, tmp_path, file, reason):
+        path = write_config(tmp_path, extra=f"[logging]\nfile = '{file}'\n")
+        expected = reason.format(tmp=tmp_path.resolve())
+        assert problems_of(path) == (f"logging.file (TRADEWIND_LOGGING__FILE): {expected}",)
+
     def test_check_false_skips_the_file_system_and_the_strategy(self, tmp_path):
         path = write_config(tmp_path, strategy="nowhere.py:Nothing", params="{}")
         assert load_settings(path, env={}, check=False).strategy.path.endswith(":Nothing")
@@ -225,7 +237,7 @@ class TestPersistence:
     def test_the_file_sets_every_key_and_a_relative_journal_is_relative_to_it(self, tmp_path):
         extra = (
             "[persistence]\nspill = true\nspill_path = 'j/spill.jsonl'\n"
-            "max_pending = 50\ndurable_timeout = 0.5\n"
+            "batch_size = 50\nmax_pending = 50\ndurable_timeout = 0.5\n"
         )
         settings = load_settings(write_config(tmp_path, extra=extra), env={})
         persistence = settings.persistence
@@ -237,6 +249,7 @@ class TestPersistence:
         env = {
             "TRADEWIND_PERSISTENCE__SPILL": "false",
             "TRADEWIND_PERSISTENCE__SPILL_PATH": "/var/tw/journal.jsonl",
+            "TRADEWIND_PERSISTENCE__BATCH_SIZE": "5",
             "TRADEWIND_PERSISTENCE__MAX_PENDING": "7",
             "TRADEWIND_PERSISTENCE__DURABLE_TIMEOUT": "0",
         }
@@ -245,6 +258,16 @@ class TestPersistence:
         assert persistence.spill is False
         assert persistence.spill_path == Path("/var/tw/journal.jsonl")
         assert (persistence.max_pending, persistence.durable_timeout) == (7, 0.0)
+
+    def test_max_pending_below_a_batch_is_refused(self, tmp_path):
+        # It was silently raised to the batch size, and check-config showed the value
+        # that was not used.
+        extra = "[persistence]\nbatch_size = 2000\nmax_pending = 10\n"
+        (problem,) = problems_of(write_config(tmp_path, extra=extra))
+        assert problem.startswith(
+            "persistence (TRADEWIND_PERSISTENCE): max_pending must be at least batch_size (2000)"
+        )
+        assert problem.endswith("got 10")
 
     def test_bad_values_name_the_setting_and_its_variable(self, tmp_path):
         extra = "[persistence]\nmax_pending = 0\ndurable_timeout = -1\n"
