@@ -13,7 +13,12 @@ sequence and the applied execution ids.
 #   reaches the broker only after its intent is durable. When it cannot be made durable
 #   (persistence answers `NotDurable` during a store outage, or nothing within
 #   `journal_timeout`), the order is recorded as DENIED with the reason
-#   ``store unavailable`` and never reaches the broker (risk halts trading meanwhile).
+#   ``store unavailable`` and never reaches the broker (risk halts trading meanwhile),
+#   not even when its message is redelivered once the store is back: the DENIED update
+#   may already have reached risk and persistence, and DENIED and SUBMITTED share the
+#   journal key (id, seq 1). Rejected: retrying the write on redelivery; it submitted an
+#   order announced as DENIED (persistence then refused the SUBMITTED as a conflicting
+#   write, and a cold start lost an order working at the venue).
 # * Cancelling follows the same write-ahead rule: the PENDING_CANCEL update (snapshot and
 #   CANCEL_REQUESTED event) is journaled before `broker.cancel`, and is not persisted a
 #   second time afterwards. A cold start then finds the request, and the paper venue
@@ -30,10 +35,11 @@ sequence and the applied execution ids.
 #   `BookChange` over the committed book, pure), performs the effects (persist, tell
 #   risk, forward the bar), and only then commits the change to the book. Steps that must
 #   not be repeated are remembered in `OrderBook.pending` as soon as they are done: the
-#   client order id given to this message, whether its journal record is durable, and
-#   each broker call's answer. A message redelivered after a crash (the same object, by
-#   identity) resumes from there: it gets the same id, is not journaled again, and the
-#   broker is not called again; the effects after the last broker call are sent again
+#   client order id given to this message, whether its journal record is durable or its
+#   places were denied instead, and each broker call's answer. A message redelivered
+#   after a crash (the same object, by identity) resumes from there: it gets the same id,
+#   is not journaled again, a denied place stays denied, and the broker is not called
+#   again; the effects after the last broker call are sent again
 #   (at least once), which is safe because every receiver is idempotent (persistence on
 #   natural keys, the portfolio on execution ids, order snapshots by journal seq).
 # * Known gap: a `PlaceOrder` dead-lettered (its redeliveries spent) after its journal
@@ -155,6 +161,10 @@ class Pending:
             cancel of a cancelable order (None for a place or an ignored cancel), once
             computed.
         journaled: their INITIALIZED and PENDING_CANCEL records are durable.
+        denied: why the places of the message are denied (the journal write was refused,
+            or the broker was disconnected), once decided; None while they may go on. A
+            redelivery denies them again for the same reason, never journals or submits
+            them.
         answers: each broker call's answer, by client order id (a bar's under ``""``).
     """
 
@@ -162,6 +172,7 @@ class Pending:
     orders: list[Order] = attrs.field(factory=list)
     requests: list[OrderUpdated | None] | None = None
     journaled: bool = False
+    denied: str | None = None
     answers: dict[str, tuple[BrokerEvent, ...]] = attrs.field(factory=dict)
 
 
@@ -762,8 +773,17 @@ class OrderActor(Actor):
         A disconnected broker denies the places without a write (their cancels get a
         local reject). A refused write (a store outage: persistence answers after at
         most its `durable_timeout`) denies the places; the cancels go on without it.
+        Either decision is kept in `pending.denied` before anything is announced: a
+        redelivered message is denied again, its write is not retried.
+
+        Cancellation: the decision is recorded synchronously once the journal answer is
+        in; a cancellation during the write leaves nothing decided, and the redelivery
+        writes the same records again (persistence writes on natural keys).
         """
+        if pending.denied is not None:
+            return pending.denied
         if not self.book.connected and not pending.answers:
+            pending.denied = DISCONNECTED_REASON
             return DISCONNECTED_REASON
         if pending.journaled:
             return None
@@ -774,6 +794,7 @@ class OrderActor(Actor):
         if refused is None:
             pending.journaled = True
             return None
+        pending.denied = refused
         for order in pending.orders:
             self.context.log.warning(
                 "order_not_journaled", client_order_id=order.client_order_id, reason=refused

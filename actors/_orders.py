@@ -22,6 +22,12 @@ Pure: no trio, no I/O. Quantities and prices are exact `Decimal`s; times are int
 #   completes it, in which case the cancel really lost the race and the order is FILLED),
 #   a fill or an acknowledgement while a cancel is pending, and a "too late to cancel"
 #   reject arriving after the order filled (recorded, status stays FILLED).
+# * A venue's terminal news does not wait for its acknowledgement, nor end with it: an
+#   exchange may reject an order its broker already acked (ACCEPTED or PARTIALLY_FILLED
+#   to REJECTED: the fills stand, the rest is refused), and an IOC remainder may be
+#   canceled, or an order expire, before any ack reached us (SUBMITTED to CANCELED or
+#   EXPIRED). Refusing them left the order working here forever (every reconciliation
+#   refused the same event again), so they are rows of the table like any other.
 # * DENIED (risk refused the intent) is reachable only from INITIALIZED: a denied order never
 #   reached the broker.
 # * Fills are idempotent by execution id: the order keeps the ids it applied and a repeated
@@ -124,20 +130,26 @@ TRANSITIONS: Final[dict[tuple[OrderStatus, OrderEventKind], Target]] = {
     # the broker answers the submission
     (_S.SUBMITTED, _E.ACCEPTED): _S.ACCEPTED,
     (_S.SUBMITTED, _E.REJECTED): _S.REJECTED,
-    (_S.SUBMITTED, _E.FILLED): _S.PARTIALLY_FILLED,  # a fill may overtake the ack
     (_S.SUBMITTED, _E.CANCEL_REQUESTED): _S.PENDING_CANCEL,
+    # the venue's news need not wait for its ack: an IOC remainder canceled or an expiry
+    # before any ack reached us (see the module notes), or a fill
+    (_S.SUBMITTED, _E.CANCELED): _S.CANCELED,
+    (_S.SUBMITTED, _E.EXPIRED): _S.EXPIRED,
+    (_S.SUBMITTED, _E.FILLED): _S.PARTIALLY_FILLED,
     # ... and the ack may then arrive after those fills
     (_S.PARTIALLY_FILLED, _E.ACCEPTED): _S.PARTIALLY_FILLED,
     (_S.FILLED, _E.ACCEPTED): _S.FILLED,
-    # working orders
+    # working orders; a reject after the ack is the exchange refusing what the broker acked
     (_S.ACCEPTED, _E.FILLED): _S.PARTIALLY_FILLED,
     (_S.ACCEPTED, _E.CANCEL_REQUESTED): _S.PENDING_CANCEL,
     (_S.ACCEPTED, _E.CANCELED): _S.CANCELED,  # unsolicited: IOC remainder, broker action
     (_S.ACCEPTED, _E.EXPIRED): _S.EXPIRED,
+    (_S.ACCEPTED, _E.REJECTED): _S.REJECTED,
     (_S.PARTIALLY_FILLED, _E.FILLED): _S.PARTIALLY_FILLED,
     (_S.PARTIALLY_FILLED, _E.CANCEL_REQUESTED): _S.PENDING_CANCEL,
     (_S.PARTIALLY_FILLED, _E.CANCELED): _S.CANCELED,
     (_S.PARTIALLY_FILLED, _E.EXPIRED): _S.EXPIRED,
+    (_S.PARTIALLY_FILLED, _E.REJECTED): _S.REJECTED,  # the fills stand, the rest is refused
     # a cancel is in flight: the order may still be acked, fill, expire or be rejected
     (_S.PENDING_CANCEL, _E.ACCEPTED): _S.PENDING_CANCEL,
     (_S.PENDING_CANCEL, _E.FILLED): _S.PENDING_CANCEL,

@@ -26,13 +26,17 @@ journal.
 #     would trade on a stale decision;
 #   - filled while we were away: the missing fills, each once (by execution id);
 #   - canceled, expired or rejected at the broker: the missing fills, then the terminal
-#     event at the time the broker last changed the order;
+#     event at the time the broker last changed the order. The state machine takes a
+#     reject after the ack (the exchange refused what the broker acked) and a cancel or
+#     expiry before any ack (an IOC remainder), so neither is a discrepancy;
 #   - unknown to the broker (no copy, no fill): REJECTED with the reason
-#     `UNKNOWN_TO_BROKER`. REJECTED is reachable only from SUBMITTED (and PENDING_CANCEL),
-#     so an INITIALIZED order first gets the SUBMITTED it may or may not have reached the
-#     wire with. An order the broker had acknowledged (ACCEPTED, PARTIALLY_FILLED) cannot
-#     be rejected any more: it is closed with an unsolicited CANCELED and the discrepancy
-#     is reported (a venue that forgot an acknowledged order is a fault to look at).
+#     `UNKNOWN_TO_BROKER` (an INITIALIZED order first gets the SUBMITTED it may or may
+#     not have reached the wire with). An order we hold as ACCEPTED or PARTIALLY_FILLED
+#     was not refused: the venue acknowledged it and then forgot it, a fault to look at;
+#     it is closed with an unsolicited CANCELED (nothing works there any more) and the
+#     discrepancy is reported. Rejected: REJECTED for these too, which the table allows
+#     since a reject may follow the ack: it would claim a refusal no venue made, and
+#     hide the fault among ordinary rejects.
 # * Order of the events: first every order's preamble (SUBMITTED, ACCEPTED), then fills
 #   and terminal events merged by event time, fills in the broker's execution order and
 #   before a terminal event of the same time (an IOC's fill precedes its cancel). The
@@ -80,7 +84,8 @@ UNKNOWN_TO_BROKER: Final = "unknown to the broker after reconnect/restart"
 _TERMINAL_AT_BROKER: Final = frozenset(
     {OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
 )
-# Our statuses from which a REJECTED is legal (after a SUBMITTED for INITIALIZED).
+# Our statuses in which an order unknown to the broker is REJECTED (after a SUBMITTED
+# for INITIALIZED); ACCEPTED and PARTIALLY_FILLED ones are CANCELED (see the notes).
 _REJECTABLE: Final = frozenset(
     {OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.PENDING_CANCEL}
 )

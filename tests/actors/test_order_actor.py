@@ -451,6 +451,15 @@ class Refusing(PersistenceRecorder):
         return await super().handle(message)
 
 
+class RefusingOnce(Refusing):
+    """Refuses the first durable write (a store outage), then commits every one."""
+
+    async def handle(self, message: Any) -> Any:
+        if any(name == "refused" for name, _ in self.calls):
+            return await PersistenceRecorder.handle(self, message)
+        return await super().handle(message)
+
+
 def records_of(journal: PersistDurably) -> list[Order]:
     """The orders a durable write holds (a cancel request as its PENDING_CANCEL order)."""
     held = [r.order if isinstance(r, OrderUpdated) else r for r in journal.records]
@@ -559,6 +568,29 @@ class TestRedelivery:
             assert len(h.to("journal")) == 1
             assert h.broker.paper.statistics().submits == 1
             assert h.book.statistics().placed == 1
+
+    async def test_an_order_denied_for_a_store_outage_stays_denied_on_redelivery(
+        self, autojump_clock
+    ):
+        """The store is back when the message is redelivered: the DENIED already sent to
+        risk and persistence stands, the write is not retried, the broker never hears it."""
+        book = CrashingBook(crashes_left=1)
+        async with harness(book, persistence=RefusingOnce) as h:
+            reply = await h.orders.ask(PlaceOrder(intent(), T0))
+            await h.system.quiesce()
+            assert (reply.client_order_id, reply.status) == ("s1-00000001", OrderStatus.DENIED)
+            assert reply.reason == "store unavailable: store down"
+            assert book.statistics().redelivered == 1
+            assert (len(h.to("refused")), h.to("journal")) == (1, [])
+            assert h.broker.count("submit") == 0
+            assert h.broker.paper.statistics().submits == 0
+            assert h.kinds() == ["DENIED", "DENIED"]  # sent again, the same update
+            persisted = {
+                (u.event.kind.value, u.event.seq) for p in h.to("persist") for u in p.records
+            }
+            assert persisted == {("DENIED", 1)}
+            assert h.book.working == {}
+            assert book.order("s1-00000001") == reply
 
     async def test_a_redelivered_bar_does_not_match_twice(self, autojump_clock):
         book = CrashingBook()

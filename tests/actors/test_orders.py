@@ -241,6 +241,92 @@ class TestOrderLifecycle:
         assert (order.remaining_quantity, order.open_quantity) == (Decimal(6), Decimal(0))
 
 
+class TestVenueNewsAroundTheAck:
+    """A venue's terminal news neither waits for its ack nor ends with it."""
+
+    def test_a_reject_after_the_ack_is_rejected_with_its_reason(self):
+        order = order_in(SUBMITTED, ACCEPTED, OrderRejected(client_order_id=CID, ts=8, reason="x"))
+        assert (order.status, order.reason, order.broker_order_id) == (
+            OrderStatus.REJECTED,
+            "x",
+            "B1",
+        )
+        assert order.last_event is not None
+        assert (order.open_quantity, order.last_event.status, order.event_seq) == (
+            Decimal(0),
+            OrderStatus.REJECTED,
+            3,
+        )
+
+    def test_a_reject_after_a_partial_fill_keeps_the_fills(self):
+        rejected = OrderRejected(client_order_id=CID, ts=8, reason="exchange halt")
+        order = order_in(SUBMITTED, ACCEPTED, filled("4", "100.50"), rejected)
+        assert (order.status, order.reason) == (OrderStatus.REJECTED, "exchange halt")
+        assert (order.filled_quantity, order.avg_fill_price, order.open_quantity) == (
+            Decimal(4),
+            Decimal("100.50"),
+            Decimal(0),
+        )
+
+    def test_a_cancel_before_any_ack_is_canceled(self):
+        order = order_in(SUBMITTED, CANCELED)
+        assert (order.status, order.broker_order_id, order.open_quantity) == (
+            OrderStatus.CANCELED,
+            None,
+            Decimal(0),
+        )
+
+    def test_an_expiry_before_any_ack_is_expired(self):
+        order = order_in(SUBMITTED, OrderExpired(client_order_id=CID, ts=9))
+        assert (order.status, order.updated_ts, order.open_quantity) == (
+            OrderStatus.EXPIRED,
+            9,
+            Decimal(0),
+        )
+
+
+# An order in each status, and one event of each kind: `test_apply_follows_the_table`.
+_PATH_TO: dict[OrderStatus, tuple[OrderEvent, ...]] = {
+    OrderStatus.INITIALIZED: (),
+    OrderStatus.SUBMITTED: (SUBMITTED,),
+    OrderStatus.ACCEPTED: (SUBMITTED, ACCEPTED),
+    OrderStatus.PARTIALLY_FILLED: (SUBMITTED, ACCEPTED, filled("4", execution_id="p")),
+    OrderStatus.FILLED: (SUBMITTED, ACCEPTED, filled("10", execution_id="p")),
+    OrderStatus.PENDING_CANCEL: (SUBMITTED, ACCEPTED, CANCEL),
+    OrderStatus.CANCELED: (SUBMITTED, ACCEPTED, CANCELED),
+    OrderStatus.REJECTED: (SUBMITTED, OrderRejected(client_order_id=CID, ts=3, reason="r")),
+    OrderStatus.DENIED: (OrderDenied(client_order_id=CID, ts=2, reason="d"),),
+    OrderStatus.EXPIRED: (SUBMITTED, ACCEPTED, OrderExpired(client_order_id=CID, ts=4)),
+}
+_ONE_OF_EACH: dict[OrderEventKind, OrderEvent] = {
+    OrderEventKind.SUBMITTED: SUBMITTED,
+    OrderEventKind.ACCEPTED: ACCEPTED,
+    OrderEventKind.REJECTED: OrderRejected(client_order_id=CID, ts=8, reason="r"),
+    OrderEventKind.DENIED: OrderDenied(client_order_id=CID, ts=8, reason="d"),
+    OrderEventKind.FILLED: filled("1", execution_id="q"),
+    OrderEventKind.CANCEL_REQUESTED: CANCEL,
+    OrderEventKind.CANCELED: CANCELED,
+    OrderEventKind.CANCEL_REJECTED: CANCEL_REJECTED,
+    OrderEventKind.EXPIRED: OrderExpired(client_order_id=CID, ts=8),
+}
+
+
+@pytest.mark.parametrize("status", list(OrderStatus), ids=lambda s: s.value)
+@pytest.mark.parametrize("kind", list(OrderEventKind), ids=lambda k: k.value)
+def test_apply_follows_the_table(status, kind):
+    """Every (status, event kind) pair: legal exactly when the table lists it, and then
+    the order ends in the table's target (a partial fill; PREVIOUS for a cancel reject)."""
+    order = order_in(*_PATH_TO[status])
+    assert order.status is status
+    target = TRANSITIONS.get((status, kind))
+    if target is None:
+        with pytest.raises(IllegalTransition):
+            order.apply(_ONE_OF_EACH[kind])
+        return
+    expected = order.status_before_cancel if target == "PREVIOUS" else target
+    assert order.apply(_ONE_OF_EACH[kind]).status is expected
+
+
 class TestCancelRaces:
     def test_fill_after_cancel_request_stays_pending_cancel(self):
         order = order_in(SUBMITTED, ACCEPTED, CANCEL, filled("4"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tradewind.actors import (
@@ -14,8 +16,10 @@ from tradewind.actors import (
     OrderAccepted,
     OrderCanceled,
     OrderCancelRequested,
+    OrderExpired,
     OrderFilled,
     OrderIntent,
+    OrderRejected,
     OrderStatus,
     OrderSubmitted,
     OrderType,
@@ -206,6 +210,67 @@ class TestMissedNews:
         result = reconcile([ours], BrokerView(fills=[late]), ts=T0 + MIN)
         (order,) = result.orders
         assert (order.status, order.filled_quantity) == (OrderStatus.CANCELED, Decimal(4))
+
+
+def ended_at_venue(order: Order, status: OrderStatus, ts: int, reason: str = "") -> Order:
+    """The venue's copy of `order` after it ended it (the venue is not bound by our
+    state machine: built as it reports it, not through `Order.apply`)."""
+    return attrs.evolve(order, status=status, updated_ts=ts, reason=reason)
+
+
+class TestTerminalNewsAroundTheAck:
+    """A venue's terminal news settles our order whether or not we saw its ack."""
+
+    def test_a_reject_after_the_ack_settles_the_order(self):
+        ours = acked(submitted())
+        theirs = ended_at_venue(ours, OrderStatus.REJECTED, T0 + 5, reason="halt")
+        result = reconcile([ours], BrokerView(orders=[theirs]), ts=T0 + MIN)
+        assert result.discrepancies == ()
+        rejected = OrderRejected(client_order_id=ours.client_order_id, ts=T0 + 5, reason="halt")
+        assert result.events == (rejected,)
+        (order,) = result.orders
+        assert (order.status, order.reason, order.open_quantity) == (
+            OrderStatus.REJECTED,
+            "halt",
+            Decimal(0),
+        )
+        again = reconcile(result.orders, BrokerView(orders=[theirs]), ts=T0 + MIN)
+        assert again.events == ()
+
+    def test_a_reject_after_a_partial_fill_applies_the_fill_first(self):
+        ours = acked(submitted())
+        coid = ours.client_order_id
+        fill = fill_of(ours, "F1", T0 + 1)
+        partly = ours.apply(OrderFilled(client_order_id=coid, ts=T0 + 1, fill=fill))
+        theirs = ended_at_venue(partly, OrderStatus.REJECTED, T0 + 5, reason="halt")
+        view = BrokerView(fills=[fill], orders=[theirs])
+        result = reconcile([ours], view, ts=T0 + MIN)
+        assert result.discrepancies == ()
+        assert [e.kind.value for e in result.events] == ["FILLED", "REJECTED"]
+        (order,) = result.orders
+        assert (order.status, order.filled_quantity) == (OrderStatus.REJECTED, Decimal(4))
+
+    @pytest.mark.parametrize(
+        "journaled", [initialized, submitted], ids=["initialized", "submitted"]
+    )
+    @pytest.mark.parametrize(
+        ("status", "ended"),
+        [(OrderStatus.CANCELED, OrderCanceled), (OrderStatus.EXPIRED, OrderExpired)],
+        ids=["canceled", "expired"],
+    )
+    def test_a_cancel_or_expiry_before_any_ack_settles_the_order(self, journaled, status, ended):
+        ours = journaled(tif=TimeInForce.IOC)
+        coid = ours.client_order_id
+        theirs = ended_at_venue(submitted(tif=TimeInForce.IOC), status, T0 + 5)
+        result = reconcile([ours], BrokerView(orders=[theirs]), ts=T0 + MIN)
+        assert result.discrepancies == ()
+        assert result.events[-1] == ended(client_order_id=coid, ts=T0 + 5)
+        (order,) = result.orders
+        assert (order.status, order.broker_order_id, order.open_quantity) == (
+            status,
+            None,
+            Decimal(0),
+        )
 
 
 def fill_of(order: Order, suffix: str, ts: int, quantity: int = 4) -> Fill:
