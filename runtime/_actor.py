@@ -284,6 +284,14 @@ class Node:
         """Ask the running incarnation to end soon, cleanly."""
         raise NotImplementedError
 
+    def clear_stop(self) -> None:
+        """Forget a stop request: the supervisor is about to start a new incarnation.
+
+        Called before the incarnation's task is started, never by the incarnation
+        itself: a stop requested between the two (a shutdown during a restart) must
+        reach it.
+        """
+
     def kill(self) -> None:
         """Cancel the running incarnation at once (its cleanup still runs, bounded)."""
         if self.running:
@@ -328,8 +336,10 @@ class ActorCell(Node):
         self.retry_attempts = 0
 
     # ------------------------------------------------------------------ lifecycle
-    async def run_once(self) -> None:
+    def clear_stop(self) -> None:
         self.stop_requested = False
+
+    async def run_once(self) -> None:
         instance: object = self.spec.factory()
         if not isinstance(instance, Actor):
             msg = f"{self.path}: factory returned {instance!r}, not an Actor"
@@ -341,9 +351,11 @@ class ActorCell(Node):
             await self._loop(instance.handle)
             self._count_pending_exit()
         except Exception as exc:
+            # The pending exit first: dead-lettering a poison message finishes it, and
+            # the count must not touch zero between the crash and the restart.
+            self._count_pending_exit()
             if self.in_hand is not _NOTHING:
                 self._keep_in_hand(exc)
-            self._count_pending_exit()
             raise
         finally:
             if self.in_hand is not _NOTHING:
@@ -374,13 +386,18 @@ class ActorCell(Node):
 
     def retire(self) -> None:
         super().retire()
+        self._drop_retry("actor stopped")
+        self.mailbox.retire()
+
+    def _drop_retry(self, reason: str) -> None:
+        """Dead-letter the message held for redelivery, if any; its attempts go with it."""
         if self.has_retry:
             message = self.retry
             self.has_retry = False
             self.retry = _NOTHING
+            attempts, self.retry_attempts = self.retry_attempts, 0
             self.in_flight.finished()
-            self._dead(message, "actor stopped", self.retry_attempts, None)
-        self.mailbox.retire()
+            self._dead(message, reason, attempts, None)
 
     def revive(self) -> None:
         super().revive()
@@ -388,12 +405,7 @@ class ActorCell(Node):
 
     def retire_for_shutdown(self) -> None:
         """The system has stopped: dead-letter everything still held; close the mailbox."""
-        if self.has_retry:
-            message = self.retry
-            self.has_retry = False
-            self.retry = _NOTHING
-            self.in_flight.finished()
-            self._dead(message, "system stopped", self.retry_attempts, None)
+        self._drop_retry("system stopped")
         self.mailbox.close()
 
     # ------------------------------------------------------------------ the loop
@@ -403,7 +415,11 @@ class ActorCell(Node):
         in_flight = self.in_flight
         timeout = self.spec.handler_timeout
         conflating = self.spec.mailbox.overflow is Overflow.CONFLATE
-        if self.has_retry and not self.stop_requested:
+        # A lazy mailbox only held its messages back to batch them: on a graceful stop
+        # they are handled first (bounded by the shutdown timeout), not dead-lettered --
+        # the one held for redelivery first of all, as it came first (FIFO).
+        drains = mailbox.wake_after > 1
+        if self.has_retry and (drains or not self.stop_requested):
             message = self.retry
             self.retry = _NOTHING
             self.has_retry = False
@@ -415,9 +431,6 @@ class ActorCell(Node):
             self.processed += 1
             in_flight.finished()
         plain = timeout is None
-        # A lazy mailbox only held its messages back to batch them: on a graceful stop
-        # they are handled first (bounded by the shutdown timeout), not dead-lettered.
-        drains = mailbox.wake_after > 1
         while not self._stop_pending() or (drains and queue):
             batch = len(queue)
             if not batch:

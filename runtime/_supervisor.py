@@ -121,15 +121,19 @@ class SupervisorCell(Node):
             child.retire()
 
     # ------------------------------------------------------------------ running
+    def clear_stop(self) -> None:
+        self._stop_requested = False
+
     async def run_once(self) -> None:
         self._history = ()
-        self._stop_requested = False
         failure: SupervisorFailed | None = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
                 with trio.CancelScope() as loop_scope:
                     self._loop_scope = loop_scope
+                    if self._stop_requested:  # asked while this incarnation was starting
+                        loop_scope.cancel()
                     for child in self.children:
                         await self._start_child(child)
                     self.started.set()
@@ -226,6 +230,7 @@ class SupervisorCell(Node):
         child.stopping = False
         child.killed = False
         child.running = True
+        child.clear_stop()
         self._nursery.start_soon(self._child_task, child, child.incarnation, name=child.path)
         await child.started.wait()
 

@@ -13,6 +13,7 @@ from tradewind.runtime import (
     Backoff,
     ChildSpec,
     HandlerTimeout,
+    MailboxSpec,
     MessageDropped,
     Restart,
     RestartStrategy,
@@ -251,6 +252,119 @@ class TestPoisonMessages:
                 await system.quiesce()
         assert handled_by(journal, "w") == ["fine"]
         assert any(e["event"] == "dead_letter_hook_failed" for e in logs)
+
+    async def test_a_retired_actors_attempts_do_not_count_against_its_next_message(
+        self, autojump_clock: MockClock
+    ):
+        # m1 crashes "a" until its TEMPORARY supervisor gives up (m1 dead-lettered with
+        # the actor). A crash of "b" then restarts "mid", which revives "sub" and "a". A
+        # new message that crashes once must get its redelivery: the count of m1's
+        # attempts went with m1.
+        journal = Journal()
+        journal.always_crash.add("m1")
+        journal.crash_once.update({"boom", "m2"})
+        sub = SupervisorSpec(
+            "sub",
+            [ChildSpec("a", journal.factory("a"), max_redeliveries=2)],
+            restart=Restart.TEMPORARY,
+            max_restarts=1,
+            backoff=QUICK,
+        )
+        mid = SupervisorSpec(
+            "mid", [sub, ChildSpec("b", journal.factory("b"))], max_restarts=0, backoff=QUICK
+        )
+        spec = SupervisorSpec("top", [mid], backoff=QUICK)
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            a, b = system.ref("mid/sub/a"), system.ref("mid/b")
+            await a.send("m1")
+            await system.quiesce()
+            await b.send("boom")
+            await system.quiesce()
+            assert a.statistics().running
+            await a.send("m2")
+            await system.quiesce()
+            letters = [(d.message, d.reason) for d in system.dead_letters]
+        assert letters == [("m1", "actor stopped")]
+        assert handled_by(journal, "a") == ["m2"]
+
+    async def test_a_settle_hook_does_not_fire_between_a_poison_message_and_the_restart(
+        self, autojump_clock: MockClock
+    ):
+        journal = Journal()
+        journal.always_crash.add("poison")
+        spec = SupervisorSpec(
+            "root", [ChildSpec("w", journal.factory("w"), max_redeliveries=0)], backoff=QUICK
+        )
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            worker = system.ref("w")
+            await worker.send("poison")
+            seen: list[tuple[int, bool, int]] = []
+            stats = worker.statistics
+
+            def hook() -> None:
+                seen.append((system.statistics().in_flight, stats().running, stats().restarts))
+
+            system.when_settled(hook)
+            await system.quiesce()
+        assert seen == [(0, True, 1)]
+
+
+class TestStoppingWhileRestarting:
+    async def test_a_shutdown_during_a_restart_is_graceful(self, autojump_clock: MockClock):
+        # The stop can land after the supervisor started the new incarnation's task and
+        # before that task first ran; it used to be forgotten there, and the system then
+        # waited the whole shutdown timeout before cancelling. Which of the two runs
+        # first is the scheduler's choice: try it many times.
+        waited = []
+        for _ in range(40):
+            journal = Journal()
+            journal.crash_once.add("crash")
+            spec = SupervisorSpec(
+                "root",
+                [ChildSpec("a", journal.factory("a"), shutdown_timeout=5, max_redeliveries=0)],
+                backoff=Backoff(initial=1.0, multiplier=1.0, maximum=1.0, jitter=0.0),
+            )
+            async with open_actor_system(spec, asyncio_loop=False) as system:
+                await system.ref("a").send("crash")
+                await trio.sleep(1.0)  # the stop, in the tick the backoff ends
+                leaving = trio.current_time()
+            waited.append(trio.current_time() - leaving)
+        assert max(waited) == 0
+
+    async def test_a_lazy_mailbox_drains_in_order_on_a_stop_during_a_restart(
+        self, autojump_clock: MockClock
+    ):
+        # m1 crashes and is held for redelivery; m2 and m3 wait in a lazy mailbox. A
+        # graceful stop handles them all, m1 first (it came first), none dead-lettered.
+        handled: list[str] = []
+        crash_once = {"m1"}
+        starts: list[float] = []
+
+        class Slow(Actor):
+            async def on_start(self) -> None:
+                starts.append(trio.current_time())
+                if len(starts) > 1:
+                    await trio.sleep(1)  # a slow restart
+
+            async def handle(self, message: str) -> None:
+                if message in crash_once:
+                    crash_once.discard(message)
+                    raise Boom(message)
+                handled.append(message)
+
+        spec = SupervisorSpec(
+            "root",
+            [ChildSpec("a", Slow, mailbox=MailboxSpec(capacity=10, wake_after=2))],
+            backoff=QUICK,
+        )
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            a = system.ref("a")
+            await a.send("m1")
+            await a.send("m2")
+            await trio.sleep(0.5)  # the restart is under way
+            await a.send("m3")
+        assert handled == ["m1", "m2", "m3"]
+        assert system.dead_letters == ()
 
 
 class TestHandlerTimeout:
