@@ -62,6 +62,19 @@ system to be quiet before the next (the determinism barrier).
 #   to risk; the next accepted bar sends `FeedResumed` first. Replays pass
 #   ``stale_after=None``: a file is never late, and a worker-thread read under an
 #   autojumping clock would otherwise look like silence.
+# * The watchdog's event time is an estimate: the newest bar's time plus the trio time
+#   since that bar arrived (`FeedKeeper._estimate_ts`). A cold start anchors it the same
+#   way, at the newest stored bar and the trio time of the resume: without an anchor the
+#   estimate would stand still at the stored bar, a session that closed during the
+#   silence would never be seen closed, and the feed would be reported stale while the
+#   market is shut.
+# * Event time never goes back. `last_ts` is the newest bar's time (a bar of another
+#   instrument may be older: its series is sequenced on its own). But a bar older than a
+#   session close already announced belongs to a session the strategy and risk were told
+#   is over: it is rejected as out of order. For a bar the calendar lets in this is the
+#   same as "older than the open of the current session" (the bars in between are
+#   outside the session), and it also covers a close the watchdog announced with no new
+#   open yet. Without a calendar no session closes, so nothing changes there.
 
 from __future__ import annotations
 
@@ -83,6 +96,7 @@ from tradewind.actors._messages import (
     SessionChanged,
 )
 from tradewind.actors._sources import BarSource, SourceBar, SourceRejection
+from tradewind.actors._values import datetime_from_ns
 from tradewind.runtime._actor import Actor
 from tradewind.runtime._errors import MailboxClosed, MailboxFull
 
@@ -182,6 +196,16 @@ class _CheckStale:
     """The watchdog saw no bar for `stale_after`; the handler decides."""
 
 
+def _format_ts(ts: int) -> str:
+    """`ts` (ns since the epoch) as ISO-8601 UTC, exact (``2026-01-05T14:30:00.000000001Z``),
+    for messages."""
+    seconds, ns = divmod(ts, _NS_PER_SECOND)
+    text = datetime_from_ns(seconds * _NS_PER_SECOND).strftime("%Y-%m-%dT%H:%M:%S")
+    if ns:
+        text += f".{ns:09d}".rstrip("0")
+    return f"{text}Z"
+
+
 def bar_conflation_key(message: object) -> Hashable:
     """The CONFLATE key for a strategy's mailbox: a bar supersedes a queued bar of the same
     instrument and timeframe; every other message is unique and never replaced."""
@@ -202,7 +226,8 @@ class FeedStatistics:
         accepted: bars passed on.
         duplicates: repeats of the last accepted bar of a series, dropped quietly.
         conflicts: same key as the last accepted bar, different values: rejected.
-        out_of_order: older than the last accepted bar of the series: rejected.
+        out_of_order: older than the last accepted bar of the series, or than a session
+            close already announced: rejected.
         invalid: rows the source could not turn into a bar.
         outside_session: valid bars at a time the calendar is closed: rejected.
         resumed: bars at or before the point a cold start resumed from: skipped.
@@ -237,6 +262,12 @@ class FeedKeeper:
         rejections: the most recent rejections (bounded by `max_rejections`).
         finished: set once the source is exhausted and (replay) the system is quiet.
         error: the exception that stopped the pump for good, if any.
+        last_ts: the newest accepted (or, after a cold start, stored) bar's time; never
+            moves back.
+        last_bar_clock: the trio time `last_ts` was reached: with it, the event-time
+            estimate of the watchdog.
+        closed_ts: the time of the last session close announced; a bar older than it
+            belongs to a closed session and is rejected.
     """
 
     max_rejections: int = 10_000
@@ -251,12 +282,14 @@ class FeedKeeper:
     session_open: bool | None = None
     session_ts: int | None = None
     last_ts: int | None = None
+    closed_ts: int | None = None
     stale: bool = False
     last_bar_clock: float = -math.inf
     quiet_since: float = -math.inf
     bars_in: int = 0
     invalid: int = 0
     outside_session: int = 0
+    closed_session: int = 0
     resumed: int = 0
     stale_events: int = 0
     session_events: int = 0
@@ -266,7 +299,11 @@ class FeedKeeper:
         self.rejections = collections.deque(maxlen=self.max_rejections)
 
     def resume_from(
-        self, last_bars: dict[tuple[str, str], Bar], *, session_open: bool = True
+        self,
+        last_bars: dict[tuple[str, str], Bar],
+        *,
+        session_open: bool = True,
+        clock: float | None = None,
     ) -> None:
         """Cold start: continue after the last stored bar of each series.
 
@@ -274,7 +311,18 @@ class FeedKeeper:
         duplicates or out of order). The session state continues too: as of the newest
         stored bar, `session_open` (as the calendar has it then; open without one). So
         a restart inside a session does not announce it open a second time -- a
-        strategy that acts on the open would act twice.
+        strategy that acts on the open would act twice. The watchdog's event time runs
+        on from the newest stored bar as of `clock`, as after a bar that arrived then: a
+        session that closes during the silence that follows is seen closed.
+
+        Args:
+            last_bars: the last stored bar of each series, by series.
+            session_open: whether the session is open at the newest stored bar.
+            clock: the trio time of the resume; by default `trio.current_time()`
+                (so without it, call this inside ``trio.run``).
+
+        Raises:
+            RuntimeError: `clock` is not given and this is not inside ``trio.run``.
         """
         self.sequencer.resume(last_bars.values())
         for series, bar in last_bars.items():
@@ -282,6 +330,7 @@ class FeedKeeper:
         if last_bars:
             newest = max(bar.ts for bar in last_bars.values())
             self.last_ts = self.session_ts = newest
+            self.last_bar_clock = trio.current_time() if clock is None else clock
             self.session_open = session_open
 
     async def wait_finished(self) -> None:
@@ -296,7 +345,7 @@ class FeedKeeper:
             accepted=seq.new,
             duplicates=seq.duplicate,
             conflicts=seq.conflict,
-            out_of_order=seq.out_of_order,
+            out_of_order=seq.out_of_order + self.closed_session,
             invalid=self.invalid,
             outside_session=self.outside_session,
             resumed=self.resumed,
@@ -566,6 +615,17 @@ class FeedActor(Actor):
             )
             self._reject(item.location, f"{status.value}: {rule}", bar.ts)
             return
+        closed = keeper.closed_ts
+        if closed is not None and bar.ts < closed:
+            # Not offered to the sequencer: the series' last bar stays the newest one.
+            keeper.closed_session += 1
+            self._reject(
+                item.location,
+                f"{BarStatus.OUT_OF_ORDER.value}: at {_format_ts(bar.ts)}, before the close of "
+                f"its session at {_format_ts(closed)}, already announced",
+                bar.ts,
+            )
+            return
         await self._session_events(bar.ts, from_bar=True)
         if keeper.stale:
             await self._risk.send(FeedResumed(bar.ts))
@@ -576,9 +636,14 @@ class FeedActor(Actor):
             keeper.persisted = bar
         await self._orders.send(bar)
         keeper.sequencer.offer(bar)
-        keeper.last_ts = bar.ts
+        newest = keeper.last_ts is None or bar.ts > keeper.last_ts
+        if newest:
+            keeper.last_ts = bar.ts
         if self._stale_after is not None:
-            keeper.last_bar_clock = keeper.quiet_since = trio.current_time()
+            # An older bar (another series) is news of the feed, not of the event time.
+            keeper.quiet_since = trio.current_time()
+            if newest:
+                keeper.last_bar_clock = keeper.quiet_since
             keeper._wake()
 
     async def _session_events(self, ts: int, *, from_bar: bool) -> None:
@@ -605,6 +670,8 @@ class FeedActor(Actor):
             await self._orders.send(event)
             keeper.session_ts = event.ts
             keeper.session_open = event.kind is TransitionKind.OPEN
+            if not keeper.session_open:
+                keeper.closed_ts = event.ts
             keeper.session_events += 1
             if keeper.session_open:
                 keeper.quiet_since = trio.current_time()

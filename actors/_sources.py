@@ -21,11 +21,28 @@ with where it was and why (`SourceRejection`). A bad row never stops a source.
 #   is then simply a malformed row, reported as such.
 # * Numbers go straight from the text to `Decimal` through `Bar.from_strings`; a price
 #   never passes through float.
+# * A bad row never stops a source. `parse_csv_line` turns *every* exception a row
+#   causes into that row's rejection, not only the `InvalidMarketData` the rules raise:
+#   an exception escaping it would crash the feed, and the restarted feed would resume
+#   into the same row until its supervisor gives up, losing every good row behind it.
+# * The file is decoded with ``errors="surrogateescape"``: a byte that is not UTF-8
+#   comes through as a lone surrogate in its own line, and that line alone is rejected
+#   ("not valid UTF-8 text"). Strict decoding fails a whole chunk with no line number;
+#   reading bytes and decoding per line costs a method call per row. Lines are still
+#   split by the text layer, so line numbers and endings are exactly as before, and a
+#   good (ASCII) line pays one `str.isascii` for the check.
+# * Timestamps: only ASCII digits are int nanoseconds (`str.isdigit` is also true for
+#   superscript and fullwidth digits: `int` raises on the first and quietly reads
+#   the second). ISO-8601 fractional seconds are read exactly, up to 9 digits:
+#   letting `datetime.fromisoformat` truncate them to microseconds would make two
+#   distinct rows one, and drop the second as a duplicate. More than 9 digits is
+#   refused, as not representable, rather than rounded.
 
 from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import re
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +59,14 @@ from tradewind.actors._values import Instrument, ns_from_datetime
 CSV_HEADER = ("ts", "instrument", "open", "high", "low", "close", "volume")
 
 _CHUNK_LINES = 4_096
+#: Nanosecond digits a fraction of a second may have.
+_MAX_FRACTION_DIGITS = 9
+#: A fraction of a second in ISO-8601 text (either decimal mark, ASCII digits only).
+_ISO_FRACTION = re.compile(r"[.,]([0-9]+)")
+#: What the fraction is replaced by to find out whose fraction it is (see `parse_csv_ts`).
+_PROBE_FRACTION = ".5"
+_PROBE_MICROSECONDS = 500_000
+_TS_RULE = "must be int nanoseconds since the epoch or ISO-8601 UTC"
 
 
 @attrs.frozen
@@ -113,28 +138,64 @@ class InvalidBarFile(DomainError):
 def parse_csv_ts(text: str) -> int:
     """Parse a CSV timestamp: int nanoseconds since the epoch, or ISO-8601 in UTC.
 
-    ISO-8601 text may end in ``Z`` or carry an offset (converted to UTC); text without an
-    offset is taken as UTC. Sub-microsecond digits are not representable in ISO form:
-    use int nanoseconds for those.
+    Int nanoseconds are ASCII digits only. ISO-8601 text may end in ``Z`` or carry an
+    offset (converted to UTC); text without an offset is taken as UTC. Fractional
+    seconds are exact to the nanosecond (up to 9 digits, ``.`` or ``,`` as the mark).
+
+    Args:
+        text: the ``ts`` field; surrounding whitespace is ignored.
+
+    Returns:
+        Nanoseconds since the epoch.
 
     Raises:
-        InvalidMarketData: neither form (field ``ts``).
+        InvalidMarketData: (field ``ts``) neither form; more than 9 fractional digits
+            (not representable in nanoseconds); a fraction on the UTC offset; or a
+            time before 1970-01-01.
     """
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
-    try:
-        moment = _dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidMarketData(
-            "ts", text, "must be int nanoseconds since the epoch or ISO-8601 UTC"
-        ) from None
+    fractions = _ISO_FRACTION.findall(text)
+    if not fractions:
+        moment = _from_iso(text, text)
+        fraction_ns = 0
+    else:
+        digits = fractions[0]
+        if len(fractions) > 1:
+            raise InvalidMarketData("ts", text, "must have at most one fraction of a second")
+        if len(digits) > _MAX_FRACTION_DIGITS:
+            raise InvalidMarketData(
+                "ts",
+                text,
+                f"has {len(digits)} fractional digits; at most {_MAX_FRACTION_DIGITS} "
+                "(nanoseconds) are representable",
+            )
+        # `fromisoformat` would truncate the digits to microseconds. Parse with a known
+        # fraction instead, which also shows whose fraction it is: the seconds' (it
+        # appears as the microseconds) or the UTC offset's (refused).
+        moment = _from_iso(_ISO_FRACTION.sub(_PROBE_FRACTION, text, count=1), text)
+        offset = moment.utcoffset()
+        if moment.microsecond != _PROBE_MICROSECONDS or (offset and offset.microseconds):
+            raise InvalidMarketData(
+                "ts", text, "a fraction must belong to the seconds, not the UTC offset"
+            )
+        moment = moment.replace(microsecond=0)
+        fraction_ns = int(digits.ljust(_MAX_FRACTION_DIGITS, "0"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=_dt.UTC)
-    ts = ns_from_datetime(moment)
+    ts = ns_from_datetime(moment) + fraction_ns
     if ts < 0:
         raise InvalidMarketData("ts", text, "must not be before 1970-01-01")
     return ts
+
+
+def _from_iso(text: str, original: str) -> _dt.datetime:
+    """`datetime.fromisoformat`, failing as `InvalidMarketData` about `original`."""
+    try:
+        return _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidMarketData("ts", original, _TS_RULE) from None
 
 
 def format_csv_row(bar: Bar) -> str:
@@ -148,8 +209,38 @@ def parse_csv_line(
 ) -> SourceItem:
     """Turn one data line of a bar file into a `SourceBar` or a `SourceRejection`.
 
-    Never raises for bad data: every problem becomes a rejection naming the field.
+    Never raises: every problem with the row becomes its rejection, naming the field
+    and the rule; an error no rule foresaw names the whole row and the error (see the
+    module notes). A line read with ``errors="surrogateescape"`` carries bytes that are
+    not UTF-8 as lone surrogates: it is rejected as not valid UTF-8 text.
+
+    Args:
+        line: the line, without its line ending.
+        location: where it was (``"bars.csv:17"``).
+        instruments: the known instruments, by symbol.
+        timeframe: the timeframe the bar gets.
+
+    Returns:
+        The bar with its location, or the row's rejection.
     """
+    try:
+        return _parse_csv_fields(line, location, instruments, timeframe)
+    except InvalidMarketData as exc:
+        return SourceRejection(location, exc.field, str(exc.value), exc.rule)
+    except Exception as exc:  # noqa: BLE001 -- a bad row never stops a source
+        return SourceRejection(
+            location, "row", line, f"cannot be parsed: {type(exc).__name__}: {exc}"
+        )
+
+
+def _parse_csv_fields(
+    line: str, location: str, instruments: Mapping[str, Instrument], timeframe: str
+) -> SourceItem:
+    if not line.isascii():
+        bad = _first_undecodable(line)
+        if bad is not None:
+            text = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            return SourceRejection(location, "row", text, f"not valid UTF-8 text ({bad})")
     fields = line.split(",")
     if len(fields) != len(CSV_HEADER):
         return SourceRejection(
@@ -159,21 +250,26 @@ def parse_csv_line(
             f"expected {len(CSV_HEADER)} comma-separated columns, got {len(fields)}",
         )
     ts, instrument, open_, high, low, close, volume = fields
-    try:
-        bar = Bar.from_raw(
-            instrument.strip(),
-            timeframe,
-            parse_csv_ts(ts),
-            open_,
-            high,
-            low,
-            close,
-            volume,
-            instruments=instruments,
-        )
-    except InvalidMarketData as exc:
-        return SourceRejection(location, exc.field, str(exc.value), exc.rule)
+    bar = Bar.from_raw(
+        instrument.strip(),
+        timeframe,
+        parse_csv_ts(ts),
+        open_,
+        high,
+        low,
+        close,
+        volume,
+        instruments=instruments,
+    )
     return SourceBar(bar, location)
+
+
+def _first_undecodable(line: str) -> str | None:
+    """Where the first byte that was not UTF-8 is (``byte 0xe9 at column 26``), or None."""
+    for column, char in enumerate(line, 1):
+        if "\udc80" <= char <= "\udcff":  # surrogateescape's stand-ins for bytes
+            return f"byte 0x{ord(char) - 0xDC00:02x} at column {column}"
+    return None
 
 
 def _read_chunk(
@@ -202,7 +298,7 @@ def _open_checked(path: Path) -> tuple[IO[str], int]:
     """Open a bar file and check its header (in a worker thread); returns the handle
     positioned after the header, and the header's line number."""
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        handle = path.open(encoding="utf-8", errors="surrogateescape", newline="")
     except OSError as exc:
         msg = f"{path}: cannot be read: {exc.strerror or exc}"
         raise InvalidBarFile(msg) from exc
@@ -249,11 +345,13 @@ class CsvBarSource:
 
     The file starts with the header ``ts,instrument,open,high,low,close,volume``. ``ts``
     is the bar's open time, either int nanoseconds since the epoch or ISO-8601 in UTC
-    (``2026-01-05T14:30:00Z``; an offset is converted, no offset means UTC). Prices and
-    volume are plain decimal text, parsed exactly. Blank lines are ignored; every other
-    line is one item: a bar, or a rejection naming ``file:line``, the field and the rule
-    (malformed or NaN numbers, a price <= 0 or off the tick, high below low or the body,
-    an unknown instrument, a wrong number of columns).
+    (``2026-01-05T14:30:00Z``; an offset is converted, no offset means UTC; fractional
+    seconds exact to 9 digits). Prices and volume are plain decimal text, parsed exactly.
+    The file is UTF-8. Blank lines are ignored; every other line is one item: a bar, or
+    a rejection naming ``file:line``, the field and the rule (malformed or NaN numbers, a
+    price <= 0 or off the tick, high below low or the body, an unknown instrument, a
+    wrong number of columns, a line that is not valid UTF-8 text). A bad line never
+    stops the source.
 
     Args:
         path: the file.

@@ -217,6 +217,46 @@ class TestSequencing:
         journal, _ = await replay(CsvBarSource(DATA / "bad_bars.csv", INSTRUMENTS))
         assert journal.persisted() == journal.bars()
 
+    async def test_rows_the_parser_cannot_read_are_rejected_without_a_restart(
+        self, tmp_path: Path
+    ) -> None:
+        # A Unicode digit in `ts` and a byte that is not UTF-8 once crashed the source,
+        # and the restarted feed resumed into the same row until supervision gave up.
+        path = tmp_path / "odd.csv"
+        path.write_bytes(
+            b"ts,instrument,open,high,low,close,volume\n"
+            + f"{T0},AAPL,1,1,1,1,0\n²,AAPL,1,1,1,1,0\n".encode()
+            + f"{T0 + MINUTE},AAPL\xe9,1,1,1,1,0\n".encode("latin-1")
+            + f"{T0 + 2 * MINUTE},AAPL,1,1,1,1,0\n".encode()
+        )
+        journal = Journal()
+        keeper = FeedKeeper()
+        source = CsvBarSource(path, INSTRUMENTS)
+        async with running(journal, lambda: FeedActor(keeper, source)) as system:
+            await keeper.wait_finished()
+            await system.quiesce()
+            restarts = system.statistics().actors["feed"].restarts
+        assert restarts == 0
+        assert [b.ts for b in journal.bars()] == [T0, T0 + 2 * MINUTE]
+        reasons = {r.source_location: r.reason for r in keeper.rejections}
+        assert sorted(reasons) == ["odd.csv:3", "odd.csv:4"]
+        assert reasons["odd.csv:3"].startswith("ts='²': must be int nanoseconds")
+        assert "not valid UTF-8 text" in reasons["odd.csv:4"]
+        assert (keeper.statistics().invalid, keeper.statistics().accepted) == (2, 2)
+
+    async def test_an_older_bar_of_another_series_does_not_move_event_time_back(self) -> None:
+        # Each series is sequenced on its own, so the older MSFT bar is passed on; but
+        # the feed's event time stays at the newest bar, and the end of data says so.
+        source = GatedSource([bar(T0 + MINUTE), bar(T0, instrument="MSFT")], [])
+        source.release.set()
+        journal, keeper = await replay(source)
+        assert [(b.instrument, b.ts) for b in journal.bars()] == [
+            ("AAPL", T0 + MINUTE),
+            ("MSFT", T0),
+        ]
+        assert keeper.last_ts == T0 + MINUTE
+        assert journal.of("trading/risk")[-1] == EndOfData(T0 + MINUTE)
+
 
 class TestFanOut:
     async def test_every_accepted_bar_goes_to_orders_and_persistence_in_order(self) -> None:
@@ -315,6 +355,33 @@ class TestCalendar:
             bar(T0 + day),
         ]
 
+    async def test_a_bar_of_a_session_already_closed_is_rejected_as_out_of_order(self) -> None:
+        # Day 1's close and day 2's open were announced when day 2's bar came; an MSFT
+        # bar of day 1 arriving after it is not passed on as if it were current.
+        day = 86_400 * 10**9
+        source = GatedSource([bar(T0), bar(T0 + day), bar(T0 + MINUTE, instrument="MSFT")], [])
+        source.release.set()
+        journal, keeper = await replay(source, calendar=self.CALENDAR)
+        assert [(b.instrument, b.ts) for b in journal.bars()] == [
+            ("AAPL", T0),
+            ("AAPL", T0 + day),
+        ]
+        assert [(r.source_location, r.ts, r.reason) for r in keeper.rejections] == [
+            (
+                "gated:3",
+                T0 + MINUTE,
+                (
+                    "OUT_OF_ORDER: at 2026-01-05T00:01:00Z, before the close of its session "
+                    "at 2026-01-05T00:03:00Z, already announced"
+                ),
+            )
+        ]
+        statistics = keeper.statistics()
+        assert (statistics.out_of_order, statistics.rejected, statistics.accepted) == (1, 1, 2)
+        assert journal.of("trading/risk")[-1] == EndOfData(T0 + day)
+        # the rejected bar left MSFT's series untouched: its first bar of day 2 is new
+        assert keeper.sequencer.last("MSFT", "1m") is None
+
     async def test_a_resumed_feed_continues_the_session_it_was_in(self) -> None:
         # Stored up to T0 + 1 min, inside the first session: the next bar of that session
         # announces nothing, and the next day's bar the close and the new open.
@@ -384,6 +451,49 @@ class TestWatchdog:
         assert SessionChanged(TransitionKind.OPEN, T0 + week) in journal.of("trading/orders")
         stale = [m for m in risk if isinstance(m, FeedStale)]
         assert [m.silent_ns for m in stale] == [90 * 10**9]
+
+    async def test_a_resumed_feed_sees_the_session_close_during_the_silence(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        # Stored up to T0 + 2 min; the session closes at T0 + 3 min and no bar comes. The
+        # event time runs on from the stored bar as of the resume, as after a bar: the
+        # close is announced, and the feed is stale only once the next day's session has
+        # been open for `stale_after`.
+        calendar = TradingCalendar.from_spec(
+            {"timezone": "UTC", "sessions": {"mon-fri": "00:00-00:03"}}
+        )
+        day = 86_400 * 10**9
+        journal = Journal()
+        keeper = FeedKeeper()
+        keeper.resume_from(
+            {("AAPL", "1m"): bar(T0 + 2 * MINUTE)}, session_open=calendar.is_open(T0 + 2 * MINUTE)
+        )
+        source = GatedSource([], [])
+        feed = lambda: FeedActor(  # noqa: E731
+            keeper, source, replay=False, stale_after=90.0, calendar=calendar
+        )
+
+        def seen() -> list[object]:
+            return [m for p, m in journal.entries if p != "persistence"]
+
+        async with running(journal, feed) as system:
+            with trio.fail_after(2 * 86_400):  # virtual: fails, not hangs, if never seen
+                while len(seen()) < 3:
+                    await journal.got.wait()
+            source.release.set()
+            await keeper.wait_finished()
+            await system.quiesce()
+        assert seen() == [
+            SessionChanged(TransitionKind.CLOSE, T0 + 3 * MINUTE),
+            SessionChanged(TransitionKind.OPEN, T0 + day),
+            FeedStale(T0 + day + 90 * 10**9, 90 * 10**9),
+            EndOfData(T0 + 2 * MINUTE),
+        ]
+
+    def test_resume_anchors_the_event_time_at_the_clock_given(self) -> None:
+        keeper = FeedKeeper()
+        keeper.resume_from({("AAPL", "1m"): bar(T0)}, clock=100.0)
+        assert keeper._estimate_ts(130.0) == T0 + 30 * 10**9
 
 
 class TestRestarts:

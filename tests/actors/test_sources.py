@@ -3,6 +3,7 @@ and reason, good rows all delivered) and the synthetic generator (seeded, always
 
 from __future__ import annotations
 
+import datetime as _dt
 import itertools
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +29,7 @@ from tradewind.actors._synthetic import synthetic_bars, timeframe_ns
 
 from tests.strategies import bars as bar_values
 from tests.strategies import instruments as instrument_values
+from tests.strategies import timestamps
 
 AAPL = Instrument("AAPL", "USD", Decimal("0.01"))
 MSFT = Instrument("MSFT", "USD", Decimal("0.01"))
@@ -98,6 +100,69 @@ class TestCsvParsing:
         assert items[0].bar.volume == Decimal(3)
 
 
+class TestCsvTimestamps:
+    @pytest.mark.parametrize("ts", ["\u00b2", "\uff11\uff12\uff13", "\u0661\u0662", "12\u00b3"])
+    def test_only_ascii_digits_are_nanoseconds(self, ts: str) -> None:
+        # All are `isdigit()`; int() raises on the superscripts, reads fullwidth 123 as 123.
+        item = parse_csv_line(f"{ts},AAPL,1,1,1,1,0", "bars.csv:9", INSTRUMENTS, "1m")
+        assert isinstance(item, SourceRejection)
+        assert (item.location, item.field, item.value) == ("bars.csv:9", "ts", ts)
+        assert item.rule == "must be int nanoseconds since the epoch or ISO-8601 UTC"
+
+    @pytest.mark.parametrize(
+        ("text", "ns"),
+        [
+            ("2026-01-01T00:00:00.0000001Z", T0 + 100),
+            ("2026-01-01T00:00:00.0000009Z", T0 + 900),
+            ("2026-01-01T00:00:00.123456789Z", T0 + 123_456_789),
+            ("2026-01-01T00:00:00.5", T0 + 500_000_000),
+            ("2026-01-01T00:00:00,25Z", T0 + 250_000_000),
+            ("2026-01-01T01:00:00.000000001+01:00", T0 + 1),
+            ("20260101T000000.000001Z", T0 + 1_000),
+        ],
+    )
+    def test_fractional_seconds_are_exact_to_the_nanosecond(self, text: str, ns: int) -> None:
+        assert parse_csv_ts(text) == ns
+
+    def test_more_than_nine_fractional_digits_are_refused(self) -> None:
+        with pytest.raises(InvalidMarketData, match="10 fractional digits; at most 9") as info:
+            parse_csv_ts("2026-01-01T00:00:00.0000000001Z")
+        assert info.value.field == "ts"
+
+    @pytest.mark.parametrize(
+        "text", ["2026-01-01T00:00:00+01:00:00.5", "2026-01-01T00:00:00+00:00:00.0000001"]
+    )
+    def test_a_fraction_on_the_utc_offset_is_refused(self, text: str) -> None:
+        with pytest.raises(InvalidMarketData, match="not the UTC offset"):
+            parse_csv_ts(text)
+
+    def test_two_fractions_are_refused(self) -> None:
+        with pytest.raises(InvalidMarketData, match="at most one fraction"):
+            parse_csv_ts("2026-01-01T00:00:00.5+01:00:00.5")
+
+    @given(ts=timestamps(), digits=st.integers(1, 9))
+    def test_iso_text_reads_back_its_nanoseconds(self, ts: int, digits: int) -> None:
+        seconds, ns = divmod(ts, 10**9)
+        ns -= ns % 10 ** (9 - digits)  # what `digits` fractional digits can hold
+        moment = _dt.datetime.fromtimestamp(seconds, _dt.UTC)
+        text = f"{moment:%Y-%m-%dT%H:%M:%S}.{ns:09d}"[: 20 + digits] + "Z"
+        assert parse_csv_ts(text) == seconds * 10**9 + ns
+
+    async def test_rows_apart_by_less_than_a_microsecond_are_distinct_bars(
+        self, tmp_path: Path
+    ) -> None:
+        text = (
+            HEADER
+            + "2026-01-01T00:00:00.0000001Z,AAPL,1,1,1,1,0\n"
+            + "2026-01-01T00:00:00.0000009Z,AAPL,1,1,1,1,0\n"
+        )
+        items = await collect(CsvBarSource(write(tmp_path, text), INSTRUMENTS))
+        sequencer = BarSequencer()
+        bars = [i.bar for i in items if isinstance(i, SourceBar)]
+        assert [b.ts for b in bars] == [T0 + 100, T0 + 900]
+        assert [sequencer.offer(b) for b in bars] == [BarStatus.NEW, BarStatus.NEW]
+
+
 class TestCsvRejections:
     @pytest.mark.parametrize(
         ("row", "field", "rule"),
@@ -158,6 +223,72 @@ class TestCsvRejections:
             "bad_bars.csv:9": "instrument",
         }
         assert sum(isinstance(i, SourceBar) for i in items) == 8
+
+    async def test_a_unicode_digit_timestamp_does_not_stop_the_file(self, tmp_path: Path) -> None:
+        text = HEADER + f"{T0},AAPL,1,1,1,1,0\n²,AAPL,1,1,1,1,0\n{T0 + MINUTE},AAPL,1,1,1,1,0\n"
+        items = await collect(CsvBarSource(write(tmp_path, text), INSTRUMENTS))
+        kinds = [(type(i).__name__, i.location) for i in items]
+        assert kinds == [
+            ("SourceBar", "bars.csv:2"),
+            ("SourceRejection", "bars.csv:3"),
+            ("SourceBar", "bars.csv:4"),
+        ]
+        assert isinstance(items[1], SourceRejection)
+        assert items[1].field == "ts"
+
+    def test_any_error_on_a_row_becomes_its_rejection(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An error no rule foresaw still names the row and the error, and never escapes."""
+
+        def broken(text: str) -> int:
+            raise ZeroDivisionError(f"unforeseen in {text}")
+
+        monkeypatch.setattr("tradewind.actors._sources.parse_csv_ts", broken)
+        row = f"{T0},AAPL,1,1,1,1,0"
+        item = parse_csv_line(row, "bars.csv:9", INSTRUMENTS, "1m")
+        assert item == SourceRejection(
+            "bars.csv:9",
+            "row",
+            row,
+            f"cannot be parsed: ZeroDivisionError: unforeseen in {T0}",
+        )
+
+    @settings(max_examples=300)
+    @given(fields=st.lists(st.text(), min_size=7, max_size=7), line=st.text())
+    def test_no_line_raises(self, fields: list[str], line: str) -> None:
+        for text in (",".join(fields), line):
+            item = parse_csv_line(text, "bars.csv:9", INSTRUMENTS, "1m")
+            assert isinstance(item, SourceBar | SourceRejection)
+            assert item.location == "bars.csv:9"
+
+    async def test_a_line_that_is_not_utf8_is_rejected_alone(self, tmp_path: Path) -> None:
+        path = tmp_path / "bytes.csv"
+        path.write_bytes(
+            HEADER.encode()
+            + f"{T0},AAPL,1,1,1,1,0\n".encode()
+            + f"{T0 + MINUTE},AAPL\xe9,1,1,1,1,0\n".encode("latin-1")
+            + f"{T0 + MINUTE},AAPL\u00e9,1,1,1,1,0\n".encode()  # UTF-8: an unknown symbol
+            + f"{T0 + 2 * MINUTE},AAPL,1,1,1,1,0\r\n".encode()
+        )
+        source = CsvBarSource(path, INSTRUMENTS)
+        items = await collect(source)
+        kinds = [(type(i).__name__, i.location) for i in items]
+        assert kinds == [
+            ("SourceBar", "bytes.csv:2"),
+            ("SourceRejection", "bytes.csv:3"),
+            ("SourceRejection", "bytes.csv:4"),
+            ("SourceBar", "bytes.csv:5"),
+        ]
+        assert items[1] == SourceRejection(
+            "bytes.csv:3",
+            "row",
+            f"{T0 + MINUTE},AAPL\ufffd,1,1,1,1,0",
+            "not valid UTF-8 text (byte 0xe9 at column 25)",
+        )
+        assert isinstance(items[2], SourceRejection)
+        assert (items[2].field, items[2].rule) == ("instrument", "unknown instrument")
+        assert await collect(source, skip=2) == items[2:]
 
     async def test_missing_header_is_refused_with_its_line(self, tmp_path: Path) -> None:
         path = write(tmp_path, f"\n{T0},AAPL,1,1,1,1,0\n")
