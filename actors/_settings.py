@@ -630,7 +630,7 @@ def _csv_problem(path: Path) -> str:
     if not path.is_file():
         return f"no such file: {path}"
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             first = next((line for line in handle if line.strip()), "")
     except (OSError, UnicodeDecodeError) as exc:
         return f"cannot be read: {path}: {exc}"

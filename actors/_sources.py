@@ -298,7 +298,9 @@ def _open_checked(path: Path) -> tuple[IO[str], int]:
     """Open a bar file and check its header (in a worker thread); returns the handle
     positioned after the header, and the header's line number."""
     try:
-        handle = path.open(encoding="utf-8", errors="surrogateescape", newline="")
+        # utf-8-sig: a byte-order mark (spreadsheet exports write one) is not part of the
+        # header
+        handle = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
         msg = f"{path}: cannot be read: {exc.strerror or exc}"
         raise InvalidBarFile(msg) from exc

@@ -290,6 +290,15 @@ class TestCsvRejections:
         assert (items[2].field, items[2].rule) == ("instrument", "unknown instrument")
         assert await collect(source, skip=2) == items[2:]
 
+    async def test_a_byte_order_mark_before_the_header_is_not_part_of_it(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "bars.csv"
+        row = "1767225600000000000,AAPL,100,101,99,100,1"
+        path.write_bytes(("\ufeffts,instrument,open,high,low,close,volume\n" + row + "\n").encode())
+        items = await collect(CsvBarSource(path, INSTRUMENTS))
+        assert [type(item).__name__ for item in items] == ["SourceBar"]
+
     async def test_missing_header_is_refused_with_its_line(self, tmp_path: Path) -> None:
         path = write(tmp_path, f"\n{T0},AAPL,1,1,1,1,0\n")
         with pytest.raises(InvalidBarFile, match=r"bars.csv:2: the first line must be the header"):
