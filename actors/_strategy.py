@@ -669,8 +669,13 @@ class StrategyActor(Actor):
         self._strategy, self._ctx = strategy, ctx
         host.count("starts")
         replay = host.warmup_bars()
+        # History as of the last bar whose callbacks completed: not the bar about to be
+        # redelivered (it has not been handled yet), as in the warm-up below.
         ctx._enter(
-            replay[-1][1].ts if replay else 0, upto=None, acting=False, warming_up=bool(replay)
+            replay[-1][1].ts if replay else 0,
+            upto=replay[-1][0] if replay else -1,
+            acting=False,
+            warming_up=bool(replay),
         )
         try:
             strategy.on_start(ctx)
@@ -841,7 +846,7 @@ class StrategyActor(Actor):
         `on_stop` unless it crashed (intents are ignored)."""
         await self._stop_sender()
         strategy, ctx = self._strategy, self._ctx
-        if strategy is None or ctx is None or self._crashed:
+        if strategy is None or ctx is None or self._crashed or self.context.crashed:
             return
         ctx._enter(ctx.now, upto=None, acting=False, warming_up=False)
         strategy.on_stop(ctx)
@@ -898,7 +903,9 @@ def _load_module(spec: str, module_part: str, base: Path | None) -> object:
     try:
         return importlib.import_module(module_part)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and module_part.startswith(exc.name):
+        missing = exc.name
+        # The module itself or a package on its path is missing -- not one it imports.
+        if missing is not None and (module_part + ".").startswith(missing + "."):
             msg = f"strategy {spec!r}: module {module_part!r} not found"
         else:
             msg = f"strategy {spec!r}: importing {module_part!r} failed: {exc}"

@@ -113,6 +113,13 @@ class ActorContext:
         return trio.current_time()
 
     @property
+    def crashed(self) -> bool:
+        """True (in `Actor.on_stop`) when this instance is ending because it crashed:
+        its handler or `on_start` raised. An instance stopped, or cancelled for a
+        sibling's restart, did not crash."""
+        return self._cell.crashing
+
+    @property
     def clock(self) -> trio.abc.Clock:
         """The clock of the running trio loop."""
         return trio.lowlevel.current_clock()
@@ -334,12 +341,14 @@ class ActorCell(Node):
         self.retry: Any = _NOTHING
         self.has_retry = False
         self.retry_attempts = 0
+        self.crashing = False  # the running instance raised (see `ActorContext.crashed`)
 
     # ------------------------------------------------------------------ lifecycle
     def clear_stop(self) -> None:
         self.stop_requested = False
 
     async def run_once(self) -> None:
+        self.crashing = False
         instance: object = self.spec.factory()
         if not isinstance(instance, Actor):
             msg = f"{self.path}: factory returned {instance!r}, not an Actor"
@@ -351,6 +360,7 @@ class ActorCell(Node):
             await self._loop(instance.handle)
             self._count_pending_exit()
         except Exception as exc:
+            self.crashing = True
             # The pending exit first: dead-lettering a poison message finishes it, and
             # the count must not touch zero between the crash and the restart.
             self._count_pending_exit()

@@ -253,6 +253,28 @@ class TestCrashAndWarmUp:
         assert restarts == 2
         assert crashed == clean
 
+    async def test_on_start_after_a_crash_sees_history_without_the_bar_to_come_again(
+        self, autojump_clock: object
+    ) -> None:
+        # The bar whose on_bar crashed is delivered afresh after on_start and the
+        # warm-up: on_start must not count it already.
+        seen: list[tuple[str, list[int]]] = []
+        crashed: list[bool] = []
+
+        class Peeks(Strategy):
+            def on_start(self, ctx: StrategyContext) -> None:
+                seen.append(("start", [b.ts for b in ctx.history("AAPL", 10)]))
+
+            def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+                if bar.ts == T0 + 3 * MINUTE and not ctx.warming_up and not crashed:
+                    crashed.append(True)
+                    raise RuntimeError("bug")
+
+        async with tiny(Peeks) as t:
+            for i in range(5):
+                await t.send(bar(i, str(100 + i)))
+        assert seen == [("start", []), ("start", [T0 + i * MINUTE for i in range(3)])]
+
     async def test_without_warm_up_a_fresh_instance_would_decide_differently(
         self, autojump_clock: object
     ) -> None:
@@ -544,6 +566,35 @@ class TestStop:
         assert len(built) == 2
         assert stopped == [built[1]]
 
+    async def test_on_stop_is_not_called_on_an_instance_whose_actor_crashed_elsewhere(
+        self, autojump_clock: object
+    ) -> None:
+        # The crash is the actor's, not a callback's (here: its handler raises before
+        # the strategy is called, as a failing send to risk would).
+        built: list[Strategy] = []
+        stopped: list[Strategy] = []
+
+        class Watches(Strategy):
+            def __init__(self) -> None:
+                built.append(self)
+
+            def on_stop(self, ctx: StrategyContext) -> None:
+                stopped.append(self)
+
+        failed: list[bool] = []
+
+        class FailsOnce(StrategyActor):
+            async def handle(self, message: object) -> None:
+                if not failed:
+                    failed.append(True)
+                    raise RuntimeError("the actor, not the strategy")
+                await super().handle(message)
+
+        async with tiny(Watches, actor=FailsOnce) as t:
+            await t.send(bar(0, "1"))
+        assert len(built) == 2
+        assert stopped == [built[1]]
+
     async def test_a_factory_that_builds_no_strategy_is_a_crash(
         self, autojump_clock: object
     ) -> None:
@@ -606,6 +657,15 @@ class TestLoadStrategy:
             load_strategy("raising:X")
         with pytest.raises(InvalidStrategy, match=r"raising\.py' failed: ValueError"):
             load_strategy(f"{tmp_path / 'raising.py'}:X")
+
+    def test_a_missing_dependency_is_not_taken_for_the_missing_module(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # 'trendfollow' starts with 'trend' but is not inside a package 'trend'.
+        (tmp_path / "trendfollow.py").write_text("import trend\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        with pytest.raises(InvalidStrategy, match="importing 'trendfollow' failed"):
+            load_strategy("trendfollow:S")
 
     def test_a_file_strategy_may_use_its_module(self, tmp_path: Path) -> None:
         source = textwrap.dedent(
