@@ -12,7 +12,8 @@ what it accepts in a bounded buffer and retries; when the buffer is full it eith
 taking messages (backpressure: a replay slows down, nothing is dropped) or, with
 ``spill=True``, writes the buffer to a local spill journal (`SpillJournal`) and goes on.
 The journal is replayed into the store first once it is back, then removed; a journal
-left by a crashed run is replayed at start.
+left by a crashed run is replayed before the cold start reads the store
+(`replay_spill_journal`), or else by the actor at its start.
 """
 
 # Design notes
@@ -80,11 +81,38 @@ left by a crashed run is replayed at start.
 # * `PersistDurably` is the order actor's journal write before the broker: during an
 #   outage it waits at most `durable_timeout` for the store, then answers `NotDurable`
 #   (the records stay accepted and are written later); the order is then denied, never
-#   sent. `Flush` and the stop still wait for the commit; but at stop, when the store is
-#   unavailable and a journal is configured, the buffer is spilled and the stop does not
-#   wait: the next start replays the journal.
+#   sent. `Flush` still waits for the commit.
+# * The stop, with a journal configured, commits unit by unit while the store takes
+#   them, and spills the buffer as soon as the store is unavailable -- whether that was
+#   known before the stop or is first learned from the stop's own flush -- then stops
+#   without waiting: the next start replays the journal. Retrying instead (as it once
+#   did when the outage began at the stop) only waited for the shutdown timeout to
+#   cancel it, and the buffer was lost with the process. Without a journal, or when the
+#   spill fails (a full disk), the stop retries the store within the shutdown timeout
+#   and logs what is left unflushed (`persistence_unflushed_at_stop`).
 # * Records of a type no table holds and the journal cannot name are counted (and
 #   logged) once, when accepted; a flush passes them by, a spill drops them.
+#
+# A crashed run's journal
+# -----------------------
+# * The journal a crashed run left holds records it accepted: they belong in the store
+#   before anything reads it. The assembled tree therefore replays it right after the
+#   store is opened and migrated, before the cold start rebuilds the order book (its
+#   client order id sequence, the open orders), the portfolio and risk's day from the
+#   store (`replay_spill_journal`). Replayed only by the actor, at its start -- after the
+#   cold start -- the restored state missed the journal's records: an order id the
+#   crashed run had used was used again, and its durable write met `ConflictingWrite`
+#   at every restart. The journal is taken over for the run's keeper, so the actor finds
+#   it empty; the actor's own replay stays for a journal made without the tree.
+# * When that replay cannot be done because the store is unavailable, the start fails
+#   with a `StoreUnavailable` that names the journal (``tradewind run`` exits 1), and
+#   the journal is kept. Rejected: starting anyway and leaving the replay to the actor --
+#   the run would be rebuilt from a store missing records it had accepted, and the harm
+#   (a reused order id, a position short of a fill, a fresh loss budget) is done before
+#   the replay could catch up. Rejected too: waiting at the start for the store; what
+#   restarts the process (systemd, an operator) already retries, and a start that fails
+#   with a reason says more than one that hangs. A store that is down at the start
+#   fails it anyway: the cold start itself reads the store.
 
 from __future__ import annotations
 
@@ -126,6 +154,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from contextlib import AbstractAsyncContextManager
 
+    from structlog.typing import FilteringBoundLogger
     from tradewind.storage._uow import Transaction
 
 _NS_PER_SECOND = 1_000_000_000
@@ -352,6 +381,92 @@ class _Unit:
                 tx.finish_run(run.run_id, run.finished_ts, run.outcome)
 
 
+# ---------------------------------------------------------------------- journal replay
+
+
+async def replay_spill_journal(
+    keeper: PersistenceKeeper,
+    store: UnitOfWorkStore,
+    path: str | os.PathLike[str],
+    *,
+    batch_size: int = 1_000,
+    log: FilteringBoundLogger,
+) -> int:
+    """Replay the spill journal a crashed run left into the store, now, and remove it.
+
+    Call before anything reads the store to rebuild state (the cold start): what the
+    journal holds was accepted by the crashed run and belongs in the store first. The
+    journal is taken over for `keeper`, so the persistence actor started with it finds
+    it empty (its counts show what was recovered and replayed). A torn last line is
+    reported and cut off, as at the actor's start.
+
+    Args:
+        keeper: the persistence keeper of the run about to start.
+        store: the open store.
+        path: the journal file (none there: nothing to do).
+        batch_size: records per unit of work.
+        log: where the takeover and the replay are reported.
+
+    Returns:
+        The number of records replayed.
+
+    Raises:
+        StoreUnavailable: the store went away during the replay. The journal keeps what
+            was not committed (the file is left in place) for the next start.
+        StoreError: a record cannot be stored (a conflicting write); the journal is kept.
+        SpillJournalCorrupt: a line before the last cannot be decoded; the journal is
+            kept for the operator.
+        OSError: the file cannot be read, truncated or removed.
+
+    Cancellation: a unit is committed or not (the store's own guarantee); the journal's
+    replay position only moves past a committed unit, so a cancelled replay is resumed
+    by the next start or by the actor.
+    """
+    journal = await _take_over_journal(keeper, path, log)
+    found = journal.records
+    while journal.records:
+        batch = await journal.read(batch_size)
+        try:
+            async with store.transaction() as tx:
+                _unit_of(batch.records).write(tx)
+        except StoreUnavailable as exc:
+            msg = (
+                f"the spill journal {journal.path} holds {journal.records} records of an "
+                f"earlier run that could not be replayed into the store ({exc}); the run "
+                "is not started, as it would be rebuilt from a store without them. Start "
+                "it again once the store is back: the journal is kept"
+            )
+            raise StoreUnavailable(msg) from exc
+        journal.mark_replayed(batch)
+        keeper.committed += len(batch.records)
+        keeper.commits += 1
+    if found:
+        await journal.remove()
+        log.info("spill_journal_replayed", path=str(journal.path), records=found)
+    return found
+
+
+async def _take_over_journal(
+    keeper: PersistenceKeeper, path: str | os.PathLike[str], log: FilteringBoundLogger
+) -> SpillJournal:
+    """Make `keeper`'s journal at `path` and recover what an earlier run left there."""
+    journal = SpillJournal(path)
+    recovery = await journal.recover()
+    keeper.journal = journal
+    for torn in recovery.torn:
+        log.error(
+            "spill_journal_torn_line",
+            path=str(journal.path),
+            offset=torn.offset,
+            length=torn.length,
+            reason=torn.reason,
+            preview=repr(torn.preview),
+        )
+    if recovery.records:
+        log.warning("spill_journal_found", path=str(journal.path), records=recovery.records)
+    return journal
+
+
 # ----------------------------------------------------------------------------- the actor
 
 
@@ -445,22 +560,7 @@ class PersistenceActor(Actor):
         keeper = self._keeper
         keeper.tick_queued = False
         if keeper.journal is None and self._spill_path is not None:
-            journal = SpillJournal(self._spill_path)
-            recovery = await journal.recover()
-            keeper.journal = journal
-            for torn in recovery.torn:
-                self.context.log.error(
-                    "spill_journal_torn_line",
-                    path=str(journal.path),
-                    offset=torn.offset,
-                    length=torn.length,
-                    reason=torn.reason,
-                    preview=repr(torn.preview),
-                )
-            if recovery.records:
-                self.context.log.warning(
-                    "spill_journal_found", path=str(journal.path), records=recovery.records
-                )
+            await _take_over_journal(keeper, self._spill_path, self.context.log)
         report = report_to(self.context)
         self._ticker = OwnedTask(f"{self.context.path}:ticker", self._tick, report)
         self._ticker.start()
@@ -469,21 +569,26 @@ class PersistenceActor(Actor):
             self._notifier.start()
 
     async def on_stop(self) -> None:
-        """Stop the tasks and flush everything (retrying while the store is away, for as
-        long as the shutdown timeout allows). With a journal and an unavailable store the
-        buffer is spilled instead, without waiting: the next start replays it."""
+        """Stop the tasks and flush everything.
+
+        With a spill journal, the flush is tried unit by unit while the store takes them;
+        once the store is unavailable (before the stop, or from one of these flushes on)
+        the rest of the buffer is spilled, in order and fsync'd, and the stop does not
+        wait: the next start replays the journal. Without a journal (or when the spill
+        itself fails) the flush is retried while the store is away, for as long as the
+        shutdown timeout allows, and what is left unflushed is logged.
+
+        Raises:
+            StoreError: a store failure other than `StoreUnavailable` (a conflicting
+                write); what is left is logged.
+            SpillJournalCorrupt: the journal cannot be read back for its replay.
+        """
         for task in (self._ticker, self._notifier):
             if task is not None:
                 await task.stop()
         keeper = self._keeper
         journal = keeper.journal
-        if journal is not None and not keeper.store_available:
-            # The journal keeps it all for the next start; no wait for the store.
-            if keeper.pending:
-                await self._spill_pending()
-            self.context.log.warning(
-                "spill_journal_kept_at_stop", path=str(journal.path), records=journal.records
-            )
+        if journal is not None and await self._flush_or_spill_at_stop(journal):
             return
         if keeper.has_work:
             try:
@@ -495,6 +600,40 @@ class PersistenceActor(Actor):
                         records=len(keeper.pending),
                         spilled=keeper.journal.records if keeper.journal is not None else 0,
                     )
+
+    async def _flush_or_spill_at_stop(self, journal: SpillJournal) -> bool:
+        """Commit what is left while the store takes it; once it is unavailable, spill
+        the buffer. True when nothing is left in memory; False if the spill failed (the
+        caller then retries the store within the shutdown timeout)."""
+        keeper = self._keeper
+        try:
+            # One attempt per unit, no backoff: the first `StoreUnavailable` ends it.
+            while keeper.store_available and keeper.has_work:
+                await self._try_flush()
+        finally:
+            if keeper.has_work and keeper.store_available:
+                # Cancelled, or a store error that is not an outage: say what is left.
+                self.context.log.error(
+                    "persistence_unflushed_at_stop",
+                    records=len(keeper.pending),
+                    spilled=journal.records,
+                )
+        if not keeper.has_work:
+            return True
+        # The store is unavailable: the journal keeps it all for the next start. The
+        # buffer goes after what the journal already holds, so the order is kept.
+        if keeper.pending:
+            try:
+                await self._spill_pending()
+            except OSError as exc:
+                self.context.log.error(
+                    "spill_failed_at_stop", path=str(journal.path), error=str(exc)
+                )
+                return False
+        self.context.log.warning(
+            "spill_journal_kept_at_stop", path=str(journal.path), records=journal.records
+        )
+        return True
 
     async def _tick(self) -> None:
         keeper = self._keeper
@@ -703,7 +842,7 @@ class PersistenceActor(Actor):
 
     async def _commit(self, records: Sequence[object]) -> bool:
         keeper = self._keeper
-        unit = self._unit(records)
+        unit = _unit_of(records)
         try:
             async with self._store.transaction() as tx:
                 unit.write(tx)
@@ -730,29 +869,6 @@ class PersistenceActor(Actor):
         self._keeper.unstorable += 1
         self.context.log.warning("record_not_storable", record_type=kind.__name__)
 
-    def _unit(self, records: Sequence[object]) -> _Unit:
-        unit = _Unit()
-        for record in records:
-            kind = type(record)
-            if kind is Bar:
-                unit.bars.append(record)  # type: ignore[arg-type]
-            elif kind is OrderUpdated:
-                _add_update(unit, record)  # type: ignore[arg-type]
-            elif kind is Denial:
-                unit.denials.append(record)  # type: ignore[arg-type]
-            elif kind is DeadLetter:
-                unit.dead_letters.append(record)  # type: ignore[arg-type]
-            elif kind is RunRecord:
-                unit.runs.append(record)  # type: ignore[arg-type]
-            elif kind is Instrument:
-                unit.instruments.append(record)  # type: ignore[arg-type]
-            elif kind is Fill:
-                unit.fills.append(record)  # type: ignore[arg-type]
-            elif kind is Order:
-                order: Order = record  # type: ignore[assignment]
-                unit.orders[order.client_order_id] = order
-        return unit
-
     def _denial(self, denied: IntentDenied) -> Denial:
         seen = self._keeper.denial_ids
         digest = denial_digest(denied)
@@ -766,6 +882,31 @@ class PersistenceActor(Actor):
         seq = seqs.get((letter.path, ts), 0)
         seqs[letter.path, ts] = seq + 1
         return dead_letter_record(letter, seq)
+
+
+def _unit_of(records: Sequence[object]) -> _Unit:
+    """The records of one unit of work, sorted by what the store does with them."""
+    unit = _Unit()
+    for record in records:
+        kind = type(record)
+        if kind is Bar:
+            unit.bars.append(record)  # type: ignore[arg-type]
+        elif kind is OrderUpdated:
+            _add_update(unit, record)  # type: ignore[arg-type]
+        elif kind is Denial:
+            unit.denials.append(record)  # type: ignore[arg-type]
+        elif kind is DeadLetter:
+            unit.dead_letters.append(record)  # type: ignore[arg-type]
+        elif kind is RunRecord:
+            unit.runs.append(record)  # type: ignore[arg-type]
+        elif kind is Instrument:
+            unit.instruments.append(record)  # type: ignore[arg-type]
+        elif kind is Fill:
+            unit.fills.append(record)  # type: ignore[arg-type]
+        elif kind is Order:
+            order: Order = record  # type: ignore[assignment]
+            unit.orders[order.client_order_id] = order
+    return unit
 
 
 def _cascade_start(records: Sequence[object]) -> int:

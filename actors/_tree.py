@@ -1,12 +1,12 @@
 """The assembled trading system: `open_trading_system` builds and runs the supervision tree.
 
-From validated `Settings` it opens the store (migrating it), records the run, makes the
-state keepers, builds the tree of ``docs/trading-system.md`` (``persistence``,
-``trading/{orders,risk,strategy}``, ``feed``, the configured processes), starts it, and
-hands back a `TradingSystem`: wait for a replay to finish, stop the feed, swap risk
-limits, read the keepers and the `RunSummary`. Leaving the block stops the feed, lets
-in-flight work finish, flushes persistence, stops the tree, and records how the run
-ended together with its summary.
+From validated `Settings` it opens the store (migrating it), replays into it a spill
+journal a crashed run left, records the run, makes the state keepers, builds the tree of
+``docs/trading-system.md`` (``persistence``, ``trading/{orders,risk,strategy}``,
+``feed``, the configured processes), starts it, and hands back a `TradingSystem`: wait
+for a replay to finish, stop the feed, swap risk limits, read the keepers and the
+`RunSummary`. Leaving the block stops the feed, lets in-flight work finish, flushes
+persistence, stops the tree, and records how the run ended together with its summary.
 """
 
 # Design notes
@@ -25,6 +25,11 @@ ended together with its summary.
 # * The run record is written straight through the store, outside the event log: a run
 #   id and wall-clock times differ run to run, and the event log of a replay must not.
 #   The summary is stored with the finish (`write_run_summary`) for `tradewind report`.
+# * A spill journal left by a crashed run is replayed into the store first, right after
+#   the store is opened (and migrated), before the cold start below reads it: the
+#   journal's records were accepted by that run, and state rebuilt without them would
+#   reuse its order ids and miss its fills (see the persistence module's notes). A
+#   store that cannot take the replay fails the start, the journal kept.
 # * Cold start (`_resume_wanted`): paper trading always continues from the store, and so
 #   does a replay whose newest stored run had the same configuration and never finished
 #   (the process was killed). Then positions come from the stored fills, client order id
@@ -55,6 +60,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import cattrs
+import structlog
 import trio
 from tradewind.actors._broker import Broker
 from tradewind.actors._errors import MissingPrice
@@ -69,6 +75,7 @@ from tradewind.actors._persistence import (
     PersistenceActor,
     PersistenceKeeper,
     dead_letter_record,
+    replay_spill_journal,
 )
 from tradewind.actors._risk_actor import RiskActor, RiskBook
 from tradewind.actors._settings import (
@@ -863,7 +870,9 @@ async def open_trading_system(
 
     Raises:
         SupervisorFailed: the root supervisor gave up (the run is recorded as failed).
-        StoreUnavailable, InvalidStoreUrl: the store cannot be opened.
+        StoreUnavailable, InvalidStoreUrl: the store cannot be opened, or cannot take
+            the replay of a spill journal a crashed run left (the journal is kept).
+        SpillJournalCorrupt: that journal has a line that cannot be read back.
         InvalidStrategy: the strategy cannot be loaded.
 
     On leaving the block (normally, on an exception, or cancelled) the feed is stopped,
@@ -890,15 +899,23 @@ async def open_trading_system(
         elif source is None:
             expected = settings.data.count * len(settings.instruments)
         instruments = list(settings.instrument_map().values())
+        persistence = PersistenceKeeper()
+        spill, spill_path = _spill_journal(settings)
+        # What a crashed run spilled goes into the store before anything reads it.
+        await replay_spill_journal(
+            persistence,
+            store,
+            spill_path,
+            batch_size=settings.persistence.batch_size,
+            log=structlog.get_logger("tradewind.runtime").bind(actor="persistence"),
+        )
         resume = await _resume_wanted(settings, store)
         async with store.transaction() as tx:
             tx.upsert_instruments(instruments)
             tx.start_run(run, config_hash(settings), time.time_ns())
         feed, orders, risk, host, journal = await _keepers(settings, store, resume=resume)
-        persistence = PersistenceKeeper()
         if resume:
             persistence.resume_denials(await store.denials())
-        spill, spill_path = _spill_journal(settings)
         if spill:  # the journal's folder must exist before the first spill
             await trio.to_thread.run_sync(
                 lambda: spill_path.parent.mkdir(parents=True, exist_ok=True)

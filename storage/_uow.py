@@ -17,11 +17,28 @@ Design notes
 * Buffered rows are converted eagerly (at the call), so a bad value fails where it was
   written, inside the block, not later at commit.
 * Append-only tables (bars, fills, order events, denials, dead letters, run starts) are
-  merged into one write per table, placed where the table was first written: the
+  merged into one write per table, placed where the table was first appended to: the
   backend then stages each table's rows once (PostgreSQL: one COPY) and checks conflicts
   once. Upserts (instruments, order snapshots, the paper venue's rows), run finishes and
   clears keep their order, because their outcome can depend on it (a later snapshot of
   the same order wins).
+* A unit is applied in the order it was written. Moving an append earlier is safe only
+  past writes of other tables: past a write of its own table (a clear, a run's finish)
+  it would change the outcome -- fills appended after `clear_paper_venue` and merged
+  into an append before it would be deleted by the clear, while the unit's later rows
+  were kept. So any other write of a table ends the merging of its appends, and the next
+  append starts a new merged write after it. The bulk insert is kept where it matters
+  (many appends of a table with nothing else of that table in between: one write).
+* A clear makes every earlier write of its table in the same unit moot, so those writes
+  are left out (the last clear of a table stays, with what follows it): the outcome is
+  the in-order one, with fewer rows sent. It also keeps the appends of a cleared table
+  to one write per unit, which the PostgreSQL backend relies on (its staging tables are
+  emptied only at commit: a table staged twice in one unit would offer the first rows
+  again, after the clear). The one difference from a statement-by-statement run: an
+  append that conflicts with a stored row does not fail the unit when a later clear in
+  the same unit deletes that row anyway. (A run started after a finish in one unit is
+  staged twice on PostgreSQL; the earlier start rows offered again are the ones the unit
+  just stored, so they are skipped as identical.)
 """
 
 from __future__ import annotations
@@ -211,23 +228,40 @@ class Transaction:
             self._add(WriteKind.CLEAR, table, [()])
 
     def writes(self) -> tuple[Write, ...]:
-        """The buffered writes, merged, in the order they are applied."""
+        """The buffered writes, merged, in the order they are applied.
+
+        The appends of a table are merged into one write, placed where the first of them
+        was, unless another write of the same table (a clear, a run's finish) came in
+        between: an append is never moved past a write of its own table, so the unit's
+        outcome is that of its writes applied one by one, in order. Consecutive writes of
+        another kind to the same table are merged as well, and the writes of a table
+        before its last clear in the unit are left out (the clear deletes them).
+        """
+        last_clear = {
+            write.table.name: index
+            for index, write in enumerate(self._writes)
+            if write.kind is WriteKind.CLEAR
+        }
         merged: list[Write] = []
-        appends: dict[str, int] = {}
-        for write in self._writes:
-            if write.kind is WriteKind.APPEND and write.table.name in appends:
-                at = appends[write.table.name]
-                merged[at] = attrs.evolve(merged[at], rows=merged[at].rows + write.rows)
-            elif (
-                merged
-                and write.kind is not WriteKind.APPEND
-                and merged[-1].kind is write.kind
-                and merged[-1].table == write.table
-            ):
+        appends: dict[str, int] = {}  # table -> its open merged append, in `merged`
+        for index, write in enumerate(self._writes):
+            name = write.table.name
+            if index < last_clear.get(name, -1):
+                continue  # the table's clear, later in the unit, deletes it anyway
+            if write.kind is WriteKind.APPEND:
+                at = appends.get(name)
+                if at is None:
+                    appends[name] = len(merged)
+                    merged.append(write)
+                else:
+                    merged[at] = attrs.evolve(merged[at], rows=merged[at].rows + write.rows)
+                continue
+            # Any other write of the table closes its merged append: a later append of
+            # the table goes after this write, never before it.
+            appends.pop(name, None)
+            if merged and merged[-1].kind is write.kind and merged[-1].table == write.table:
                 merged[-1] = attrs.evolve(merged[-1], rows=merged[-1].rows + write.rows)
             else:
-                if write.kind is WriteKind.APPEND:
-                    appends[write.table.name] = len(merged)
                 merged.append(write)
         return tuple(merged)
 

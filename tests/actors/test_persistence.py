@@ -10,6 +10,7 @@ import attrs
 import pytest
 import trio
 from hypothesis import given, settings
+from structlog.testing import capture_logs
 from tradewind.actors import (
     Bar,
     Fill,
@@ -373,6 +374,27 @@ class TestStoreUnavailable:
         assert waited == pytest.approx(0.5)  # tried, waited 0.5 s, tried; the next is too late
         assert (stats.not_durable, stats.store_available, stats.pending) == (1, False, 1)
         assert await store.bars() == list(bars(1))  # kept, and written once the store is back
+
+    async def test_without_a_journal_an_outage_at_stop_is_retried_until_the_shutdown_timeout(
+        self, store: Store, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """No journal to spill to: the stop retries the store for as long as it may, and
+        says what it leaves unflushed."""
+        flaky = FlakyStore(store)
+        with capture_logs() as logs:
+            async with persistence(flaky, batch_size=1_000, flush_interval=3_600) as (
+                system,
+                keeper,
+            ):
+                await system.ref("persistence").send(Persist(bars(3)))
+                await system.quiesce()
+                flaky.down = True
+                stopping = trio.current_time()
+        assert flaky.attempts > 2  # retried with backoff, not given up on the first failure
+        assert flaky.times[-1] - stopping <= 5.0  # the child's shutdown timeout
+        assert keeper.statistics().pending == 3
+        unflushed = [e for e in logs if e["event"] == "persistence_unflushed_at_stop"]
+        assert [(e["records"], e["spilled"]) for e in unflushed] == [(3, 0)]
 
 
 class TestSettings:

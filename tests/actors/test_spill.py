@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -37,7 +38,11 @@ from tradewind.actors._messages import (
     SessionChanged,
     TradingStateChanged,
 )
-from tradewind.actors._persistence import PersistenceActor, PersistenceKeeper
+from tradewind.actors._persistence import (
+    PersistenceActor,
+    PersistenceKeeper,
+    replay_spill_journal,
+)
 from tradewind.runtime import (
     ActorSystem,
     Backoff,
@@ -468,16 +473,92 @@ class TestReplayIntoTheStore:
         assert await store.bars() == []  # the unit with the bad line was never committed
 
 
+class TestReplayBeforeTheColdStart:
+    async def test_the_journal_is_replayed_in_units_then_removed_and_the_actor_finds_it_empty(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        await SpillJournal(journal_path).append(some_bars(5))
+        append_bytes(journal_path, b'{"record":{"close":"1')  # the crash tore the last append
+        recording = RecordingStore(store)
+        keeper = PersistenceKeeper()
+        with capture_logs() as logs:
+            replayed = await replay_spill_journal(
+                keeper, recording, journal_path, batch_size=2, log=structlog.get_logger()
+            )
+            assert await store.bars() == some_bars(5)  # before any actor started
+            async with persistence(store, keeper, spill_path=journal_path) as system:
+                assert await system.ref("persistence").ask(Flush()) == 5
+        assert replayed == 5
+        assert recording.units == [[ts_of(0), ts_of(1)], [ts_of(2), ts_of(3)], [ts_of(4)]]
+        assert not exists(journal_path)
+        events = [e["event"] for e in logs]
+        assert events.count("spill_journal_torn_line") == 1
+        assert events.count("spill_journal_found") == 1  # the actor took nothing over again
+        stats = keeper.statistics()
+        assert stats.spill is not None
+        assert (stats.spill.recovered, stats.spill.replayed, stats.spilled) == (5, 5, 0)
+        assert (stats.committed, stats.commits) == (5, 3)
+
+    async def test_no_journal_means_nothing_to_replay(self, store: Store, tmp_path: Path) -> None:
+        keeper = PersistenceKeeper()
+        missing = tmp_path / "no-such-folder" / "spill.jsonl"
+        log = structlog.get_logger()
+        assert await replay_spill_journal(keeper, store, missing, log=log) == 0
+        assert keeper.journal is not None
+        assert keeper.journal.records == 0
+
+    async def test_a_store_gone_mid_replay_fails_with_the_journal_kept_for_the_next_start(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        await SpillJournal(journal_path).append(some_bars(4))
+        failing = FailsAfter(store, commits=1)
+        log = structlog.get_logger()
+        with pytest.raises(StoreUnavailable, match="not started") as raised:
+            await replay_spill_journal(
+                PersistenceKeeper(), failing, journal_path, batch_size=2, log=log
+            )
+        assert str(journal_path) in str(raised.value)
+        assert "2 records" in str(raised.value)
+        assert isinstance(raised.value.__cause__, StoreUnavailable)
+        assert await store.bars() == some_bars(2)
+        assert lines_of(journal_path) == some_bars(4)  # kept whole: replays are idempotent
+        again = await replay_spill_journal(PersistenceKeeper(), store, journal_path, log=log)
+        assert again == 4
+        assert await store.bars() == some_bars(4)
+        assert not exists(journal_path)
+
+
+@attrs.define
+class FailsAfter:
+    """A real store that commits its first `commits` units, then is unavailable."""
+
+    store: Store
+    commits: int
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        if self.commits <= 0:
+            yield Transaction()
+            msg = "connection refused"
+            raise StoreUnavailable(msg)
+        async with self.store.transaction() as tx:
+            yield tx
+        self.commits -= 1
+
+
 @attrs.define
 class DownStore:
-    """A real store that fails every unit of work with StoreUnavailable while `down`."""
+    """A real store that fails every unit of work with StoreUnavailable while `down`
+    (`failed` counts those units)."""
 
     store: Store
     down: bool = True
+    failed: int = 0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
         if self.down:
+            self.failed += 1
             yield Transaction()
             msg = "connection refused"
             raise StoreUnavailable(msg)
@@ -505,4 +586,51 @@ class TestSpillAtStop:
         async with persistence(down, second, spill_path=journal_path) as system:
             assert await system.ref("persistence").ask(Flush()) == 3
         assert await store.bars() == some_bars(3)
+        assert not exists(journal_path)
+
+    async def test_an_outage_first_met_by_the_stops_own_flush_spills_the_buffer(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        """The store goes away just before the stop: its final flush is the first to
+        fail, and the buffer goes to the journal at once instead of being retried until
+        the shutdown timeout cancels the stop (and the buffer is lost)."""
+        down = DownStore(store, down=False)
+        first = PersistenceKeeper()
+        with capture_logs() as logs:
+            async with persistence(
+                down, first, spill_path=journal_path, batch_size=1_000, flush_interval=3_600
+            ) as system:
+                await system.ref("persistence").send(Persist((bar(0), object(), bar(1), bar(2))))
+                await system.quiesce()
+                assert first.statistics().pending == 4
+                assert first.statistics().store_available
+                down.down = True
+        stats = first.statistics()
+        assert (stats.pending, stats.spilled, stats.unstorable, stats.committed) == (0, 3, 1, 1)
+        assert not stats.store_available
+        assert down.failed == 1  # one attempt, no retry: the stop did not wait
+        assert lines_of(journal_path) == some_bars(3)
+        kept = [e for e in logs if e["event"] == "spill_journal_kept_at_stop"]
+        assert [e["records"] for e in kept] == [3]
+        assert not [e for e in logs if e["event"] == "persistence_unflushed_at_stop"]
+        down.down = False
+        second = PersistenceKeeper()
+        async with persistence(down, second, spill_path=journal_path) as system:
+            assert await system.ref("persistence").ask(Flush()) == 3
+        assert await store.bars() == some_bars(3)
+        assert not exists(journal_path)
+
+    async def test_a_stop_with_a_healthy_store_commits_everything_and_spills_nothing(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        down = DownStore(store, down=False)
+        keeper = PersistenceKeeper()
+        async with persistence(
+            down, keeper, spill_path=journal_path, batch_size=2, flush_interval=3_600
+        ) as system:
+            await system.ref("persistence").send(Persist((bar(0),)))
+            await system.quiesce()
+        stats = keeper.statistics()
+        assert (stats.pending, stats.spilled, stats.committed, stats.commits) == (0, 0, 1, 1)
+        assert await store.bars() == some_bars(1)
         assert not exists(journal_path)

@@ -87,3 +87,13 @@ async def test_clearing_empties_every_venue_table(store: Store) -> None:
     async with store.transaction() as tx:
         tx.clear_paper_venue()
     assert await store.paper_venue() == PaperVenueState()
+
+
+async def test_fills_written_after_a_clear_in_the_same_unit_are_kept(store: Store) -> None:
+    """A unit is applied in order: the clear deletes only what was written before it."""
+    first, second = (PaperVenueFill(fill=fill(f"s1-00000001-F{n}"), fill_no=n) for n in (1, 2))
+    async with store.transaction() as tx:
+        tx.write_paper_venue(fills=[first])
+        tx.clear_paper_venue()
+        tx.write_paper_venue(fills=[second], cursors={("AAPL", "1m"): 5})
+    assert await store.paper_venue() == PaperVenueState(fills=[second], cursors={("AAPL", "1m"): 5})

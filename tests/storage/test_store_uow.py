@@ -7,11 +7,16 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tradewind.storage import RetryPolicy, Transaction
+from tradewind.storage import PaperVenueFill, RetryPolicy, Transaction
 from tradewind.storage._migrations import Migration, available_migrations, missing_migrations
-from tradewind.storage._uow import WriteKind
+from tradewind.storage._uow import Write, WriteKind
 
 from tests.storage.samples import AAPL, bar, fill, lifecycle, new_order
+
+
+def keys(write: Write) -> list[object]:
+    """The first column of each row a write applies (a clear has none)."""
+    return [row[0] for row in write.rows if row]
 
 
 class TestTransactionBuffer:
@@ -23,6 +28,48 @@ class TestTransactionBuffer:
         writes = tx.writes()
         assert [w.table.name for w in writes] == ["bars", "fills"]
         assert [r[2] for r in writes[0].rows] == [1, 2]
+
+    def test_many_appends_of_a_table_stay_one_write_across_other_tables(self):
+        tx = Transaction()
+        for n in range(50):
+            tx.write_bars([bar(n)])
+            tx.write_fills([fill(f"x{n}")])
+            tx.write_order(new_order(n + 1))
+        writes = tx.writes()
+        assert [(w.table.name, len(w.rows)) for w in writes[:2]] == [("bars", 50), ("fills", 50)]
+        assert len(writes) == 3  # the order snapshots: one upsert after the appends
+
+    def test_an_append_is_never_merged_across_a_clear_of_its_table(self):
+        """Fills appended after a clear go after it (merged before it, the clear deleted
+        them); what the clear deletes anyway is left out."""
+        tx = Transaction()
+        tx.write_bars([bar(1)])
+        tx.write_paper_venue(fills=[PaperVenueFill(fill("x1"), 1)])
+        tx.clear_paper_venue()
+        tx.write_paper_venue(fills=[PaperVenueFill(fill("x2"), 2)], cursors={("AAPL", "1m"): 5})
+        tx.write_bars([bar(2)])
+        tx.write_paper_venue(fills=[PaperVenueFill(fill("x3"), 3)])
+        applied = [(w.kind, w.table.name, keys(w)) for w in tx.writes()]
+        assert applied == [
+            (WriteKind.APPEND, "bars", ["AAPL", "AAPL"]),
+            (WriteKind.CLEAR, "paper_venue_orders", []),
+            (WriteKind.CLEAR, "paper_venue_fills", []),
+            (WriteKind.CLEAR, "paper_venue_cursors", []),
+            (WriteKind.APPEND, "paper_venue_fills", ["x2", "x3"]),
+            (WriteKind.UPSERT, "paper_venue_cursors", ["AAPL"]),
+        ]
+
+    def test_a_run_started_after_a_finish_is_appended_after_it(self):
+        tx = Transaction()
+        tx.start_run("a", "h", 1)
+        tx.finish_run("a", 2, "completed")
+        tx.start_run("b", "h", 3)
+        applied = [(w.kind, keys(w)) for w in tx.writes()]
+        assert applied == [
+            (WriteKind.APPEND, ["a"]),
+            (WriteKind.FINISH_RUN, ["a"]),
+            (WriteKind.APPEND, ["b"]),
+        ]
 
     def test_upserts_keep_their_order_around_other_writes(self):
         first, second = lifecycle(new_order(1))

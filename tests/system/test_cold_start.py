@@ -38,17 +38,19 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tradewind.actors import (
     Bar,
+    Fill,
     Instrument,
     Order,
     OrderIntent,
     OrderType,
     Side,
+    SpillJournal,
     Strategy,
     TimeInForce,
     TradingState,
 )
 from tradewind.actors._errors import DomainError
-from tradewind.actors._messages import Persist, PersistDurably
+from tradewind.actors._messages import OrderUpdated, Persist, PersistDurably
 from tradewind.actors._orders import (
     OrderAccepted,
     OrderCanceled,
@@ -65,13 +67,14 @@ from tradewind.actors._reconcile import UNKNOWN_TO_BROKER, BrokerView, reconcile
 from tradewind.actors._settings import Settings, config_hash, load_settings
 from tradewind.actors._sources import SourceBar, SyntheticBarSource
 from tradewind.actors._tree import open_trading_system
-from tradewind.storage import Transaction, open_store
+from tradewind.storage import StoreUnavailable, Transaction, open_store
 
 from tests.system.conftest import (
     RISK,
     MemoryStore,
     around_handle,
     as_if_killed,
+    settings_for,
     synthetic,
     write_config,
 )
@@ -927,3 +930,124 @@ class TestAKillBetweenTwoJournalWrites:
             ("entry", OrderStatus.FILLED),
         ]
         assert killed == clean
+
+
+LOSER = f"{Path(__file__).parent / 'strategies.py'}:Loser"
+SPILL_AT = "[persistence]\nspill_path = 'journals/outage.jsonl'\n"
+
+
+def spilled_fill_of(seq: int, ts: int) -> list[OrderUpdated]:
+    """What an outage spilled of a crashed paper run: the updates of an entry order of
+    100 AAPL, submitted, accepted and filled."""
+    coid = f"sys-{seq:08d}"
+    intent = OrderIntent(
+        "sys", "AAPL", Side.BUY, Decimal(100), OrderType.MARKET, None, TimeInForce.DAY, "entry"
+    )
+    order = Order.create(coid, intent, ts)
+    fill = Fill(
+        coid + "-F1", coid, "AAPL", Side.BUY, Decimal(100), Decimal(100), Decimal(0), "USD", ts
+    )
+    updates = []
+    for event in (
+        OrderSubmitted(client_order_id=coid, ts=ts),
+        OrderAccepted(client_order_id=coid, ts=ts, broker_order_id=f"PAPER-{seq:08d}"),
+        OrderFilled(client_order_id=coid, ts=ts, fill=fill),
+    ):
+        order = order.apply(event)
+        assert order.last_event is not None
+        updates.append(OrderUpdated(order, order.last_event, ts))
+    return updates
+
+
+def journal_folder_made(settings: Settings) -> Path:
+    """The configured spill journal, its folder made (as the first run made it)."""
+    path = settings.persistence.spill_path
+    assert path is not None
+    path.parent.mkdir(parents=True)
+    return path
+
+
+class UnitsRefused:
+    """A store that can be read but takes no unit of work (the database went away)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        yield Transaction()
+        msg = "connection refused"
+        raise StoreUnavailable(msg)
+
+
+class TestASpillJournalLeftByACrash:
+    """A paper run spilled records during an outage and was killed before they reached
+    the store: the next start replays them before the cold start reads the store."""
+
+    async def test_the_cold_start_rebuilds_state_from_what_the_journal_holds(
+        self, tmp_path: Path
+    ) -> None:
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        settings = settings_for(
+            tmp_path,
+            mode="paper",
+            extra=SPILL_AT,
+            strategy=LOSER,
+            params="{}",
+            store=url,
+            data=synthetic(count=5, interval=0.002),
+        )
+        journal = journal_folder_made(settings)
+        spilled = spilled_fill_of(1, settings.data.start_ts)
+        await SpillJournal(journal).append(spilled)
+        async with open_store(url) as store:
+            with trio.fail_after(30):
+                async with open_trading_system(settings, store=store) as system:
+                    await system.wait_finished()
+            orders = await store.orders()
+            fills = await store.fills()
+            positions = await store.positions()
+        assert system.result.outcome == "completed"
+        assert not journal.exists()
+        replayed = system.persistence.statistics().spill
+        assert replayed is not None
+        assert (replayed.recovered, replayed.replayed) == (3, 3)
+        # The crashed run's order is stored once, and its id is never used again ...
+        assert orders[0] == spilled[-1].order
+        assert [o.client_order_id for o in orders] == [
+            f"sys-{n:08d}" for n in range(1, len(orders) + 1)
+        ]
+        # ... and its fill is the position the strategy restarted with: no second entry.
+        assert [o.intent.tag for o in orders[1:]] == ["bait"] * (len(orders) - 1)
+        assert fills == [spilled[-1].fill]
+        assert positions["AAPL"].quantity == Decimal(100)
+
+    async def test_a_journal_the_store_cannot_take_fails_the_start_and_is_kept(
+        self, tmp_path: Path
+    ) -> None:
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        settings = settings_for(
+            tmp_path,
+            mode="paper",
+            extra=SPILL_AT,
+            strategy=LOSER,
+            params="{}",
+            store=url,
+            data=synthetic(count=5, interval=0.002),
+        )
+        journal = journal_folder_made(settings)
+        await SpillJournal(journal).append(spilled_fill_of(1, settings.data.start_ts))
+        left = journal.read_bytes()
+        async with open_store(url) as store:
+            refusing: Any = UnitsRefused(store)
+            with pytest.raises(StoreUnavailable, match="spill journal") as raised:
+                async with open_trading_system(settings, store=refusing):
+                    pytest.fail("the run started from a store without the journal's records")
+            assert await store.runs() == []  # not even recorded as started
+            assert await store.orders() == []
+        assert str(journal) in str(raised.value)
+        assert "connection refused" in str(raised.value)
+        assert journal.read_bytes() == left
