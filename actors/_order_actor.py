@@ -27,10 +27,15 @@ sequence and the applied execution ids.
 #   risk away. A disconnected broker gets no write: the cancel is rejected locally.
 # * Places and cancels decided together arrive as one `OrderActions` (risk groups what
 #   waits in its outbox one after another): every INITIALIZED order and PENDING_CANCEL
-#   update among them is journaled in one write, then each action is carried out in
-#   the order decided. A kill finds all of a decision journaled or none of it; without
-#   the group, a kill between the writes of "buy, then cancel the old order" kept the
-#   buy and lost the cancel (the restart does not decide that bar again).
+#   update among them is journaled in one write, then the cancels are carried out, then
+#   the places, each kind in the order decided. A kill finds all of a decision journaled
+#   or none of it; without the group, a kill between the writes of "buy, then cancel the
+#   old order" kept the buy and lost the cancel (the restart does not decide that bar
+#   again). Cancels first: they only take risk away, and it is a fixed order a restart's
+#   reconciliation reproduces (`tradewind.actors._reconcile`), so a strategy reacting to
+#   the new order's ack sees the cancel's confirmation before it, after a kill as in an
+#   uninterrupted run. (In the order decided, a kill after the write told the strategy
+#   of the ack first, and its reaction could differ.)
 # * Decide, then act, then commit: a handler computes the change to the book (a
 #   `BookChange` over the committed book, pure), performs the effects (persist, tell
 #   risk, forward the bar), and only then commits the change to the book. Steps that must
@@ -705,11 +710,22 @@ class OrderActor(Actor):
         requests = pending.requests
         denied = await self._write_ahead(pending, requests)
         numbered = iter(pending.orders)
+        orders: list[Order | None] = []
         replies: list[str] = []
-        for action, request in zip(actions, requests, strict=True):
+        for action in actions:
             if isinstance(action, PlaceOrder):
-                order = next(numbered)
-                replies.append(order.client_order_id)
+                placed = next(numbered)
+                orders.append(placed)
+                replies.append(placed.client_order_id)
+            else:
+                orders.append(None)
+                replies.append(action.client_order_id)
+        # The cancels go out before the places (each kind in the order decided): a cancel
+        # only takes risk away, and a restart's reconciliation reproduces this order.
+        for index in sorted(range(len(actions)), key=lambda i: orders[i] is not None):
+            action, request, order = actions[index], requests[index], orders[index]
+            if isinstance(action, PlaceOrder):
+                assert order is not None  # noqa: S101 -- numbered above
                 if denied is None:
                     await self._submit(pending, change, order, action.ts)
                 else:
@@ -722,7 +738,6 @@ class OrderActor(Actor):
                     )
                 continue
             client_order_id = action.client_order_id
-            replies.append(client_order_id)
             if request is None:
                 continue
             change.take(request)

@@ -37,12 +37,17 @@ journal.
 #     discrepancy is reported. Rejected: REJECTED for these too, which the table allows
 #     since a reject may follow the ack: it would claim a refusal no venue made, and
 #     hide the fault among ordinary rejects.
-# * Order of the events: first every order's preamble (SUBMITTED, ACCEPTED), then fills
-#   and terminal events merged by event time, fills in the broker's execution order and
-#   before a terminal event of the same time (an IOC's fill precedes its cancel). The
-#   portfolio books fills in the order it gets them, so replaying them in execution
-#   order gives the same positions and PnL as an uninterrupted run; finally the rejects
-#   of orders unknown to the broker, at the reconciliation time.
+# * Order of the events: preambles (SUBMITTED, ACCEPTED), fills and terminal events
+#   merged by event time, fills in the broker's execution order. At one time they come in
+#   the order an uninterrupted run produced them: a bar's fills (an IOC's fill precedes
+#   its cancel), then the end of an order the broker already knew (a journaled cancel
+#   carried out: the order actor sends a decision's cancels before its places), then the
+#   preamble of an order placed at that time, then the end of such an order. A strategy
+#   that reacts to an ack therefore sees, after a restart, the same orders still open as
+#   in the run that was killed. The portfolio books fills in the order it gets them, so
+#   replaying them in execution order gives the same positions and PnL as an
+#   uninterrupted run; finally the rejects of orders unknown to the broker, at the
+#   reconciliation time.
 # * Every event is applied to a working copy of its order as it is derived (`Order.apply`),
 #   so the result only contains events the state machine accepts, in an order it
 #   accepts; an event it refuses is reported as a discrepancy instead. Hence:
@@ -206,15 +211,26 @@ def reconcile(ours: Iterable[Order], view: BrokerView, *, ts: int) -> Reconcilia
         else:
             unknown_fills.append(fill)
 
-    # 1. preamble: what the broker did with the order before any fill
+    # 1. preambles, fills and terminal events, merged by event time (module notes)
+    timeline: list[tuple[int, int, int, OrderEvent]] = []
+    position = 0
+
+    def add(event: OrderEvent, phase: int) -> None:
+        nonlocal position
+        timeline.append((event.ts, phase, position, event))
+        position += 1
+
     unknown: list[str] = []
+    introduced: set[str] = set()
     for coid, order in mine.items():
         theirs = at_venue.get(coid)
         if not order.status.is_working:
             # A finished order may still miss its (legal) late acknowledgement: a fill
             # that overtook a delayed ack finished it.
             if theirs is not None and (order.status, OrderEventKind.ACCEPTED) in TRANSITIONS:
-                _acknowledge(work, coid, theirs)
+                ack = _acknowledgement(order, theirs)
+                if ack is not None:
+                    add(ack, _PREAMBLE)
             continue
         if theirs is None:
             if coid not in fills_of:
@@ -224,35 +240,32 @@ def reconcile(ours: Iterable[Order], view: BrokerView, *, ts: int) -> Reconcilia
                 f"{coid}: the broker reports fills but not the order; fills applied"
             )
         if order.status is OrderStatus.INITIALIZED:
-            work.apply(OrderSubmitted(client_order_id=coid, ts=order.created_ts))
+            add(OrderSubmitted(client_order_id=coid, ts=order.created_ts), _PREAMBLE)
+            introduced.add(coid)
         if theirs is not None:
-            _acknowledge(work, coid, theirs)
-
-    # 2. fills and terminal events, merged by event time
-    timeline: list[tuple[int, int, int, OrderEvent]] = []
-    position = 0
+            ack = _acknowledgement(order, theirs)
+            if ack is not None:
+                add(ack, _PREAMBLE)
+                introduced.add(coid)
     for fill in view.fills:
         if fill.client_order_id in mine:
-            filled = OrderFilled(client_order_id=fill.client_order_id, ts=fill.ts, fill=fill)
-            timeline.append((fill.ts, 0, position, filled))
-            position += 1
+            add(OrderFilled(client_order_id=fill.client_order_id, ts=fill.ts, fill=fill), _FILL)
     for coid, order in mine.items():
         theirs = at_venue.get(coid)
         if not order.status.is_working or theirs is None:
             continue
         terminal = _terminal_event(theirs)
         if terminal is not None:
-            timeline.append((terminal.ts, 1, position, terminal))
-            position += 1
+            add(terminal, _LATE_END if coid in introduced else _END)
     seen: set[str] = set()
-    for _time, _phase, _position, step in sorted(timeline, key=lambda item: item[:3]):
+    for _time, phase, _position, step in sorted(timeline, key=lambda item: item[:3]):
         current = work.orders[step.client_order_id]
         if isinstance(step, OrderFilled):
             execution_id = step.fill.execution_id
             if execution_id in current.execution_ids or execution_id in seen:
                 continue
             seen.add(execution_id)
-        elif current.status.is_terminal:
+        elif phase != _PREAMBLE and current.status.is_terminal:
             continue  # the fills already finished it (the broker's FILLED raced its cancel)
         work.apply(step)
 
@@ -287,16 +300,22 @@ def reconcile(ours: Iterable[Order], view: BrokerView, *, ts: int) -> Reconcilia
     )
 
 
-def _acknowledge(work: _Work, coid: str, theirs: Order) -> None:
-    """Apply the broker's acknowledgement if the venue has one and we do not."""
+# The phases of events at one time, in the order an uninterrupted run produced them:
+# a bar's fills, then the end of an order already known to the broker (a journaled
+# cancel carried out: the order actor sends a decision's cancels before its places), then
+# the preamble of an order placed at that time, then the end of such an order.
+_FILL, _END, _PREAMBLE, _LATE_END = range(4)
+
+
+def _acknowledgement(order: Order, theirs: Order) -> OrderAccepted | None:
+    """The broker's acknowledgement, if the venue has one and we do not (at the time of
+    our last event of the order: the submission)."""
     broker_order_id = theirs.broker_order_id
-    current = work.orders[coid]
-    if broker_order_id is not None and current.broker_order_id is None:
-        work.apply(
-            OrderAccepted(
-                client_order_id=coid, ts=current.updated_ts, broker_order_id=broker_order_id
-            )
-        )
+    if broker_order_id is None or order.broker_order_id is not None:
+        return None
+    return OrderAccepted(
+        client_order_id=order.client_order_id, ts=order.updated_ts, broker_order_id=broker_order_id
+    )
 
 
 def _terminal_event(theirs: Order) -> OrderEvent | None:

@@ -364,8 +364,9 @@ class TestOrderActions:
 
     async def test_a_cancel_between_two_places_is_journaled_with_them(self, autojump_clock):
         # A place, a cancel, a place from one decision: the intents and the cancel request
-        # are durable in one write before the broker hears any of them, then each goes
-        # out in the order decided.
+        # are durable in one write before the broker hears any of them; then the cancel
+        # goes out first (it only takes risk away, and a restart's reconciliation
+        # reproduces that order), the places after it in the order decided.
         async with harness() as h:
             await h.orders.ask(PlaceOrder(intent(limit="90.00"), T0))
             await h.orders.send(flat(T0 + MIN))  # the bar the decision was made on
@@ -390,8 +391,8 @@ class TestOrderActions:
                 for n, o in after
                 if n in {"submit", "cancel"}
             ] == [
-                ("submit", "s1-00000002"),
                 ("cancel", "s1-00000001"),
+                ("submit", "s1-00000002"),
                 ("submit", "s1-00000003"),
             ]
             assert [(r.client_order_id, r.status) for r in replies] == [
@@ -402,15 +403,15 @@ class TestOrderActions:
             # risk hears everything in the order it happened; persistence is not given
             # the journaled cancel request a second time
             assert h.kinds()[2:] == [
-                "SUBMITTED",
-                "ACCEPTED",
                 "CANCEL_REQUESTED",
                 "CANCELED",
                 "SUBMITTED",
                 "ACCEPTED",
+                "SUBMITTED",
+                "ACCEPTED",
             ]
             persisted = [u.event.kind.value for p in h.to("persist") for u in p.records]
-            assert persisted[2:] == ["SUBMITTED", "ACCEPTED", "CANCELED", "SUBMITTED", "ACCEPTED"]
+            assert persisted[2:] == ["CANCELED", "SUBMITTED", "ACCEPTED", "SUBMITTED", "ACCEPTED"]
 
     async def test_the_kill_switchs_cancel_all_and_flattening_share_one_write(self, autojump_clock):
         async with harness() as h:

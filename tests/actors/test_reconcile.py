@@ -150,6 +150,26 @@ class TestStillOpen:
 
 
 class TestMissedNews:
+    def test_a_journaled_cancel_carried_out_comes_before_an_order_placed_with_it(self):
+        # One decision at t + 1m: cancel the resting order 1, place order 2. The order
+        # actor sends the cancel first, so an uninterrupted run told the strategy of the
+        # cancel before the new order's ack; a restart must tell it in that order too.
+        resting = acked(submitted())
+        asked = resting.apply(
+            OrderCancelRequested(client_order_id=resting.client_order_id, ts=T0 + MIN)
+        )
+        placed = initialized(2, ts=T0 + MIN)
+        engine = venue(submitted())
+        engine.on_bar(flat(T0 + MIN, "95.00"))
+        engine.cancel(resting.client_order_id, T0 + MIN)
+        engine.submit(submitted(2, ts=T0 + MIN))
+        result = reconcile([asked, placed], view_of(engine, [asked, placed], T0), ts=T0 + MIN)
+        assert [(e.client_order_id, e.kind.value) for e in result.events] == [
+            ("s1-00000001", "CANCELED"),
+            ("s1-00000002", "SUBMITTED"),
+            ("s1-00000002", "ACCEPTED"),
+        ]
+
     def test_fills_while_away_are_applied_once_each(self):
         ours = acked(submitted(quantity=10))
         engine = venue(submitted(quantity=10))

@@ -761,6 +761,25 @@ class TestAKillBetweenTwoJournalWrites:
 
     @settings(max_examples=40)
     @example(
+        # on bar 6 one decision cancels the far order (reacting to bar 5's fill) and buys;
+        # the buy's acknowledgement cancels the oldest open order. Killed after that
+        # write, the restart must tell the cancel's confirmation before the buy's ack, as
+        # the uninterrupted run did, or the reaction cancels the far order again and the
+        # buy fills
+        script={
+            ("AAPL", 1): [("AAPL", "market")],
+            ("AAPL", 2): [("AAPL", "market")],
+            ("AAPL", 5): [("AAPL", "cancel_oldest"), ("AAPL", "market"), ("AAPL", "far")],
+            ("AAPL", 6): [("AAPL", "market")],
+            ("AAPL", 7): [("AAPL", "market")],
+            ("AAPL", 8): [("AAPL", "market")],
+            ("AAPL", 9): [("AAPL", "market")],
+        },
+        on_ack=["cancel_oldest"],
+        cancel_on_fill=True,
+        kill_at=0.4375,
+    )
+    @example(
         # the first of two orders decided together is accepted, and the reaction cancels
         # every open order: after a kill the restarted strategy must not already know the
         # second (journaled, never announced) and cancel it too
