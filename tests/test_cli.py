@@ -61,6 +61,11 @@ def stored(url: str, run_id: str) -> Any:
     return trio.run(read)
 
 
+async def migrate_only(url: str) -> None:
+    async with open_store(url):
+        pass
+
+
 class TestRunSubprocess:
     def test_sigterm_mid_replay_exits_0_with_everything_accepted_stored(self, tmp_path):
         url = f"sqlite:///{tmp_path / 'run.db'}"
@@ -162,9 +167,18 @@ class TestRunInProcess:
         assert log.read_text() == written
 
     def test_report_of_an_unknown_run_fails(self, tmp_path):
-        result = invoke("report", "nope", "--store", f"sqlite:///{tmp_path / 'empty.db'}")
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+        trio.run(migrate_only, url)
+        result = invoke("report", "nope", "--store", url)
         assert result.exit_code == 1
         assert "no run 'nope'" in result.output
+
+    def test_report_on_a_missing_sqlite_file_creates_nothing(self, tmp_path):
+        missing = tmp_path / "typo.db"
+        result = invoke("report", "r", "--store", f"sqlite:///{missing}")
+        assert result.exit_code == 1
+        assert f"no store at {missing}: no such file" in result.output
+        assert not missing.exists()
 
     def test_report_of_an_unfinished_run_says_so(self, tmp_path):
         url = f"sqlite:///{tmp_path / 'unfinished.db'}"
@@ -178,10 +192,10 @@ class TestRunInProcess:
         assert result.exit_code == 0
         assert "no summary was stored (the run did not finish)" in result.output
 
-    def test_report_on_an_unreachable_store_fails(self, tmp_path):
-        result = invoke("report", "r", "--store", f"sqlite:///{tmp_path / 'no' / 'x.db'}")
+    def test_report_on_an_unreachable_store_fails(self):
+        result = invoke("report", "r", "--store", "postgresql://postgres@127.0.0.1:1/test")
         assert result.exit_code == 1
-        assert "Error" in result.output
+        assert "unreachable" in result.output
 
     def test_report_with_a_malformed_store_url_is_a_usage_error(self):
         result = invoke("report", "r", "--store", "mysql://u:s3cret@h/db")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -136,7 +137,20 @@ def report(run_id: str, url: str) -> None:
 
     from tradewind._summary import summary_table  # noqa: PLC0415
     from tradewind.actors._tree import RunSummary  # noqa: PLC0415
-    from tradewind.storage import InvalidStoreUrl, StoreError, open_store  # noqa: PLC0415
+    from tradewind.storage import (  # noqa: PLC0415
+        InvalidStoreUrl,
+        StoreError,
+        open_store,
+        parse_store_url,
+    )
+
+    try:
+        parsed = parse_store_url(url)
+    except InvalidStoreUrl as exc:
+        raise click.UsageError(str(exc)) from exc
+    if parsed.backend == "sqlite" and not parsed.is_memory and not Path(parsed.path).is_file():
+        # Reading must not leave a new, empty database behind a mistyped path.
+        raise click.ClickException(f"no store at {parsed.path}: no such file")
 
     async def read() -> tuple[object, str | None]:
         async with open_store(url) as store:
