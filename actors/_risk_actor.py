@@ -679,11 +679,14 @@ class RiskBook:
             return self.state
         return self._derive_state(with_broker=False)[0]
 
-    def _restate(self, ts: int) -> list[Effect]:
+    def _restate(self, ts: int, *, announce_reason: bool = False) -> list[Effect]:
+        """Derive the state again; announce a change of state (and, with
+        `announce_reason`, of its reason alone: a kill switch tripping while trading is
+        already HALTED for another reason must still be told and stored)."""
         state, reason = self._derive_state(with_broker=True)
         if state is self.state and reason == self.reason:
             return []
-        if state is self.state:
+        if state is self.state and not announce_reason:
             self.reason = reason
             return []
         self.state, self.reason = state, reason
@@ -712,7 +715,7 @@ class RiskBook:
         cancel_all = CancelAllOrders(ts=ts, reason=self.kill_reason)
         effects = [Effect(Peer.ORDERS, cancel_all, always=True)]
         effects.extend(self._place(intent, ts, always=True) for intent in decision.flatten)
-        effects.extend(self._restate(ts))
+        effects.extend(self._restate(ts, announce_reason=True))
         return effects
 
 

@@ -536,6 +536,23 @@ class Settings:
     persistence: PersistenceSection = attrs.field(factory=PersistenceSection)
     logging: LoggingSection = attrs.field(factory=LoggingSection)
 
+    def __attrs_post_init__(self) -> None:
+        # No FX rates can be configured: an instrument quoted in another currency than
+        # the limits could never pass risk (every order NO_FX_RATE), and a position in it
+        # would leave the day's PnL -- and so the kill switch -- without a figure.
+        foreign = [
+            f"{i.symbol} ({i.currency})"
+            for i in self.instruments
+            if i.currency != self.risk.currency
+        ]
+        if foreign:
+            msg = (
+                f"instruments {', '.join(foreign)} are not quoted in risk.currency "
+                f"{self.risk.currency}: every instrument must be (no FX rates can be "
+                "configured, and risk values everything in the limits' currency)"
+            )
+            raise ValueError(msg)
+
     @property
     def replay(self) -> bool:
         """Whether this is a replay (as opposed to paper trading)."""

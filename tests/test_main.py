@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from rich.console import Console
 from tradewind.actors._tree import open_trading_system
+from tradewind.runtime import MessageDropped
 
 from tests.system.conftest import RISK, MemoryStore, settings_for, write_config
 from tradewind import _main
@@ -74,7 +75,8 @@ class TestExitCodes:
 
 
 class FakeSystem:
-    def __init__(self) -> None:
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
         self.stops = 0
         self.swapped: list[Any] = []
 
@@ -93,8 +95,8 @@ async def signals(*numbers: int) -> AsyncIterator[int]:
 
 class TestSignals:
     async def test_sighup_reloads_and_a_first_sigterm_stops_the_feed(self, tmp_path):
-        system = FakeSystem()
         config = write_config(tmp_path)
+        system = FakeSystem(settings_for(tmp_path))
         await _main._handle_signals(
             signals(signal.SIGHUP, signal.SIGTERM),
             system,  # type: ignore[arg-type]
@@ -128,6 +130,27 @@ class TestReloadRisk:
             assert await reload_risk(system, str(config))
             assert system.risk.limits.max_position == 3
             system.stop_feed()
+
+    async def test_a_change_of_currency_is_refused_while_running(self, tmp_path):
+        (tmp_path / "running").mkdir()
+        settings = settings_for(tmp_path / "running")
+        config = write_config(tmp_path, risk=RISK + "currency = 'EUR'\n")
+        # a file valid on its own: its instruments are quoted in EUR too
+        text = config.read_text().replace("tick_size = 0.01", "tick_size = 0.01\ncurrency = 'EUR'")
+        config.write_text(text)
+        async with open_trading_system(settings, store=MemoryStore()) as system:  # type: ignore[arg-type]
+            assert not await reload_risk(system, str(config))
+            assert system.risk.limits.currency == "USD"
+            system.stop_feed()
+
+    async def test_a_reload_while_the_run_winds_down_is_skipped_not_fatal(self, tmp_path):
+        class WoundDown(FakeSystem):
+            async def swap_risk_limits(self, limits):
+                raise MessageDropped("trading/risk: message dead-lettered (system stopped)")
+
+        config = write_config(tmp_path)
+        stopped = WoundDown(settings_for(tmp_path))
+        assert not await reload_risk(stopped, str(config))  # type: ignore[arg-type]
 
     async def test_an_invalid_file_is_refused_and_the_old_limits_stay(self, tmp_path):
         (tmp_path / "running").mkdir()

@@ -40,7 +40,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tradewind._summary import summary_table
 from tradewind.actors._settings import Settings, load_settings, log_file_problem
 from tradewind.actors._tree import RunSummary, TradingSystem, open_trading_system
-from tradewind.runtime._errors import ConfigError, SupervisorFailed, TradewindError
+from tradewind.runtime._errors import (
+    AskTimeout,
+    ConfigError,
+    MailboxClosed,
+    MessageDropped,
+    SupervisorFailed,
+    TradewindError,
+)
 from tradewind.runtime._logging import configure_logging
 from tradewind.storage._errors import StoreError
 
@@ -220,7 +227,20 @@ async def reload_risk(system: TradingSystem, path: str) -> bool:
     except ConfigError as exc:
         _log.warning("risk_reload_refused", problems=list(exc.problems))
         return False
-    limits = await system.swap_risk_limits(fresh.risk.limits())
+    running = system.settings.risk.currency
+    if fresh.risk.currency != running:
+        problem = (
+            f"risk.currency: cannot change while running (from {running} to "
+            f"{fresh.risk.currency}): the day's PnL and its loss limit are in {running}"
+        )
+        _log.warning("risk_reload_refused", problems=[problem])
+        return False
+    try:
+        limits = await system.swap_risk_limits(fresh.risk.limits())
+    except (MessageDropped, MailboxClosed, AskTimeout) as exc:
+        # The run is winding down (risk has stopped): nothing is left to swap into.
+        _log.warning("risk_reload_skipped", reason=repr(exc))
+        return False
     _log.info("risk_limits_reloaded", limits=repr(limits))
     return True
 

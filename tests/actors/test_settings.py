@@ -173,6 +173,13 @@ class TestProblems:
         path.write_text(f"{instruments}{synthetic()}\n[strategy]\npath = '{SMA}'\n{RISK}")
         assert expected in "\n".join(problems_of(path))
 
+    def test_an_instrument_not_quoted_in_the_limits_currency_is_refused(self, tmp_path):
+        # Without FX rates its orders would all be denied, and a position in it would
+        # leave the daily loss limit without a figure.
+        extra = "[[instruments]]\nsymbol = 'SAP'\ntick_size = 0.01\ncurrency = 'EUR'\n"
+        (problem,) = problems_of(write_config(tmp_path, extra=extra))
+        assert "instruments SAP (EUR) are not quoted in risk.currency USD" in problem
+
     def test_limits_that_risk_would_refuse_are_config_problems(self, tmp_path):
         risk = RISK.replace("max_orders_per_second = 1000", "max_orders_per_second = 1000\n") + (
             "price_band = 0\n"
