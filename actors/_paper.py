@@ -553,6 +553,8 @@ class PaperExchange:
         orders: Iterable[Order],
         fills: Iterable[Fill],
         last_bars: Mapping[SeriesKey, int],
+        *,
+        cancels_asked: Mapping[str, int] | None = None,
     ) -> None:
         """Cold start: rebuild the venue from the journal of the run that crashed.
 
@@ -572,6 +574,8 @@ class PaperExchange:
             orders: every stored order, in submission (client order id) order.
             fills: every stored fill, in execution order.
             last_bars: the time of the last stored bar per (instrument, timeframe).
+            cancels_asked: when each PENDING_CANCEL order's cancel was asked (its
+                journaled request); without one, the order's last change is taken.
 
         Raises:
             DomainError: the engine has already seen orders or bars.
@@ -582,8 +586,9 @@ class PaperExchange:
             raise DomainError(msg)
         was_connected, self.connected = self.connected, True
         try:
+            asked = cancels_asked or {}
             for order in orders:
-                self._restore_order(order)
+                self._restore_order(order, asked.get(order.client_order_id))
         finally:
             self.connected = was_connected
         self._last_bar.update(last_bars)
@@ -591,7 +596,7 @@ class PaperExchange:
             self._cancel_if_settled(coid, [])
         self._fills = [fill for fill in fills if fill.client_order_id in self._working]
 
-    def _restore_order(self, order: Order) -> None:
+    def _restore_order(self, order: Order, cancel_asked: int | None = None) -> None:
         coid = order.client_order_id
         status = order.status
         if status is OrderStatus.DENIED:
@@ -627,8 +632,9 @@ class PaperExchange:
         if status is OrderStatus.PENDING_CANCEL:
             # A cancel request is journaled before the venue hears it, as an intent is
             # before its submit: it may have reached the venue, so the venue takes it, as
-            # asked at the stored order's last change (the request, or a fill after it).
-            self._cancel_asked[coid] = order.updated_ts
+            # asked at the time of the request (a fill may have changed the order since).
+            asked = cancel_asked if cancel_asked is not None else order.updated_ts
+            self._cancel_asked[coid] = asked
 
     # ------------------------------------------------------------------ its own state
     # What a venue that keeps its state in a store (`DurablePaperBroker`) reads after
@@ -985,10 +991,12 @@ class PaperBroker:
         orders: Iterable[Order],
         fills: Iterable[Fill],
         last_bars: Mapping[SeriesKey, int],
+        *,
+        cancels_asked: Mapping[str, int] | None = None,
     ) -> None:
         """Cold start: rebuild the venue from the stored journal (see
         `PaperExchange.restore`)."""
-        self.exchange.restore(orders, fills, last_bars)
+        self.exchange.restore(orders, fills, last_bars, cancels_asked=cancels_asked)
 
     def statistics(self) -> PaperStatistics:
         """The engine's counters."""

@@ -53,7 +53,7 @@ import itertools
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -68,7 +68,7 @@ from tradewind.actors._feed import FeedActor, FeedKeeper, bar_conflation_key
 from tradewind.actors._marketdata import SeriesKey
 from tradewind.actors._messages import Flush, Persist, SwapRiskLimits
 from tradewind.actors._order_actor import OrderActor, OrderBook
-from tradewind.actors._orders import Fill, Order, OrderStatus
+from tradewind.actors._orders import Fill, Order, OrderEventKind, OrderStatus
 from tradewind.actors._paper import PaperBroker, PaperConfig
 from tradewind.actors._paper_venue import DurablePaperBroker
 from tradewind.actors._persistence import (
@@ -722,6 +722,7 @@ class _Journal:
     orders: tuple[Order, ...]
     fills: tuple[Fill, ...]
     last_bars: dict[SeriesKey, int]
+    cancels_asked: dict[str, int] = attrs.field(factory=dict)
 
 
 async def _resume_wanted(settings: Settings, store: Store) -> bool:
@@ -774,7 +775,10 @@ async def _keepers(
             risk_portfolio = await store.portfolio()
             strategy_portfolio = risk_portfolio.copy()
         journal = _Journal(
-            stored_orders, stored_fills, {series: bar.ts for series, bar in last_bars.items()}
+            stored_orders,
+            stored_fills,
+            {series: bar.ts for series, bar in last_bars.items()},
+            await _cancels_asked(store, open_orders),
         )
         history = settings.strategy.history
         for instrument, timeframe in sorted(last_bars):
@@ -820,6 +824,20 @@ async def _keepers(
     return feed, orders, risk, strategy, journal
 
 
+async def _cancels_asked(store: Store, open_orders: Iterable[Order]) -> dict[str, int]:
+    """When each PENDING_CANCEL order's cancel was asked: its journaled request's time
+    (the order's last change may be a later fill, which would make the restored venue
+    take the cancel later than the venue that was killed)."""
+    asked: dict[str, int] = {}
+    for order in open_orders:
+        if order.status is OrderStatus.PENDING_CANCEL:
+            events = await store.order_events(order.client_order_id)
+            requests = [e.ts for e in events if e.kind is OrderEventKind.CANCEL_REQUESTED]
+            if requests:
+                asked[order.client_order_id] = requests[-1]
+    return asked
+
+
 async def _paper_broker(
     config: PaperConfig, journal: _Journal | None, settings: Settings, store: Store
 ) -> Broker:
@@ -831,7 +849,9 @@ async def _paper_broker(
         return await DurablePaperBroker.open(store, config, fresh=journal is None, traded=traded)
     broker = PaperBroker(config)
     if journal is not None:
-        broker.restore(journal.orders, journal.fills, journal.last_bars)
+        broker.restore(
+            journal.orders, journal.fills, journal.last_bars, cancels_asked=journal.cancels_asked
+        )
     return broker
 
 

@@ -434,6 +434,41 @@ class TestCancel:
         assert isinstance(expired, OrderExpired)
         assert engine.on_bar(flat(T0 + DAY + 2 * MIN)) == ()  # nothing left to cancel
 
+    def test_a_restored_cancel_keeps_the_time_it_was_asked(self):
+        # Latency 2m, a 0.5% volume cap: the cancel asked at 2m arrives at 4m; the bar
+        # at 3m fills 5 more meanwhile. Killed after that bar, the journal holds the
+        # order PENDING_CANCEL with its last change at 3m: taken as asked then, the
+        # cancel would arrive at 5m and the bar at 4m would fill 5 more.
+        def engine() -> PaperExchange:
+            return exchange(latency_ns=2 * MIN, max_volume_fraction="0.005")
+
+        uninterrupted = engine()
+        order = submitted(intent(quantity=20), ts=T0)
+        journal = order
+        fills_so_far = []
+        (ack,) = uninterrupted.submit(order)
+        journal = journal.apply(ack)
+        for minute in (1, 2, 3):
+            events = uninterrupted.on_bar(flat(T0 + minute * MIN))
+            for event in events:
+                journal = journal.apply(event)
+                if isinstance(event, OrderFilled):
+                    fills_so_far.append(event.fill)
+            if minute == 2:
+                coid = journal.client_order_id
+                journal = journal.apply(OrderCancelRequested(client_order_id=coid, ts=T0 + 2 * MIN))
+                assert uninterrupted.cancel(coid, T0 + 2 * MIN) == ()
+        assert (journal.status, journal.filled_quantity) == (OrderStatus.PENDING_CANCEL, 10)
+        restored = engine()
+        asked = {journal.client_order_id: T0 + 2 * MIN}
+        restored.restore(
+            [journal], fills_so_far, {("AAPL", "1m"): T0 + 3 * MIN}, cancels_asked=asked
+        )
+        expected = uninterrupted.on_bar(flat(T0 + 4 * MIN))
+        assert [type(e).__name__ for e in expected] == ["OrderCanceled"]
+        assert restored.on_bar(flat(T0 + 4 * MIN)) == expected
+        assert restored.copy_of(journal.client_order_id).filled_quantity == 10
+
     def test_a_restored_cancel_request_waits_for_the_bars_that_traded_before_it(self):
         order = submitted(intent(limit="4000.00", symbol="ES"), ts=T0)
         order = order.apply(
