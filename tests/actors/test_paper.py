@@ -458,7 +458,10 @@ class TestCancel:
                 coid = journal.client_order_id
                 journal = journal.apply(OrderCancelRequested(client_order_id=coid, ts=T0 + 2 * MIN))
                 assert uninterrupted.cancel(coid, T0 + 2 * MIN) == ()
-        assert (journal.status, journal.filled_quantity) == (OrderStatus.PENDING_CANCEL, 10)
+        assert (journal.status, journal.filled_quantity) == (
+            OrderStatus.PENDING_CANCEL,
+            Decimal(10),
+        )
         restored = engine()
         asked = {journal.client_order_id: T0 + 2 * MIN}
         restored.restore(
