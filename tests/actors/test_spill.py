@@ -184,6 +184,18 @@ def lines_of(path: Path) -> list[object]:
     return [decode_record(line) for line in path.read_bytes().splitlines()]
 
 
+async def the_next_run_stores_the_journal(
+    down: DownStore, store: Store, journal_path: Path, bars: list[Bar]
+) -> None:
+    """The store is back: the next run's persistence replays the journal (`bars`, in
+    order) into it and removes it."""
+    down.down = False
+    async with persistence(down, PersistenceKeeper(), spill_path=journal_path) as system:
+        assert await system.ref("persistence").ask(Flush()) == len(bars)
+    assert await store.bars() == bars
+    assert not exists(journal_path)
+
+
 @attrs.define
 class FsyncSpy:
     """Wraps `os.fsync`: records the size of each regular file when it is fsync'd."""
@@ -581,12 +593,7 @@ class TestSpillAtStop:
         stats = first.statistics()
         assert (stats.pending, stats.spilled, stats.unstorable, stats.committed) == (0, 3, 1, 1)
         assert lines_of(journal_path) == some_bars(3)  # on disk, in order, for the next run
-        down.down = False
-        second = PersistenceKeeper()
-        async with persistence(down, second, spill_path=journal_path) as system:
-            assert await system.ref("persistence").ask(Flush()) == 3
-        assert await store.bars() == some_bars(3)
-        assert not exists(journal_path)
+        await the_next_run_stores_the_journal(down, store, journal_path, some_bars(3))
 
     async def test_an_outage_first_met_by_the_stops_own_flush_spills_the_buffer(
         self, store: Store, journal_path: Path
@@ -613,12 +620,7 @@ class TestSpillAtStop:
         kept = [e for e in logs if e["event"] == "spill_journal_kept_at_stop"]
         assert [e["records"] for e in kept] == [3]
         assert not [e for e in logs if e["event"] == "persistence_unflushed_at_stop"]
-        down.down = False
-        second = PersistenceKeeper()
-        async with persistence(down, second, spill_path=journal_path) as system:
-            assert await system.ref("persistence").ask(Flush()) == 3
-        assert await store.bars() == some_bars(3)
-        assert not exists(journal_path)
+        await the_next_run_stores_the_journal(down, store, journal_path, some_bars(3))
 
     async def test_a_stop_with_a_healthy_store_commits_everything_and_spills_nothing(
         self, store: Store, journal_path: Path
