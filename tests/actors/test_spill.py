@@ -427,12 +427,20 @@ def ts_of(n: int) -> int:
     return T0 + n * MINUTE
 
 
+async def torn_journal_of_five_bars(journal_path: Path) -> None:
+    """A journal a crash left: five whole bars, then a torn last append."""
+    await SpillJournal(journal_path).append(some_bars(5))
+    append_bytes(journal_path, TORN_LINE)
+
+
+TORN_LINE = b'{"record":{"close":"1'
+
+
 class TestReplayIntoTheStore:
     async def test_a_journal_left_by_a_crash_is_replayed_first_then_removed(
         self, store: Store, journal_path: Path
     ) -> None:
-        await SpillJournal(journal_path).append(some_bars(5))
-        append_bytes(journal_path, b'{"record":{"close":"1')  # the crash tore the last append
+        await torn_journal_of_five_bars(journal_path)
         recording = RecordingStore(store)
         keeper = PersistenceKeeper()
         with capture_logs() as logs:
@@ -489,8 +497,7 @@ class TestReplayBeforeTheColdStart:
     async def test_the_journal_is_replayed_in_units_then_removed_and_the_actor_finds_it_empty(
         self, store: Store, journal_path: Path
     ) -> None:
-        await SpillJournal(journal_path).append(some_bars(5))
-        append_bytes(journal_path, b'{"record":{"close":"1')  # the crash tore the last append
+        await torn_journal_of_five_bars(journal_path)
         recording = RecordingStore(store)
         keeper = PersistenceKeeper()
         with capture_logs() as logs:

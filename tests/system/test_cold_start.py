@@ -986,6 +986,21 @@ def journal_folder_made(settings: Settings) -> Path:
     return path
 
 
+def paper_run_with_a_journal(tmp_path: Path, url: str) -> tuple[Settings, Path]:
+    """A short paper run of the losing strategy on `url`, and its spill journal's path
+    (the folder made, the file not yet written)."""
+    settings = settings_for(
+        tmp_path,
+        mode="paper",
+        extra=SPILL_AT,
+        strategy=LOSER,
+        params="{}",
+        store=url,
+        data=synthetic(count=5, interval=0.002),
+    )
+    return settings, journal_folder_made(settings)
+
+
 class UnitsRefused:
     """A store that can be read but takes no unit of work (the database went away)."""
 
@@ -1010,16 +1025,7 @@ class TestASpillJournalLeftByACrash:
         self, tmp_path: Path
     ) -> None:
         url = f"sqlite:///{tmp_path / 'store.db'}"
-        settings = settings_for(
-            tmp_path,
-            mode="paper",
-            extra=SPILL_AT,
-            strategy=LOSER,
-            params="{}",
-            store=url,
-            data=synthetic(count=5, interval=0.002),
-        )
-        journal = journal_folder_made(settings)
+        settings, journal = paper_run_with_a_journal(tmp_path, url)
         spilled = spilled_fill_of(1, settings.data.start_ts)
         await SpillJournal(journal).append(spilled)
         async with open_store(url) as store:
@@ -1048,16 +1054,7 @@ class TestASpillJournalLeftByACrash:
         self, tmp_path: Path
     ) -> None:
         url = f"sqlite:///{tmp_path / 'store.db'}"
-        settings = settings_for(
-            tmp_path,
-            mode="paper",
-            extra=SPILL_AT,
-            strategy=LOSER,
-            params="{}",
-            store=url,
-            data=synthetic(count=5, interval=0.002),
-        )
-        journal = journal_folder_made(settings)
+        settings, journal = paper_run_with_a_journal(tmp_path, url)
         await SpillJournal(journal).append(spilled_fill_of(1, settings.data.start_ts))
         left = journal.read_bytes()
         async with open_store(url) as store:
