@@ -179,6 +179,8 @@ class Portfolio:
     cash: dict[str, Decimal] = attrs.field(factory=dict, converter=_cash)
     _positions: dict[str, Position] = attrs.field(init=False, factory=dict)
     _marks: dict[str, Decimal] = attrs.field(init=False, factory=dict)
+    # The event time of each mark, when the caller gave one (see `book_fill`).
+    _mark_ts: dict[str, int] = attrs.field(init=False, factory=dict)
     _fees: dict[str, Decimal] = attrs.field(init=False, factory=dict)
     _execution_ids: set[str] = attrs.field(init=False, factory=set)
 
@@ -216,8 +218,11 @@ class Portfolio:
         """Whether the fill with `execution_id` was booked."""
         return execution_id in self._execution_ids
 
-    def mark(self, instrument: str, price: DecimalLike) -> None:
+    def mark(self, instrument: str, price: DecimalLike, ts: int | None = None) -> None:
         """Record the latest price of `instrument` for unrealized PnL and market value.
+
+        `ts` is the event time of the price (a bar's time for its close), if known: a
+        fill made later than it marks the instrument at the fill's price (`book_fill`).
 
         Raises:
             UnknownInstrument: the instrument is not in the portfolio.
@@ -229,6 +234,15 @@ class Portfolio:
             msg = f"price: must be > 0, got {value}"
             raise DomainError(msg)
         self._marks[instrument] = value
+        if ts is None:
+            self._mark_ts.pop(instrument, None)
+        else:
+            self._mark_ts[instrument] = ts
+
+    def mark_time(self, instrument: str) -> int | None:
+        """The event time of the mark of `instrument`, or None (unmarked, or marked
+        without a time)."""
+        return self._mark_ts.get(instrument)
 
     @property
     def marks(self) -> Mapping[str, Decimal]:
@@ -365,18 +379,25 @@ class Portfolio:
         clone = Portfolio(self.instruments, self.cash)
         clone._positions = dict(self._positions)
         clone._marks = dict(self._marks)
+        clone._mark_ts = dict(self._mark_ts)
         clone._fees = dict(self._fees)
         clone._execution_ids = set(self._execution_ids)
         return clone
 
 
 def book_fill(portfolio: Portfolio, fill: Fill) -> bool:
-    """Apply `fill` to `portfolio` once (by execution id), marking an instrument that has
-    no mark yet at the fill's price first. Returns True when the fill was new and booked.
+    """Apply `fill` to `portfolio` once (by execution id), marking its instrument at the
+    fill's price first when it has no mark yet or its mark is older than the fill (a
+    fill is a trade: a market buy at the open of a bar that gapped up is worth what it
+    cost, not the previous bar's close). A mark without a time is kept. Returns True
+    when the fill was new and booked.
 
     Raises:
         UnknownInstrument: the portfolio does not hold the fill's instrument.
     """
-    if fill.instrument not in portfolio.marks:
-        portfolio.mark(fill.instrument, fill.price)
+    symbol = fill.instrument
+    if not portfolio.has_fill(fill.execution_id):
+        marked_at = portfolio.mark_time(symbol)
+        if symbol not in portfolio.marks or (marked_at is not None and fill.ts > marked_at):
+            portfolio.mark(symbol, fill.price, fill.ts)
     return portfolio.apply_fill(fill)

@@ -421,7 +421,7 @@ class RiskBook:
                 today.append((fill.ts, fill.instrument, 0, fill))
         for symbol, close in closes.items():
             if symbol in walk.instruments:
-                walk.mark(symbol, close)
+                walk.mark(symbol, close, start - 1)  # a close from before the day began
         self.day, self._day_span, self.day_start = day, (start, end), walk.pnl_by_currency()
         self.last_ts = max(self.last_ts, ts)
         today.extend((bar.ts, bar.instrument, 1, bar) for bar in day_bars if bar.ts >= start)
@@ -432,7 +432,7 @@ class RiskBook:
             if isinstance(event, Fill):
                 book_fill(walk, event)
             else:
-                walk.mark(symbol, event.close)
+                walk.mark(symbol, event.close, event.ts)
                 if walk.position(symbol).is_flat:
                     continue
             try:
@@ -540,7 +540,7 @@ class RiskBook:
         symbol = bar.instrument
         if symbol in self.instruments:
             self.last_prices[symbol] = bar.close
-            self.portfolio.mark(symbol, bar.close)
+            self.portfolio.mark(symbol, bar.close, bar.ts)
             # A mark moves the day's PnL only through an open position in its instrument.
             if not self.portfolio.position(symbol).is_flat:
                 effects.extend(self._check_kill_switch(bar.ts))

@@ -244,7 +244,7 @@ class StrategyHost:
             kept = self._bars[bar.instrument] = deque(maxlen=self.history)
         kept.append((self._seq, bar))
         if bar.instrument in self.instruments:
-            self.portfolio.mark(bar.instrument, bar.close)
+            self.portfolio.mark(bar.instrument, bar.close, bar.ts)
         return self._seq
 
     def seed_history(self, bars: Iterable[Bar]) -> None:

@@ -811,7 +811,7 @@ async def _keepers(
     for bar in warm:  # risk values exposure at the last prices, as it did before the crash
         if bar.instrument in instruments:
             risk.last_prices[bar.instrument] = bar.close
-            risk.portfolio.mark(bar.instrument, bar.close)
+            risk.portfolio.mark(bar.instrument, bar.close, bar.ts)
     if warm:
         # The day goes on: its loss budget and order rate are what the crashed run left.
         newest = warm[-1].ts

@@ -20,6 +20,7 @@ from tradewind.actors import (
     Side,
     UnknownInstrument,
 )
+from tradewind.actors._portfolio import book_fill
 
 from tests.strategies import ORDER_TEST_INSTRUMENTS, order_prices, order_quantities
 
@@ -35,6 +36,7 @@ def fill(  # noqa: PLR0917 -- a terse test builder: side, quantity, price read b
     fee: str | Decimal = "0",
     fee_currency: str = "USD",
     execution_id: str | None = None,
+    ts: int = 1,
 ) -> Fill:
     return Fill(
         execution_id=execution_id or f"x{next(_serial)}",
@@ -45,7 +47,7 @@ def fill(  # noqa: PLR0917 -- a terse test builder: side, quantity, price read b
         price=D(price),
         fee=D(fee),
         fee_currency=fee_currency,
-        ts=1,
+        ts=ts,
     )
 
 
@@ -141,6 +143,22 @@ class TestPortfolio:
     def test_mark_refuses_an_unknown_instrument(self):
         with pytest.raises(UnknownInstrument):
             portfolio().mark("MSFT", "1")
+
+    def test_a_fill_newer_than_the_mark_marks_at_its_price(self):
+        book = portfolio()
+        book.mark("AAPL", "100", ts=1)
+        assert book_fill(book, fill(Side.BUY, "10", "110", ts=2))
+        assert book.marks == {"AAPL": D(110)}
+        assert book.unrealized_pnl("AAPL") == 0
+
+    def test_a_fill_not_newer_than_the_mark_leaves_it(self):
+        book = portfolio()
+        book.mark("AAPL", "100", ts=2)
+        book_fill(book, fill(Side.BUY, "10", "110", ts=2))
+        book.mark("ES", "50")  # a mark of unknown time is never replaced by a fill
+        book_fill(book, fill(Side.BUY, "1", "60", "ES", ts=3))
+        assert book.marks == {"AAPL": D(100), "ES": D(50)}
+        assert book.copy().mark_time("AAPL") == 2
 
     def test_equity_is_cash_plus_marked_positions(self):
         book = portfolio(USD="10000")

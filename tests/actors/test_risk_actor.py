@@ -316,7 +316,9 @@ class TestBrokerConnection:
             await t.send(bar(T0, "100"), SubmitIntent(wanted, T0))
             order = submitted(wanted, 1, T0)
             await t.send(update(order, T0), BrokerConnectionChanged(connected=False, ts=T0))
-            # the reconciliation's fill (a loss beyond the limit) arrives before "connected"
+            await t.send(bar(T0 + 2 * MINUTE, "100"))  # bars go on while the broker is down
+            # the reconciliation's fill (bought at 120 a bar before the market's 100: a
+            # loss beyond the limit) arrives before "connected"
             await t.send(
                 update(filled(order, "120", T0 + MINUTE), T0 + MINUTE),
                 BrokerConnectionChanged(connected=True, ts=T0 + MINUTE),
@@ -532,6 +534,34 @@ class TestKillSwitch:
             assert book.state is TradingState.ACTIVE
             states = [m.state for m in t.of(t.strategy, TradingStateChanged)]
             assert states == [TradingState.HALTED, TradingState.ACTIVE]
+
+
+class TestFillMarks:
+    """A fill is a trade: it values its instrument until a later price comes."""
+
+    def test_a_fill_through_a_gap_is_not_valued_at_the_previous_close(self) -> None:
+        # The previous bar closed at 100; the next one opens at 110 and a
+        # market buy of 100 fills there. Bought at the market's price, the position is
+        # worth what it cost (PnL 0), not 100 x (100 - 110) = -1000, which would trip a
+        # loss limit of 500 that the market never came near (the bar closes at 111).
+        book = RiskBook(limits(daily_loss_limit=500), [AAPL])
+        book.on_bar(bar(T0, "100"))
+        order = filled(submitted(intent(quantity=100), 1, T0), "110", T0 + MINUTE)
+        book.on_order_updated(update(order, T0 + MINUTE))
+        assert book.day_pnl() == Decimal(0)
+        assert book.state is TradingState.ACTIVE
+        book.on_bar(bar(T0 + MINUTE, "111"))
+        assert book.day_pnl() == Decimal(100)
+        assert book.state is TradingState.ACTIVE
+
+    def test_a_fill_older_than_the_mark_does_not_move_it(self) -> None:
+        # a fill learnt late (a reconciliation) is older than the bar that marked
+        book = RiskBook(limits(), [AAPL])
+        book.on_bar(bar(T0 + 2 * MINUTE, "105"))
+        order = filled(submitted(intent(quantity=10), 1, T0), "110", T0 + MINUTE)
+        book.on_order_updated(update(order, T0 + MINUTE))
+        assert book.portfolio.marks["AAPL"] == Decimal(105)
+        assert book.day_pnl() == Decimal(-50)
 
 
 def aapl_fill(n: int, side: Side, price: str, ts: int) -> Fill:
