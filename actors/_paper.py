@@ -25,7 +25,8 @@ Pure: plain data in, order events out; no clock, no randomness, no I/O.
 #     instrument's currency (notional includes the contract multiplier);
 #   - IOC: whatever the first eligible bar does not fill is canceled (`OrderCanceled`, the
 #     table's "unsolicited cancel"); DAY: expires (`OrderExpired`) on the first bar of a
-#     later day (days of ``day_ns`` counted from ``day_offset_ns``); GTC works until done;
+#     later day (the local date in the calendar's `timezone`, as risk's trading day;
+#     without one, days of ``day_ns`` from ``day_offset_ns``); GTC works until done;
 #   - a cancel asked at time t reaches the venue at ``t + latency_ns``, as an order does,
 #     and by the rule that places an order: the order still trades on every bar with
 #     ``ts <= t`` or ``ts < t + latency_ns``. A decision stamped t is made once the bars
@@ -83,6 +84,8 @@ Pure: plain data in, order events out; no clock, no randomness, no I/O.
 
 from __future__ import annotations
 
+import datetime as _dt
+import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
@@ -105,7 +108,14 @@ from tradewind.actors._orders import (
     OrderType,
     TimeInForce,
 )
-from tradewind.actors._values import Instrument, Rounding, Side, round_to_step, to_decimal
+from tradewind.actors._values import (
+    Instrument,
+    Rounding,
+    Side,
+    datetime_from_ns,
+    round_to_step,
+    to_decimal,
+)
 
 if TYPE_CHECKING:
     from tradewind.actors._marketdata import Bar
@@ -113,6 +123,7 @@ if TYPE_CHECKING:
 _NS_PER_DAY: Final = 86_400 * 10**9
 _BPS: Final = Decimal(10_000)
 _NOTHING: Final = Decimal(0)
+_EPOCH_DATE: Final = _dt.date(1970, 1, 1)
 
 
 # ----------------------------------------------------------------------------- config
@@ -187,7 +198,10 @@ class PaperConfig:
         latency_ns: an order is eligible only for bars with ``ts >= submit_ts + latency``.
         timeframe: only bars of this timeframe match orders; None for every bar.
         day_ns, day_offset_ns: the trading day for DAY orders: day number
-            ``(ts - day_offset_ns) // day_ns``.
+            ``(ts - day_offset_ns) // day_ns`` (without a `timezone`).
+        timezone: an IANA zone (the trading calendar's): the trading day for DAY orders
+            is then the local date there, as risk's trading day is (days since
+            1970-01-01), whatever the UTC offset of the day (daylight saving).
 
     Raises:
         DomainError: a field is out of range; the message names it.
@@ -209,6 +223,20 @@ class PaperConfig:
     timeframe: str | None = None
     day_ns: int = attrs.field(default=_NS_PER_DAY, validator=_positive_int)
     day_offset_ns: int = attrs.field(default=0, validator=_non_negative_int)
+    timezone: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
+    )
+    _zone: zoneinfo.ZoneInfo | None = attrs.field(init=False, repr=False, eq=False, hash=False)
+
+    @_zone.default
+    def _zone_of(self) -> zoneinfo.ZoneInfo | None:
+        if self.timezone is None:
+            return None
+        try:
+            return zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            msg = f"timezone: {self.timezone!r} is not a known time zone"
+            raise DomainError(msg) from exc
 
     @max_volume_fraction.validator
     def _check_fraction(
@@ -220,6 +248,9 @@ class PaperConfig:
 
     def day_of(self, ts: int) -> int:
         """The trading-day number of event time `ts` (for DAY orders)."""
+        if self._zone is not None:
+            local = datetime_from_ns(ts).astimezone(self._zone).date()
+            return (local - _EPOCH_DATE).days
         return (ts - self.day_offset_ns) // self.day_ns
 
     def fee(self, instrument: Instrument, price: Decimal, quantity: Decimal) -> Decimal:

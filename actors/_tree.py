@@ -562,6 +562,23 @@ class _Parts:
     persistence: PersistenceKeeper
 
 
+def paper_config(settings: Settings) -> PaperConfig:
+    """How the paper venue fills, from the ``[broker]`` section: the configured
+    instruments, the bars' timeframe, and the trading calendar's zone for the trading day
+    of DAY orders (the day risk counts its loss in)."""
+    broker = settings.broker
+    return PaperConfig(
+        list(settings.instrument_map().values()),
+        slippage_ticks=broker.slippage_ticks,
+        fee_per_unit=broker.fee_per_unit,
+        fee_bps=broker.fee_bps,
+        max_volume_fraction=broker.max_volume_fraction,
+        latency_ns=broker.latency_ns,
+        timeframe=settings.data.timeframe,
+        timezone=settings.calendar.timezone if settings.calendar is not None else None,
+    )
+
+
 def make_source(settings: Settings, *, interval: float | None = None) -> BarSource:
     """The bar source the settings describe (CSV or synthetic).
 
@@ -940,15 +957,7 @@ async def open_trading_system(
             await trio.to_thread.run_sync(
                 lambda: spill_path.parent.mkdir(parents=True, exist_ok=True)
             )
-        paper = PaperConfig(
-            instruments,
-            slippage_ticks=settings.broker.slippage_ticks,
-            fee_per_unit=settings.broker.fee_per_unit,
-            fee_bps=settings.broker.fee_bps,
-            max_volume_fraction=settings.broker.max_volume_fraction,
-            latency_ns=settings.broker.latency_ns,
-            timeframe=settings.data.timeframe,
-        )
+        paper = paper_config(settings)
         parts = _Parts(
             settings=settings,
             store=store,

@@ -336,6 +336,23 @@ class TestTimeInForce:
         (event,) = engine.on_bar(flat(T0 + 3 * DAY, "89.00"))
         assert isinstance(event, OrderFilled)
 
+    def test_the_trading_day_is_the_local_date_of_the_calendar_zone(self):
+        # Sydney opens at 10:00 local, 23:00 UTC of the day before (daylight saving):
+        # 10:00 and 11:00 of Tuesday 6 January 2026 are one trading day, not two UTC days
+        config = PaperConfig(INSTRUMENTS, timezone="Australia/Sydney")
+        ten = 1_767_654_000 * 10**9  # 2026-01-05T23:00Z
+        assert config.day_of(ten) == config.day_of(ten + 3600 * 10**9)
+        assert config.day_of(ten) == config.day_of(ten - 36_000 * 10**9 + DAY - 1)  # 23:59:59
+        assert config.day_of(ten) + 1 == config.day_of(ten - 36_000 * 10**9 + DAY)  # midnight
+        engine = exchange(timezone="Australia/Sydney")
+        engine.submit(submitted(intent(limit="99.00", tif=TimeInForce.DAY), ts=ten))
+        (event,) = engine.on_bar(flat(ten + 3600 * 10**9, "98.50"))
+        assert isinstance(event, OrderFilled)
+
+    def test_an_unknown_zone_is_refused(self):
+        with pytest.raises(DomainError, match="timezone: 'Mars/Olympus' is not a known"):
+            PaperConfig(INSTRUMENTS, timezone="Mars/Olympus")
+
     def test_the_trading_day_follows_the_configured_offset(self):
         config = PaperConfig(INSTRUMENTS, day_offset_ns=DAY // 2)
         assert config.day_of(DAY // 2 - 1) == -1

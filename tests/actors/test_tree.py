@@ -19,6 +19,7 @@ from tradewind.actors._tree import (
     RunSummary,
     StoppableSource,
     open_trading_system,
+    paper_config,
 )
 from tradewind.actors._values import Instrument
 from tradewind.runtime._intensity import Backoff, backoff_delay
@@ -106,6 +107,20 @@ class TestPaperColdStart:
         assert second.strategy.portfolio.positions.keys() >= positions.keys()
         first_ids = set(first.orders.finished)
         assert not first_ids & set(second.orders.finished)
+
+
+class TestPaperConfig:
+    def test_day_orders_live_for_the_calendars_trading_day(self, tmp_path):
+        # Sydney's session opens at 23:00 UTC of the day before (daylight saving): a DAY
+        # order placed at 10:00 must not expire at 11:00 (midnight UTC)
+        calendar = (
+            '[calendar]\ntimezone = "Australia/Sydney"\nsessions = { mon-fri = "10:00-16:00" }\n'
+        )
+        config = paper_config(settings_for(tmp_path, extra=calendar))
+        ten = 1_767_654_000 * 10**9  # 2026-01-06 10:00 in Sydney
+        assert config.timezone == "Australia/Sydney"
+        assert config.day_of(ten) == config.day_of(ten + 3600 * 10**9)
+        assert paper_config(settings_for(tmp_path)).timezone is None  # UTC days
 
 
 class TestSummary:

@@ -52,7 +52,7 @@ import trio.testing
 from tradewind.actors._marketdata import Bar
 from tradewind.actors._messages import IntentDenied, OrderUpdated, Persist, PersistDurably
 from tradewind.actors._orders import Fill, OrderFilled
-from tradewind.actors._paper import PaperBroker, PaperConfig, PaperFaults
+from tradewind.actors._paper import PaperBroker, PaperFaults
 from tradewind.actors._settings import (
     BrokerSection,
     DataSection,
@@ -63,7 +63,13 @@ from tradewind.actors._settings import (
     StrategySection,
 )
 from tradewind.actors._sources import BarSource, SourceBar
-from tradewind.actors._tree import CrashPlan, TradingSystem, make_source, open_trading_system
+from tradewind.actors._tree import (
+    CrashPlan,
+    TradingSystem,
+    make_source,
+    open_trading_system,
+    paper_config,
+)
 from tradewind.runtime._config import Secret
 from tradewind.runtime._errors import TradewindError
 from tradewind.storage._backend import Backend
@@ -530,17 +536,7 @@ def _broker(settings: Settings, faults: Sequence[Fault | PaperFaults]) -> PaperB
             disconnect_at=tuple(sorted({*paper.disconnect_at, *(d.at for d in drops)})),
             failed_reconnects=max(paper.failed_reconnects, *(d.failed_reconnects for d in drops)),
         )
-    b = settings.broker
-    config = PaperConfig(
-        list(settings.instrument_map().values()),
-        slippage_ticks=b.slippage_ticks,
-        fee_per_unit=b.fee_per_unit,
-        fee_bps=b.fee_bps,
-        max_volume_fraction=b.max_volume_fraction,
-        latency_ns=b.latency_ns,
-        timeframe=settings.data.timeframe,
-    )
-    return PaperBroker(config, paper)
+    return PaperBroker(paper_config(settings), paper)
 
 
 def _crash_plan(faults: Sequence[Fault | PaperFaults]) -> CrashPlan:
