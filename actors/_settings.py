@@ -46,10 +46,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 from tradewind.actors._calendar import TradingCalendar
-from tradewind.actors._errors import DomainError, InvalidCalendar, InvalidLimits, InvalidStrategy
+from tradewind.actors._errors import (
+    DomainError,
+    InvalidCalendar,
+    InvalidLimits,
+    InvalidMarketData,
+    InvalidStrategy,
+)
 from tradewind.actors._risk import RiskLimits, TradingState
 from tradewind.actors._risk_actor import RiskSettings
 from tradewind.actors._sources import CSV_HEADER
+from tradewind.actors._synthetic import timeframe_ns
 from tradewind.actors._values import Instrument
 from tradewind.runtime._config import (
     Secret,
@@ -105,6 +112,16 @@ def _optional_positive(instance: object, attribute: attrs.Attribute[Any], value:
 def _optional_fraction(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
         fraction(instance, attribute, value)  # type: ignore[arg-type]
+
+
+def _timeframe(_instance: object, _attribute: attrs.Attribute[Any], value: str) -> None:
+    # The synthetic source and the paper broker both need its length; without this check
+    # a bad one passed `check-config` and crashed the feed until supervision gave up.
+    try:
+        timeframe_ns(value)
+    except InvalidMarketData:
+        msg = f"must be a count and a unit s, m, h or d, such as '1m', got {value!r}"
+        raise ValueError(msg) from None
 
 
 def _store_url(_instance: object, _attribute: attrs.Attribute[Any], value: Secret) -> None:
@@ -211,7 +228,7 @@ class DataSection:
 
     source: Literal["csv", "synthetic"] = "csv"
     path: Path | None = None
-    timeframe: str = attrs.field(default="1m", validator=non_empty)
+    timeframe: str = attrs.field(default="1m", validator=[non_empty, _timeframe])
     seed: int = 0
     count: int = attrs.field(default=1_000, validator=positive)
     start_ts: int = attrs.field(default=DEFAULT_SYNTHETIC_START, validator=non_negative)

@@ -130,6 +130,18 @@ class TestProblems:
         assert any("risk.daily_loss_limit" in p and "required" in p for p in problems)
         assert "data (TRADEWIND_DATA): path: required when source = 'csv'" in problems
 
+    @pytest.mark.parametrize("source", ["synthetic", "csv"])
+    def test_a_timeframe_the_feed_cannot_read_is_a_config_problem(self, tmp_path, source):
+        # Accepted before, it crashed the feed at the first bar until supervision gave up.
+        data = synthetic() if source == "synthetic" else "[data]\npath = 'bars.csv'\n"
+        path = write_config(tmp_path, data=data)
+        problems = problems_of(path, env={"TRADEWIND_DATA__TIMEFRAME": "7q"})
+        assert (
+            "data.timeframe (TRADEWIND_DATA__TIMEFRAME): must be a count and a unit s, m, h "
+            "or d, such as '1m', got '7q'"
+        ) in problems
+        assert load_settings(path, env={"TRADEWIND_DATA__TIMEFRAME": "5m"}, check=False)
+
     def test_a_bad_store_url_is_reported_without_its_password(self, tmp_path):
         problems = problems_of(write_config(tmp_path, store="mysql://u:s3cret@h/db"))
         assert len(problems) == 1
