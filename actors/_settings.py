@@ -53,6 +53,7 @@ from tradewind.actors._errors import (
     InvalidMarketData,
     InvalidStrategy,
 )
+from tradewind.actors._orders import _STRATEGY_ID
 from tradewind.actors._risk import RiskLimits, TradingState
 from tradewind.actors._risk_actor import RiskSettings
 from tradewind.actors._sources import CSV_HEADER
@@ -122,6 +123,17 @@ def _timeframe(_instance: object, _attribute: attrs.Attribute[Any], value: str) 
     except InvalidMarketData:
         msg = f"must be a count and a unit s, m, h or d, such as '1m', got {value!r}"
         raise ValueError(msg) from None
+
+
+def _strategy_id(_instance: object, _attribute: attrs.Attribute[Any], value: str) -> None:
+    # The rule of the client order ids the strategy's orders carry: refused here, not
+    # when `tradewind run` builds the strategy host.
+    if not _STRATEGY_ID.fullmatch(value):
+        msg = (
+            "must start with a letter or digit and use only letters, digits, '_', '.', '-', "
+            f"got {value!r}"
+        )
+        raise ValueError(msg)
 
 
 def _store_url(_instance: object, _attribute: attrs.Attribute[Any], value: Secret) -> None:
@@ -296,7 +308,7 @@ class StrategySection:
     """
 
     path: str = attrs.field(validator=non_empty)
-    id: str = attrs.field(default="main", validator=non_empty)
+    id: str = attrs.field(default="main", validator=[non_empty, _strategy_id])
     params: dict[str, Any] = attrs.field(factory=dict)
     history: int = attrs.field(default=500, validator=positive)
 

@@ -142,6 +142,20 @@ class TestProblems:
         ) in problems
         assert load_settings(path, env={"TRADEWIND_DATA__TIMEFRAME": "5m"}, check=False)
 
+    @pytest.mark.parametrize("strategy_id", ["a b", "x/y", "-sma", "_sma"])
+    def test_a_strategy_id_no_client_order_id_can_carry_is_a_config_problem(
+        self, tmp_path, strategy_id
+    ):
+        # Accepted before, it made `tradewind run` fail at start with exit code 1.
+        path = write_config(tmp_path)
+        problems = problems_of(path, env={"TRADEWIND_STRATEGY__ID": strategy_id})
+        assert (
+            "strategy.id (TRADEWIND_STRATEGY__ID): must start with a letter or digit and use "
+            f"only letters, digits, '_', '.', '-', got {strategy_id!r}"
+        ) in problems
+        ok = load_settings(path, env={"TRADEWIND_STRATEGY__ID": "sma.v2_b-1"}, check=False)
+        assert ok.strategy.id == "sma.v2_b-1"
+
     def test_a_bad_store_url_is_reported_without_its_password(self, tmp_path):
         problems = problems_of(write_config(tmp_path, store="mysql://u:s3cret@h/db"))
         assert len(problems) == 1
