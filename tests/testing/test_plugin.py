@@ -42,6 +42,17 @@ class TestPublicSurface:
             assert getattr(tradewind.testing, name) is not None
         assert sorted(dir(tradewind.testing)) == sorted(tradewind.testing.__all__)
 
+    def test_the_types_of_the_harness_arguments_are_public(self):
+        """docs/testing.md passes `InstrumentSection`, `RiskSection` and `BrokerSection` to
+        open_harness: a test imports them from here, not from a private module."""
+        from tradewind.actors import _settings
+
+        from tradewind.testing import BrokerSection, InstrumentSection, RiskSection
+
+        assert InstrumentSection is _settings.InstrumentSection
+        assert RiskSection is _settings.RiskSection
+        assert BrokerSection is _settings.BrokerSection
+
     def test_an_unknown_name_raises_attribute_error(self):
         with pytest.raises(AttributeError, match="nothing_here"):
             _ = tradewind.testing.nothing_here

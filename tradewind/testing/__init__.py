@@ -32,6 +32,10 @@ _PUBLIC: dict[str, str] = {
     "StoreOutage": "tradewind.testing._faults",
     "InjectedCrash": "tradewind.actors._tree",
     "PaperFaults": "tradewind.actors._paper",
+    # The types of open_harness's `instruments`, `risk` and `broker` arguments.
+    "InstrumentSection": "tradewind.actors._settings",
+    "RiskSection": "tradewind.actors._settings",
+    "BrokerSection": "tradewind.actors._settings",
 }
 
 __all__ = [
@@ -48,10 +52,16 @@ __all__ = [
     "StoreOutage",
     "InjectedCrash",
     "PaperFaults",
+    "InstrumentSection",
+    "RiskSection",
+    "BrokerSection",
 ]
 
 if TYPE_CHECKING:
     from tradewind.actors._paper import PaperFaults as PaperFaults
+    from tradewind.actors._settings import BrokerSection as BrokerSection
+    from tradewind.actors._settings import InstrumentSection as InstrumentSection
+    from tradewind.actors._settings import RiskSection as RiskSection
     from tradewind.actors._tree import InjectedCrash as InjectedCrash
     from tradewind.testing._faults import BrokerDisconnect as BrokerDisconnect
     from tradewind.testing._faults import Crash as Crash
