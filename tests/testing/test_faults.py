@@ -55,6 +55,10 @@ class TestCrash:
         with pytest.raises(ValueError, match=">= 1"):
             crash("feed", at_message=0)
 
+    def test_a_path_that_names_no_actor_is_refused(self):
+        with pytest.raises(ValueError, match="no actor at path 'trading/riskk'; expected one of"):
+            crash("trading/riskk", at_message=1)
+
     async def test_mixed_point_kinds_are_refused(self, autojump_clock):
         faults = [crash("feed", at_message=1), crash("trading/risk", at_send=1)]
         with pytest.raises(HarnessError, match="same point"):

@@ -26,6 +26,8 @@ from typing import Literal
 
 import attrs
 
+from tradewind.actors._tree import ACTOR_PATHS
+
 __all__ = [
     "BrokerDisconnect",
     "Crash",
@@ -43,11 +45,20 @@ def _positive(_instance: object, attribute: attrs.Attribute[int], value: int) ->
         raise ValueError(msg)
 
 
+def _actor_path(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
+    # A misspelt path would match no actor: the crash would never fire and a test of
+    # containment would pass without anything having crashed.
+    if value not in ACTOR_PATHS:
+        expected = ", ".join(repr(p) for p in ACTOR_PATHS)
+        msg = f"crash: no actor at path {value!r}; expected one of {expected}"
+        raise ValueError(msg)
+
+
 @attrs.frozen
 class Crash:
     """Crash the actor at `path` once, at its `number`-th message or send (see `crash`)."""
 
-    path: str
+    path: str = attrs.field(validator=_actor_path)
     number: int = attrs.field(validator=_positive)
     point: Literal["message", "send"] = "message"
 
@@ -97,7 +108,8 @@ def crash(path: str, *, at_message: int | None = None, at_send: int | None = Non
         The fault, for ``open_harness(faults=[...])``.
 
     Raises:
-        ValueError: not exactly one of `at_message` and `at_send` was given, or it is < 1.
+        ValueError: `path` names no actor of the tree, or not exactly one of
+            `at_message` and `at_send` was given, or it is < 1.
     """
     if (at_message is None) == (at_send is None):
         msg = "crash: give exactly one of at_message and at_send"
