@@ -12,6 +12,9 @@ bar, order event and fill persisted. Each configuration is measured in the same 
 
 * ``source only``: the synthetic source iterated alone (generation and validation of the
   bars): the floor every other figure is divided by;
+* ``source + SQLite writes``: the same bars written straight to an SQLite file in units
+  of work of ``batch_size`` bars, no actors: what a tree that cost nothing would reach
+  with every bar persisted (the ceiling of any design on this machine);
 * ``no store``: the tree with a store that keeps nothing (the actors' cost alone);
 * ``SQLite file``: the embedded default, a file in a temporary folder (every commit
   synced: ``synchronous=full``);
@@ -113,17 +116,46 @@ def settings(bars: int, mode: str = "replay") -> Any:
     return load_settings(path, env={})
 
 
-async def source_only(bars: int) -> float:
+def _source(bars: int) -> tuple[SyntheticBarSource, int]:
     config = settings(bars)
     instruments = list(config.instrument_map().values())
     source = SyntheticBarSource(
         instruments, seed=42, start_ts=config.data.start_ts, count=bars // 2
     )
+    return source, config.persistence.batch_size
+
+
+async def source_only(bars: int) -> float:
+    source, _ = _source(bars)
     start = time.perf_counter()
     count = 0
     async for _item in source.items():
         count += 1
     return count / (time.perf_counter() - start)
+
+
+async def source_and_sqlite_writes(bars: int) -> float:
+    source, batch_size = _source(bars)
+    with tempfile.TemporaryDirectory() as folder:
+        async with open_store(f"sqlite:///{Path(folder) / 'floor.db'}") as store:
+            start = time.perf_counter()
+            count = 0
+            unit: list[Any] = []
+            async for item in source.items():
+                assert isinstance(item, SourceBar)  # the generator rejects nothing
+                unit.append(item.bar)
+                if len(unit) == batch_size:
+                    async with store.transaction() as tx:
+                        tx.write_bars(unit)
+                    count += len(unit)
+                    unit = []
+            if unit:
+                async with store.transaction() as tx:
+                    tx.write_bars(unit)
+                count += len(unit)
+            elapsed = time.perf_counter() - start
+            assert (await store.counts()).bars == count  # all persisted
+    return count / elapsed
 
 
 class Latency:
@@ -181,7 +213,8 @@ async def replay(bars: int, store: Any, mode: str = "replay") -> tuple[float, La
 
 async def main(bars: int) -> list[tuple[str, float, Latency | None, Any]]:
     rows: list[tuple[str, float, Latency | None, Any]] = [
-        ("source only", await source_only(bars), None, None)
+        ("source only", await source_only(bars), None, None),
+        ("source + SQLite writes", await source_and_sqlite_writes(bars), None, None),
     ]
     rate, latency, summary = await replay(bars, NullStore())
     rows.append(("no store", rate, latency, summary))
