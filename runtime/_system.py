@@ -266,8 +266,11 @@ async def open_actor_system(
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(system._run_root, nursery.cancel_scope)
-                await system._root.started.wait()
                 try:
+                    # Inside the try: a cancel or KeyboardInterrupt while the tree is
+                    # still starting must stop it too (the root runs shielded and would
+                    # otherwise supervise forever, keeping this nursery open).
+                    await system._root.started.wait()
                     if system._failure is None:
                         yield system
                 finally:

@@ -214,3 +214,46 @@ class TestBoundedCleanup:
             async with open_actor_system(spec, asyncio_loop=False):
                 pass
         assert any(e["event"] == "on_stop_failed" for e in logs)
+
+
+class TestCancelledWhileStarting:
+    async def test_a_cancel_during_start_up_stops_what_was_started_and_returns(
+        self, autojump_clock: MockClock
+    ):
+        # The cancel lands while "b" is still in on_start: "a" is up, "c" not started.
+        ledger = Resources()
+        systems: list[Any] = []
+
+        class SlowStart(Holder):
+            async def on_start(self) -> None:
+                systems.append(self.context.system)
+                await super().on_start()
+                await trio.sleep(5)
+
+        spec = SupervisorSpec(
+            "root",
+            [
+                ChildSpec("a", ledger.factory("a")),
+                ChildSpec("b", lambda: SlowStart(ledger, "b"), shutdown_timeout=1.0),
+                ChildSpec("c", ledger.factory("c")),
+            ],
+        )
+        left = trio.Event()
+
+        async def run_the_system() -> None:
+            with trio.move_on_after(1):
+                async with open_actor_system(spec, asyncio_loop=False):
+                    pytest.fail("the block must not run: the tree never finished starting")
+            left.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_the_system)
+            with trio.move_on_after(60):
+                await left.wait()
+            if not left.is_set():
+                await systems[0]._stop()  # unstick the tree so the test fails, not hangs
+                pytest.fail("open_actor_system did not return after a cancel during start-up")
+        # b is cut off after its shutdown timeout; both started children are released,
+        # in reverse start order, and c never started.
+        assert ledger.events == ["start a", "start b", "stop b", "stop a"]
+        assert ledger.open == set()
