@@ -177,15 +177,7 @@ class SupervisorCell(Node):
                     self.in_flight.finished()
 
     async def _handle_exit(self, child: Node, error: Exception | None) -> SupervisorFailed | None:
-        if error is not None:
-            child.crashes += 1
-            self.log.error(
-                "child_crashed",
-                child=child.path,
-                error=repr(error),
-                exc_info=(type(error), error, error.__traceback__),
-            )
-        else:
+        if error is None:
             self.log.info("child_exited", child=child.path)
         if not _wants_restart(child.restart, crashed=error is not None):
             child.retire()
@@ -251,6 +243,17 @@ class SupervisorCell(Node):
             child.running = False
             child.started.set()
             child.done.set()
+        if error is not None:
+            # Every crash is counted and logged where it happens, also one that no restart
+            # decision will follow: a crash while the child is being stopped or while its
+            # supervisor is stopping, or one whose event a strategy restart made stale.
+            child.crashes += 1
+            self.log.error(
+                "child_crashed",
+                child=child.path,
+                error=repr(error),
+                exc_info=(type(error), error, error.__traceback__),
+            )
         if not child.stopping:
             # A pending restart is work in flight: quiesce() waits for it to be handled.
             if not child.pending_counted:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import structlog
 import trio
+import trio.testing
 from tradewind.runtime import (
     Actor,
     Backoff,
@@ -598,3 +599,56 @@ class TestIntensity:
             async with open_actor_system(spec, asyncio_loop=False):
                 pass  # pragma: no cover - the start already fails
         assert isinstance(caught.value.__cause__, TypeError)
+
+
+class TestEveryCrashIsCounted:
+    async def test_siblings_crashing_together_under_one_for_all_are_both_counted(
+        self, autojump_clock: MockClock, quiet_logs: list[Any]
+    ):
+        # Both crash before the supervisor reacts; handling the first restarts both, so
+        # the second one's exit event is stale -- but it was a crash all the same.
+        journal = Journal()
+        journal.crash_once.add("boom")
+        journal.crash_once.add("bang")
+        spec = SupervisorSpec(
+            "root",
+            [ChildSpec(n, journal.factory(n)) for n in ("a", "b")],
+            strategy=RestartStrategy.ONE_FOR_ALL,
+            backoff=QUICK,
+        )
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            system.ref("a").send_nowait("boom")
+            system.ref("b").send_nowait("bang")
+            await system.quiesce()
+            crashes = {p: s.crashes for p, s in system.statistics().actors.items()}
+        assert crashes == {"a": 1, "b": 1}
+        logged = sorted(e["child"] for e in quiet_logs if e["event"] == "child_crashed")
+        assert logged == ["a", "b"]
+
+    async def test_a_crash_while_the_tree_stops_is_counted_and_logged(
+        self, autojump_clock: MockClock, quiet_logs: list[Any]
+    ):
+        class LateCrash(Actor):
+            async def handle(self, message: float) -> None:
+                await trio.sleep(message)
+                raise Boom(message)
+
+        class SlowStop(Actor):
+            async def handle(self, message: object) -> None:
+                return None
+
+            async def on_stop(self) -> None:
+                await trio.sleep(3)
+
+        spec = SupervisorSpec(
+            "root",
+            [ChildSpec("a", LateCrash), ChildSpec("b", LateCrash), ChildSpec("c", SlowStop)],
+        )
+        async with open_actor_system(spec, asyncio_loop=False) as system:
+            await system.ref("a").send(2)  # raises while c's on_stop runs (t = 0..3)
+            await system.ref("b").send(4)  # raises while b itself is being stopped (t = 3..)
+            await trio.testing.wait_all_tasks_blocked()
+        crashes = {p: s.crashes for p, s in system.statistics().actors.items()}
+        assert crashes == {"a": 1, "b": 1, "c": 0}
+        logged = [(e["child"], e["error"]) for e in quiet_logs if e["event"] == "child_crashed"]
+        assert logged == [("a", "Boom(2)"), ("b", "Boom(4)")]
