@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,10 @@ class RestartStrategy(enum.Enum):
 
 
 def _to_argv(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str | bytes):
+        # Not split into characters ("gateway" would run the program "g"): kept as it
+        # is, so that validation reports it.
+        return value  # type: ignore[return-value]
     return tuple(value)
 
 
@@ -251,7 +256,17 @@ def _process_problems(spec: ProcessSpec, where: str) -> list[str]:
     f = _fields(spec)
     argv = f["argv"]
     if not isinstance(argv, tuple) or not argv or not all(isinstance(a, str) for a in argv):
-        problems.append(f"{where}: argv must be a non-empty sequence of str, got {argv!r}")
+        hint = " (one str is not split into arguments)" if isinstance(argv, str | bytes) else ""
+        problems.append(f"{where}: argv must be a non-empty sequence of str, got {argv!r}{hint}")
+    env = f["env"]
+    if env is not None and (
+        not isinstance(env, Mapping)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+    ):
+        problems.append(f"{where}: env must be None or a mapping of str to str, got {env!r}")
+    cwd = f["cwd"]
+    if cwd is not None and not isinstance(cwd, str | os.PathLike):
+        problems.append(f"{where}: cwd must be None or a path, got {cwd!r}")
     if not isinstance(f["restart"], Restart):
         problems.append(f"{where}: restart must be a Restart, got {f['restart']!r}")
     if not _positive_finite(f["shutdown_timeout"]):

@@ -124,6 +124,10 @@ class TestValidation:
             (SupervisorSpec("r", [object()]), "is not a ChildSpec"),  # type: ignore[list-item]
             (SupervisorSpec("r", [ProcessSpec("p", ["x"], restart=1)]), "p: restart must be"),  # type: ignore[arg-type]
             (SupervisorSpec("r", [ProcessSpec("p", ["x"], shutdown_timeout=-1)]), "p: shutdown"),
+            (SupervisorSpec("r", [ProcessSpec("p", "gateway")]), "p: argv must .* 'gateway'"),
+            (SupervisorSpec("r", [ProcessSpec("p", ["x"], env={"A": 1})]), "p: env must be"),  # type: ignore[dict-item]
+            (SupervisorSpec("r", [ProcessSpec("p", ["x"], env=["A=1"])]), "p: env must be"),  # type: ignore[arg-type]
+            (SupervisorSpec("r", [ProcessSpec("p", ["x"], cwd=5)]), "p: cwd must be"),  # type: ignore[arg-type]
         ],
     )
     async def test_malformed_supervisor_and_process_fields_are_named(self, spec, fragment):
