@@ -146,6 +146,38 @@ class Strategy:
         """The strategy is stopping normally (not after a crash). Intents are ignored."""
 
 
+#: The callbacks the host calls; each must be a plain synchronous method.
+CALLBACKS: Final = (
+    "on_start",
+    "on_bar",
+    "on_fill",
+    "on_order",
+    "on_session",
+    "on_denied",
+    "on_stop",
+)
+
+
+def async_callbacks(cls: type) -> list[str]:
+    """The callbacks of `cls` defined with ``async def`` (or as async generators): the
+    host calls callbacks synchronously, so such a callback would never run."""
+    return [
+        name
+        for name in CALLBACKS
+        if inspect.iscoroutinefunction(getattr(cls, name, None))
+        or inspect.isasyncgenfunction(getattr(cls, name, None))
+    ]
+
+
+def _async_callbacks_message(cls: type, names: list[str]) -> str:
+    return (
+        f"{cls.__name__}.{names[0]} is an async def"
+        + (f" (so are {', '.join(names[1:])})" if names[1:] else "")
+        + ": strategy callbacks are plain synchronous methods, a coroutine would never "
+        "be awaited and the callback would silently do nothing"
+    )
+
+
 @attrs.frozen
 class StrategyStatistics:
     """A snapshot of the strategy host's counters.
@@ -661,6 +693,9 @@ class StrategyActor(Actor):
         if not isinstance(strategy, Strategy):
             msg = f"{self.context.path}: the factory returned {strategy!r}, not a Strategy"
             raise TypeError(msg)
+        if asynchronous := async_callbacks(type(strategy)):
+            msg = f"{self.context.path}: {_async_callbacks_message(type(strategy), asynchronous)}"
+            raise TypeError(msg)
         if strategy.lookback >= host.history:
             self.context.log.warning(
                 "strategy_history_too_short", lookback=strategy.lookback, history=host.history
@@ -915,6 +950,24 @@ def _load_module(spec: str, module_part: str, base: Path | None) -> object:
         raise InvalidStrategy(msg) from exc
 
 
+def check_strategy_class(spec: str, found: object, name: str | None = None) -> None:
+    """Check that `found` (named `name`, found through `spec`) is a `Strategy` subclass
+    whose callbacks are plain synchronous methods.
+
+    Raises:
+        InvalidStrategy: it is not a `Strategy` subclass, or a callback is an
+            ``async def`` (the host would never await it); the message names which.
+    """
+    if name is None:
+        name = getattr(found, "__name__", repr(found))
+    if not isinstance(found, type) or not issubclass(found, Strategy):
+        msg = f"strategy {spec!r}: {name!r} is not a Strategy subclass (got {found!r})"
+        raise InvalidStrategy(msg)
+    if asynchronous := async_callbacks(found):
+        msg = f"strategy {spec!r}: {_async_callbacks_message(found, asynchronous)}"
+        raise InvalidStrategy(msg)
+
+
 def load_strategy(
     spec: str, params: Mapping[str, object] | None = None, *, base: str | Path | None = None
 ) -> StrategyFactory:
@@ -935,9 +988,9 @@ def load_strategy(
 
     Raises:
         InvalidStrategy: the spec is malformed, the module or file does not exist or
-            fails to import, the name is missing or not a `Strategy` subclass, or the
-            parameters are refused (unknown, missing, or rejected by the class); the
-            message names which.
+            fails to import, the name is missing or not a `Strategy` subclass, a callback
+            is an ``async def``, or the parameters are refused (unknown, missing, or
+            rejected by the class); the message names which.
     """
     params = dict(params or {})
     module_part, colon, class_name = spec.rpartition(":")
@@ -949,9 +1002,7 @@ def load_strategy(
     if found is None:
         msg = f"strategy {spec!r}: {module_part!r} has no {class_name!r}"
         raise InvalidStrategy(msg)
-    if not isinstance(found, type) or not issubclass(found, Strategy):
-        msg = f"strategy {spec!r}: {class_name!r} is not a Strategy subclass (got {found!r})"
-        raise InvalidStrategy(msg)
+    check_strategy_class(spec, found, class_name)
     try:
         inspect.signature(found).bind(**params)
     except TypeError as exc:

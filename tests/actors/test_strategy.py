@@ -686,6 +686,35 @@ class TestLoadStrategy:
         strategy = load_strategy("with_settings.py:WithSettings", {"n": 4}, base=tmp_path)()
         assert strategy.settings.n == 4  # type: ignore[attr-defined]
 
+    def test_an_async_callback_is_refused_at_load(self, tmp_path: Path) -> None:
+        # An `async def on_bar` would return a coroutine that is never awaited: the
+        # strategy would silently do nothing.
+        (tmp_path / "asyncy.py").write_text(
+            "from tradewind.actors import Strategy\n"
+            "class Asyncy(Strategy):\n"
+            "    async def on_bar(self, bar, ctx):\n"
+            "        ctx.buy(bar.instrument, 1)\n"
+        )
+        with pytest.raises(InvalidStrategy, match=r"on_bar is an async def"):
+            load_strategy("asyncy.py:Asyncy", base=tmp_path)
+
+    async def test_a_factory_building_an_async_callback_is_a_crash(
+        self, autojump_clock: object
+    ) -> None:
+        class Asyncy(Strategy):
+            async def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:  # type: ignore[override]
+                pass
+
+        built: list[Strategy] = [Asyncy()]
+
+        def factory() -> Strategy:
+            return built.pop() if built else EveryBar()
+
+        async with tiny(factory) as t:
+            await t.send(bar(0, "1"))
+            assert t.system.statistics().actors["trading/strategy"].crashes == 1
+            assert len(t.intents) == 1
+
 
 class TestOutboxBound:
     def test_what_does_not_fit_the_outbox_is_returned_in_order_and_counted(self):

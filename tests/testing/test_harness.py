@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 import trio.testing
-from tradewind.actors import Bar, Strategy
+from tradewind.actors import Bar, InvalidStrategy, Strategy
 from tradewind.actors._messages import Flush
 from tradewind.actors._risk import DenyReason
 from tradewind.actors._settings import RiskSection
@@ -230,6 +230,15 @@ class TestMisuse:
     async def test_bad_strategy_params_are_refused_before_start(self, autojump_clock):
         with pytest.raises(TypeError):
             async with open_harness(BuyOnce, params={"nope": 1}, bars=bars(["10"])):
+                pass  # pragma: no cover
+
+    async def test_an_async_callback_is_refused_before_start(self, autojump_clock):
+        class Asyncy(Strategy):
+            async def on_bar(self, bar, ctx):  # a coroutine nobody would await
+                ctx.buy(bar.instrument, 1)
+
+        with pytest.raises(InvalidStrategy, match="on_bar is an async def"):
+            async with open_harness(Asyncy, bars=bars(["10"])):
                 pass  # pragma: no cover
 
 

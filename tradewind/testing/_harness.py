@@ -63,6 +63,7 @@ from tradewind.actors._settings import (
     StrategySection,
 )
 from tradewind.actors._sources import BarSource, SourceBar
+from tradewind.actors._strategy import check_strategy_class
 from tradewind.actors._tree import (
     CrashPlan,
     TradingSystem,
@@ -471,6 +472,7 @@ def _strategy(
     if isinstance(strategy, str):
         return StrategySection(path=strategy, id=_STRATEGY_ID, params=params), None
     path = f"{strategy.__module__}:{strategy.__qualname__}"
+    check_strategy_class(path, strategy)
     factory = functools.partial(strategy, **params)
     factory()  # refuse bad parameters now, not in the strategy actor's first start
     return StrategySection(path=path, id=_STRATEGY_ID, params=params), factory
