@@ -93,6 +93,7 @@ from tradewind.actors._portfolio import Portfolio, Position, book_fill
 from tradewind.actors._risk import DenyReason, TradingState
 from tradewind.actors._values import Instrument, Side
 from tradewind.runtime._actor import Actor
+from tradewind.runtime._errors import HandlerTimeout
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -802,6 +803,8 @@ class StrategyActor(Actor):
         assert ctx is not None  # noqa: S101 -- set in on_start
         host = self.host
         ts: int = getattr(message, "ts", 0)
+        limit = self.context.handler_timeout
+        started = trio.current_time() if limit is not None else 0.0
         ctx._enter(ts, upto=host.current_bar_seq, acting=True, warming_up=False)
         try:
             match message:
@@ -822,11 +825,24 @@ class StrategyActor(Actor):
                     self.context.log.warning(
                         "unexpected_message", message_type=type(message).__name__
                     )
+            if limit is not None:
+                self._check_overrun(message, trio.current_time() - started, limit)
         except Exception:
             self._crashed = True
             ctx._take()
             raise
         return ctx._take()
+
+    def _check_overrun(self, message: object, elapsed: float, limit: float) -> None:
+        """Raise `HandlerTimeout` if the callbacks for `message` took longer than the
+        handler timeout: they are synchronous, so trio could not cancel them, but a slow
+        callback is a crash all the same (what it buffered is not sent)."""
+        if elapsed > limit:
+            msg = (
+                f"{self.context.path}: the strategy's callback for {type(message).__name__} "
+                f"ran {elapsed:.3f}s, longer than the handler timeout of {limit}s"
+            )
+            raise HandlerTimeout(msg)
 
     def _start_sender(self) -> None:
         """Take the in-flight count for what is in the outbox and start the sender."""

@@ -120,6 +120,11 @@ class ActorContext:
         return self._cell.crashing
 
     @property
+    def handler_timeout(self) -> float | None:
+        """Seconds one ``handle`` call may take (None: no limit), as configured."""
+        return self._cell.spec.handler_timeout
+
+    @property
     def clock(self) -> trio.abc.Clock:
         """The clock of the running trio loop."""
         return trio.lowlevel.current_clock()

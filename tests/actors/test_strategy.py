@@ -55,6 +55,7 @@ from tradewind.runtime import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    import trio.testing
     from tradewind.runtime._specs import AnySpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,12 +115,17 @@ async def tiny(
     host: StrategyHost | None = None,
     actor: type[StrategyActor] = StrategyActor,
     params: dict[str, object] | None = None,
+    handler_timeout: float | None = None,
 ) -> AsyncIterator[Tiny]:
     host = host if host is not None else StrategyHost("sma", [AAPL, MSFT])
     risk: list[object] = []
     trading: list[AnySpec] = [
         ChildSpec("risk", lambda: Recorder(risk)),
-        ChildSpec("strategy", lambda: actor(host, factory, params=params)),
+        ChildSpec(
+            "strategy",
+            lambda: actor(host, factory, params=params),
+            handler_timeout=handler_timeout,
+        ),
     ]
     root: list[AnySpec] = [
         # mypy reads the children's `converter=tuple` as Iterable[_T_co]: a false alarm.
@@ -534,6 +540,26 @@ class TestCallbacks:
             await t.send(bar(0, "1"))
             assert t.system.statistics().actors["trading/strategy"].crashes == 1
         assert len(starts) == 2
+
+    async def test_a_callback_that_overruns_the_handler_timeout_is_a_crash(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        # A synchronous callback has no checkpoint, so trio cannot cancel it; a slow one
+        # (time.sleep, a long computation) must still count as a crash once it returns.
+        slow = [bar(1, "2").ts]
+
+        class Slow(Strategy):
+            def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+                if bar.ts in slow:
+                    slow.remove(bar.ts)
+                    autojump_clock.jump(5)  # the callback "takes" five seconds
+                ctx.buy(bar.instrument, 1)
+
+        async with tiny(Slow, handler_timeout=1.0) as t:
+            await t.send(bar(0, "1"), bar(1, "2"))
+            assert t.system.statistics().actors["trading/strategy"].crashes == 1
+            # the slow call's buy was not sent; the redelivery's was
+            assert len(t.intents) == 2
 
     def test_history_upto_leaves_out_later_bars(self) -> None:
         host = StrategyHost("sma", [AAPL], history=3)
