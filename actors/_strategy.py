@@ -40,11 +40,12 @@ Design notes
   on with what is left.
 * The outbox is bounded (`StrategyHost.outbox_capacity`). Waiting for room in it would
   close the cycle again, so an intent that does not fit is refused at once: it is counted
-  (``shed``), logged (``strategy_outbox_full``) and handed to the strategy's
+  (``shed``), logged (``strategy_outbox_full``), handed to the strategy's
   `on_denied` as an `IntentDenied` with `DenyReason.OVERLOADED` (the strategy asks
-  for orders faster than risk takes them); a cancel that does not fit is counted and
+  for orders faster than risk takes them) and sent to persistence like risk's own
+  denials (so it is stored and in the run's summary); a cancel that does not fit is counted and
   logged (the order stays working; the strategy sees it in ``ctx.open_orders``). The
-  bound is far above what one bar's cascade produces: in a replay it is never reached.
+  bound is far above what one bar's cascade normally produces.
 * Quiescence stays honest: every intent in the outbox is counted in the system's
   in-flight count from the moment it is queued until risk accepted it (the send counts it
   again for risk's mailbox), so ``system.quiesce()`` - the replay's per-bar barrier and
@@ -84,6 +85,7 @@ from tradewind.actors._messages import (
     EndOfData,
     IntentDenied,
     OrderUpdated,
+    Persist,
     SessionChanged,
     SubmitIntent,
     TradingStateChanged,
@@ -194,6 +196,8 @@ class StrategyStatistics:
         warmup_bars: bars replayed into `on_bar` in warm-up, over all restarts.
         ignored: intents and cancels ignored (warm-up, `on_start`, `on_stop`).
         shed: intents and cancels refused because the outbox to risk was full.
+        overloaded: the intents among them (each one an `IntentDenied` with
+            `DenyReason.OVERLOADED`).
     """
 
     bars: int
@@ -206,6 +210,7 @@ class StrategyStatistics:
     warmup_bars: int
     ignored: int
     shed: int
+    overloaded: int
 
 
 def _instrument_table(
@@ -353,6 +358,7 @@ class StrategyHost:
             else:
                 shed.append(action)
         self._counts["shed"] += len(shed)
+        self._counts["overloaded"] += sum(isinstance(a, SubmitIntent) for a in shed)
         self.current_done = True
         if isinstance(self.current, Bar) and self.current_bar_seq is not None:
             self._counts["bars"] += 1
@@ -388,6 +394,7 @@ class StrategyHost:
             warmup_bars=c["warmup_bars"],
             ignored=c["ignored"],
             shed=c["shed"],
+            overloaded=c["overloaded"],
         )
 
 
@@ -653,6 +660,9 @@ class StrategyActor(Actor):
         params: the strategy's parameters for ``ctx.params``; by default the factory's
             ``params`` attribute, if it has one.
         risk: path of the risk actor.
+        persistence: path of the persistence actor, which stores the intents refused
+            because the outbox was full (as risk stores its denials); None to store
+            nothing.
     """
 
     def __init__(
@@ -662,6 +672,7 @@ class StrategyActor(Actor):
         *,
         params: Mapping[str, object] | None = None,
         risk: str = "trading/risk",
+        persistence: str | None = None,
     ) -> None:
         self.host = host
         self._factory = factory
@@ -670,6 +681,8 @@ class StrategyActor(Actor):
         self._params = params
         self._risk_path = risk
         self._risk: ActorRef | None = None
+        self._persistence_path = persistence
+        self._persistence: ActorRef | None = None
         self._strategy: Strategy | None = None
         self._ctx: StrategyContext | None = None
         self._crashed = False
@@ -688,6 +701,8 @@ class StrategyActor(Actor):
                 crash, as in a handler).
         """
         self._risk = self.context.system.ref(self._risk_path)
+        if self._persistence_path is not None:
+            self._persistence = self.context.system.ref(self._persistence_path)
         host = self.host
         self._start_sender()
         strategy: object = self._factory()
@@ -741,7 +756,7 @@ class StrategyActor(Actor):
         shed = host.finish(actions)
         self._queued(len(actions) - len(shed))
         if shed:
-            self._shed(shed)
+            await self._shed(shed)
         await self._deliver()
 
     async def _deliver(self) -> None:
@@ -771,8 +786,10 @@ class StrategyActor(Actor):
             in_flight.hold_in_flight(n)
             self._held += n
 
-    def _shed(self, shed: list[SubmitIntent | CancelOrder]) -> None:
-        """Refuse what did not fit in the outbox: log it and tell the strategy."""
+    async def _shed(self, shed: list[SubmitIntent | CancelOrder]) -> None:
+        """Refuse what did not fit in the outbox: log it, tell the strategy, and store
+        the denials (persistence never sends to the strategy: waiting on it closes no
+        cycle)."""
         host = self.host
         self.context.log.warning(
             "strategy_outbox_full", shed=len(shed), capacity=host.outbox_capacity
@@ -784,11 +801,15 @@ class StrategyActor(Actor):
             f"the strategy's outbox to risk is full ({host.outbox_capacity} waiting): "
             "intents come faster than risk takes them"
         )
-        for action in shed:
-            if not isinstance(action, SubmitIntent):
-                continue
-            denial = IntentDenied(action.intent, DenyReason.OVERLOADED, detail, action.ts)
-            ctx._enter(action.ts, upto=host.current_bar_seq, acting=False, warming_up=False)
+        denials = [
+            IntentDenied(action.intent, DenyReason.OVERLOADED, detail, action.ts)
+            for action in shed
+            if isinstance(action, SubmitIntent)
+        ]
+        if denials and self._persistence is not None:
+            await self._persistence.send(Persist(tuple(denials)))
+        for denial in denials:
+            ctx._enter(denial.ts, upto=host.current_bar_seq, acting=False, warming_up=False)
             try:
                 strategy.on_denied(denial, ctx)
             except Exception:

@@ -53,6 +53,7 @@ import itertools
 import random
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from decimal import Decimal
@@ -77,6 +78,7 @@ from tradewind.actors._persistence import (
     dead_letter_record,
     replay_spill_journal,
 )
+from tradewind.actors._risk import DenyReason
 from tradewind.actors._risk_actor import RiskActor, RiskBook
 from tradewind.actors._settings import (
     DEFAULT_JOURNAL_DIR,
@@ -524,7 +526,7 @@ class TradingSystem:
             conflated=strategy_stats.conflated if strategy_stats is not None else 0,
             orders=book.placed,
             fills=book.fills,
-            denials={reason.value: n for reason, n in sorted(risk.denied.items(), key=_by_value)},
+            denials=_denials(risk.denied, self.strategy.statistics().overloaded),
             restarts={path: s.restarts for path, s in sorted(stats.actors.items()) if s.restarts},
             dead_letters=stats.dead_letters,
             positions=tuple(lines),
@@ -537,10 +539,6 @@ class TradingSystem:
             wall_time=time.perf_counter() - self.started,
             rejections=rejections,
         )
-
-
-def _by_value(item: tuple[Any, int]) -> str:
-    return str(item[0].value)
 
 
 # ----------------------------------------------------------------------------- building
@@ -606,6 +604,14 @@ def make_source(settings: Settings, *, interval: float | None = None) -> BarSour
 #: In a replay, persistence is woken once this many records are queued (or by an ask,
 #: or at the end): a batch per wake-up instead of one scheduler pass per bar.
 _REPLAY_PERSISTENCE_WAKE = 256
+
+
+def _denials(by_risk: Mapping[DenyReason, int], overloaded: int) -> dict[str, int]:
+    """Denials by reason code: risk's, plus the intents the strategy's full outbox refused
+    (OVERLOADED, as risk's own overload)."""
+    counts = Counter({reason.value: n for reason, n in by_risk.items()})
+    counts[DenyReason.OVERLOADED.value] += overloaded
+    return {reason: n for reason, n in sorted(counts.items()) if n}
 
 
 def _tree(
@@ -680,7 +686,7 @@ def _tree(
     strategy = child(
         "strategy",
         "trading/strategy",
-        lambda: StrategyActor(parts.strategy, parts.strategy_factory),
+        lambda: StrategyActor(parts.strategy, parts.strategy_factory, persistence="persistence"),
         strategy_mailbox,
     )
     feed = child(

@@ -118,6 +118,20 @@ class TestRun:
             assert h.fills == ()
         assert h.summary.denials == {"MAX_POSITION": 1}
 
+    async def test_intents_the_full_outbox_refuses_are_denials_too(self, autojump_clock):
+        class Flood(Strategy):
+            def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+                if ctx.history(bar.instrument, 2)[:-1] == []:  # the first bar only
+                    for _ in range(5):
+                        ctx.buy(bar.instrument, 1, limit="1.00")
+
+        async with open_harness(Flood, bars=bars(["10", "11"])) as h:
+            h.system.strategy.outbox_capacity = 2  # five intents, room for two
+            await h.run()
+            assert [d.reason for d in h.denials] == [DenyReason.OVERLOADED] * 3
+            assert len(h.orders) == 2
+        assert h.summary.denials == {"OVERLOADED": 3}
+
 
 class TestStepping:
     async def test_step_feeds_exactly_n_items_then_waits(self, autojump_clock):
