@@ -376,30 +376,46 @@ class RiskBook:
         none), in ns."""
         return _day_bounds(ts, self._zone)[1]
 
-    def resume(
+    def resume_since(self, ts: int, fills: Iterable[Fill]) -> int:
+        """Where a cold start's walk (`resume`) begins: the start of the trading day of
+        `ts` (the newest stored bar) or, when a tripped kill switch holds for good (no
+        `resume_next_day`), of the day of the first stored fill -- a trip on any earlier
+        day still holds, and before the first fill the day's PnL cannot move."""
+        since = self.day_start_of(ts)
+        if not self.settings.resume_next_day:
+            first = min((fill.ts for fill in fills), default=None)
+            if first is not None:
+                since = min(since, self.day_start_of(first))
+        return since
+
+    def resume(  # noqa: PLR0917 -- the stored state a cold start hands over
         self,
         ts: int,
         fills: Iterable[Fill],
         day_bars: Iterable[Bar],
         closes: Mapping[str, Decimal],
         orders: Iterable[Order] = (),
+        since: int | None = None,
     ) -> None:
         """Cold start: continue the trading day of `ts` (the newest stored bar) and the
         order-rate window as the crashed run left them, instead of opening a fresh day
         and an empty window at the first new event.
 
-        The day's PnL baseline is the one the crashed run took when the day began: the
-        portfolio of the `fills` stored before the day's start, marked at `closes` (each
-        instrument's last stored close before it). The day is then walked again -- its
-        fills and its `day_bars` (the stored bars from the day's start), each bar after
-        the fills made on it -- checking the day's PnL where the risk actor checks it
-        (after a fill; after a mark of an open position): the kill switch latches, so a
-        day whose losses passed the limit at any point resumes HALTED, even if the PnL
-        has come back since. Its cancels and flattening were journaled by the crashed
-        run, or are decided again with the bars it lost. Without this a restart would
-        hand the strategy a fresh daily loss budget. The stored `orders` created within
-        the rate window ending at `ts` count toward `max_orders_per_second` again (each
-        was an intent risk accepted), and the newest one names the strategy a kill
+        The walk begins at `since`, the start of a trading day (default: the day of
+        `ts`; `resume_since` says where it must begin). The baseline of its first day is
+        the portfolio of the `fills` stored before `since`, marked at `closes` (each
+        instrument's last stored close before it). The days are then walked again -- their
+        fills and their `day_bars` (the stored bars from `since`), each bar after the
+        fills made on it, each new day taking the walked portfolio as its baseline, as
+        the crashed run did when the day began -- checking the day's PnL where the risk
+        actor checks it (after a fill; after a mark of an open position): the kill switch
+        latches, so a day whose losses passed the limit at any point resumes HALTED, even
+        if the PnL has come back since, and so does every later day unless
+        `resume_next_day` lifts it. Its cancels and flattening were journaled by the
+        crashed run, or are decided again with the bars it lost. Without this a restart
+        would hand the strategy a fresh daily loss budget. The stored `orders` created
+        within the rate window ending at `ts` count toward `max_orders_per_second` again
+        (each was an intent risk accepted), and the newest one names the strategy a kill
         switch flattens for.
         """
         window_start = ts - self.rate.window_ns
@@ -410,23 +426,34 @@ class RiskBook:
         if stored:  # whose id a kill switch's flattening orders are placed under
             self.last_strategy_id = stored[-1].intent.strategy_id
         day, start, end = _day_bounds(ts, self._zone)
+        walk_start = start if since is None else min(since, start)
         walk = Portfolio(self.portfolio.instruments)
-        today: list[tuple[int, str, int, Fill | Bar]] = []
+        events: list[tuple[int, str, int, Fill | Bar]] = []
         for fill in fills:
             if fill.instrument not in walk.instruments:
                 continue
-            if fill.ts < start:
+            if fill.ts < walk_start:
                 book_fill(walk, fill)  # marks at the fill's price if unmarked, as live
             else:
-                today.append((fill.ts, fill.instrument, 0, fill))
+                events.append((fill.ts, fill.instrument, 0, fill))
         for symbol, close in closes.items():
             if symbol in walk.instruments:
-                walk.mark(symbol, close, start - 1)  # a close from before the day began
-        self.day, self._day_span, self.day_start = day, (start, end), walk.pnl_by_currency()
-        self.last_ts = max(self.last_ts, ts)
-        today.extend((bar.ts, bar.instrument, 1, bar) for bar in day_bars if bar.ts >= start)
-        worst: Decimal | None = None
-        for _ts, symbol, _kind, event in sorted(today, key=lambda item: item[:3]):
+                walk.mark(symbol, close, walk_start - 1)  # a close from before the walk
+        events.extend((bar.ts, bar.instrument, 1, bar) for bar in day_bars if bar.ts >= walk_start)
+        span_end = _day_bounds(walk_start, self._zone)[2]
+        self.day_start = walk.pnl_by_currency()
+        worst: Decimal | None = None  # the worst day PnL of the day being walked
+        tripped: Decimal | None = None  # the PnL that tripped the kill switch
+        for event_ts, symbol, _kind, event in sorted(events, key=lambda item: item[:3]):
+            if event_ts >= span_end:  # a new day: its baseline is the portfolio so far
+                span_end = _day_bounds(event_ts, self._zone)[2]
+                try:
+                    self.day_start = walk.pnl_by_currency()
+                except MissingPrice:
+                    self.day_start = {}
+                worst = None
+                if self.settings.resume_next_day:
+                    tripped = None
             if symbol not in walk.instruments:
                 continue
             if isinstance(event, Fill):
@@ -435,6 +462,8 @@ class RiskBook:
                 walk.mark(symbol, event.close, event.ts)
                 if walk.position(symbol).is_flat:
                     continue
+            if tripped is not None:
+                continue
             try:
                 pnl = self._day_pnl_of(walk.pnl_by_currency())
             except MissingPrice:
@@ -442,12 +471,14 @@ class RiskBook:
             if pnl is not None and (worst is None or pnl < worst):
                 worst = pnl
             if worst is not None and worst <= -self.limits.daily_loss_limit:
-                break
-        if worst is None or worst > -self.limits.daily_loss_limit:
+                tripped = worst
+        self.day, self._day_span = day, (start, end)
+        self.last_ts = max(self.last_ts, ts)
+        if tripped is None:
             return
         self.killed = True
         self.kill_reason = (
-            f"kill switch: the day's PnL reached {worst}, past the loss limit "
+            f"kill switch: the day's PnL reached {tripped}, past the loss limit "
             f"{self.limits.daily_loss_limit} (restored at a cold start)"
         )
         self.state, self.reason = self._derive_state(with_broker=True)

@@ -836,13 +836,14 @@ async def _keepers(
             risk.last_prices[bar.instrument] = bar.close
             risk.portfolio.mark(bar.instrument, bar.close, bar.ts)
     if warm:
-        # The day goes on: its loss budget and order rate are what the crashed run left.
+        # The day goes on: its loss budget and order rate are what the crashed run left,
+        # and a kill switch tripped on an earlier day holds unless `resume_next_day`.
         newest = warm[-1].ts
-        day_start = risk.day_start_of(newest)
-        before = await store.last_bars(before=day_start)
+        since = risk.resume_since(newest, stored_fills)
+        before = await store.last_bars(before=since)
         closes = {b.instrument: b.close for b in sorted(before.values(), key=lambda b: b.ts)}
-        day_bars = await store.bars(start=day_start)
-        risk.resume(newest, stored_fills, day_bars, closes, stored_orders)
+        day_bars = await store.bars(start=since)
+        risk.resume(newest, stored_fills, day_bars, closes, stored_orders, since=since)
         strategy.trading_state = risk.state
     return feed, orders, risk, strategy, journal
 

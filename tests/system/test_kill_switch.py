@@ -127,6 +127,43 @@ class TestKillSwitchAcrossAColdStart:
         assert restarted == clean
 
 
+def falling_then_next_day(path: Path) -> Path:
+    """The falling bars (the kill switch trips on the 6th), then a second day of AAPL
+    bars at the last price."""
+    falling_bars(path)
+    next_day = START + 24 * 60 * MINUTE
+    rows = [f"{next_day + i * MINUTE},AAPL,70.00,70.00,70.00,70.00,10000" for i in range(10)]
+    with path.open("a") as handle:
+        handle.write("\n".join(rows) + "\n")
+    return path
+
+
+class TestKillSwitchAcrossDays:
+    """Without `resume_next_day` a tripped kill switch holds for good, so a process
+    killed on a later day must come back halted too; with it, it must come back trading."""
+
+    @pytest.mark.parametrize("resume_next_day", [False, True])
+    async def test_a_restart_on_a_later_day_keeps_what_the_trip_decided(
+        self, make_settings: Any, tmp_path: Path, resume_next_day: bool
+    ) -> None:
+        risk = RISK + ("resume_next_day = true\n" if resume_next_day else "")
+
+        def settings(name: str) -> tuple[Any, str, Path]:
+            folder = tmp_path / name
+            folder.mkdir()
+            data = falling_then_next_day(folder / "bars.csv")
+            url = f"sqlite:///{folder / 'store.db'}"
+            made = make_settings(data=csv(data), strategy=LOSER, params="{}", risk=risk, store=url)
+            return made, url, data
+
+        across = TestKillSwitchAcrossAColdStart()
+        clean = await across.stored_after(*settings("clean"), None)
+        restarted = await across.stored_after(*settings("restarted"), BARS + 3)  # day 2
+        _orders, _denials, state = clean
+        assert state is (TradingState.ACTIVE if resume_next_day else TradingState.HALTED)
+        assert restarted == clean
+
+
 class TestFlattening:
     async def test_the_kill_switch_closes_what_one_flattening_order_leaves(
         self, make_settings: Any, tmp_path: Path, autojump_clock: Any
