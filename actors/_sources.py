@@ -430,6 +430,8 @@ class SyntheticBarSource:
         start_price: each instrument's first open.
         interval: seconds (trio time) to wait between time steps; 0 replays as fast as
             the consumer takes them (paper mode uses e.g. the timeframe's length).
+        unpaced_until: time steps at or before this bar time are not paced: a cold
+            start's history, which the crashed run already waited for (None: pace all).
     """
 
     instruments: Sequence[Instrument] = attrs.field(converter=_instrument_list)
@@ -439,6 +441,7 @@ class SyntheticBarSource:
     count: int = 1_000
     start_price: Decimal = Decimal(100)
     interval: float = 0.0
+    unpaced_until: int | None = None
 
     @property
     def name(self) -> str:
@@ -465,7 +468,12 @@ class SyntheticBarSource:
             if index < skip:
                 last_ts = bar.ts
                 continue
-            if self.interval > 0 and last_ts is not None and bar.ts != last_ts:
+            if (
+                self.interval > 0
+                and last_ts is not None
+                and bar.ts != last_ts
+                and (self.unpaced_until is None or bar.ts > self.unpaced_until)
+            ):
                 await trio.sleep(self.interval)
             elif index % _CHUNK_LINES == 0:
                 await trio.lowlevel.checkpoint()

@@ -577,13 +577,17 @@ def paper_config(settings: Settings) -> PaperConfig:
     )
 
 
-def make_source(settings: Settings, *, interval: float | None = None) -> BarSource:
+def make_source(
+    settings: Settings, *, interval: float | None = None, unpaced_until: int | None = None
+) -> BarSource:
     """The bar source the settings describe (CSV or synthetic).
 
     Args:
         settings: the run's settings.
         interval: overrides `data.interval`, the synthetic source's pacing in seconds
             (the test harness passes 0 and paces time steps itself).
+        unpaced_until: a cold start's newest stored bar time: the synthetic source does
+            not pace the time steps up to it again.
     """
     data = settings.data
     instruments = settings.instrument_map()
@@ -598,6 +602,7 @@ def make_source(settings: Settings, *, interval: float | None = None) -> BarSour
         count=data.count,
         start_price=data.start_price,
         interval=data.interval if interval is None else interval,
+        unpaced_until=unpaced_until,
     )
 
 
@@ -933,10 +938,6 @@ async def open_trading_system(
                 open_store(settings.store.url.reveal(), pool_size=settings.store.pool_size)
             )
         factory = strategy_factory or load_strategy_factory(settings)
-        stoppable = StoppableSource(
-            source if source is not None else make_source(settings),
-            cancel_waits=settings.mode != "replay",
-        )
         expected = None
         if source is None and settings.data.source == "csv":
             expected = await trio.to_thread.run_sync(_count_data_lines, str(settings.data.path))
@@ -958,6 +959,11 @@ async def open_trading_system(
             tx.upsert_instruments(instruments)
             tx.start_run(run, config_hash(settings), time.time_ns())
         feed, orders, risk, host, journal = await _keepers(settings, store, resume=resume)
+        stoppable = StoppableSource(
+            # A cold start's stored bars were waited for by the crashed run: not again.
+            source if source is not None else make_source(settings, unpaced_until=feed.last_ts),
+            cancel_waits=settings.mode != "replay",
+        )
         if resume:
             persistence.resume_denials(await store.denials())
         if spill:  # the journal's folder must exist before the first spill

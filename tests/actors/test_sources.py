@@ -8,6 +8,7 @@ import itertools
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -415,3 +416,16 @@ class TestSynthetic:
         items = await collect(source)
         assert len(items) >= 3
         assert trio.current_time() - start == pytest.approx(10.0 * (len(items) - 1))
+
+    async def test_steps_up_to_unpaced_until_are_not_paced(self, autojump_clock: object) -> None:
+        import trio
+
+        paced = SyntheticBarSource([AAPL], seed=5, start_ts=T0, count=10, interval=10.0)
+        bars = [i.bar for i in await collect(paced) if isinstance(i, SourceBar)]
+        history = bars[5].ts  # a cold start's newest stored bar
+        source = attrs.evolve(paced, unpaced_until=history)
+        start = trio.current_time()
+        items = [i.bar for i in await collect(source) if isinstance(i, SourceBar)]
+        assert items == bars  # the same bars, only sooner
+        later_steps = len({b.ts for b in bars if b.ts > history})
+        assert trio.current_time() - start == pytest.approx(10.0 * later_steps)

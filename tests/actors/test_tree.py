@@ -102,6 +102,9 @@ class TestPaperColdStart:
                 await second.wait_finished()
         feed = second.feed.statistics()
         assert feed.resumed == first.feed.statistics().accepted  # the first 80 steps
+        # the stored steps are not paced again (the crashed run waited for them)
+        assert first.feed.last_ts is not None
+        assert second.source.inner.unpaced_until == first.feed.last_ts  # type: ignore[attr-defined]
         assert feed.accepted == 2 * 40  # the 40 new steps, two instruments
         # the second run started from the stored positions and kept numbering orders
         assert second.strategy.portfolio.positions.keys() >= positions.keys()
