@@ -124,6 +124,35 @@ class TestRunSubprocess:
         proc.communicate(timeout=30)
         assert proc.returncode == 130
 
+    def test_a_first_sigterm_stops_a_run_that_never_goes_quiet(self, tmp_path):
+        # The strategy crashes on every bar, its restarts below the restart intensity:
+        # the system never goes quiet. The wait for in-flight work after a SIGTERM is
+        # bounded by the shutdown timeout; it used to be endless.
+        url = f"sqlite:///{tmp_path / 'run.db'}"
+        extra = (
+            "[supervision]\nmax_restarts = 1000000\nwithin = 1\nbackoff_initial = 0.1\n"
+            "backoff_max = 0.1\nshutdown_timeout = 1\n"
+        )
+        crasher = f"{Path(__file__).parent / 'system' / 'strategies.py'}:Crasher"
+        config = write_config(
+            tmp_path,
+            data=LONG,
+            store=url,
+            strategy=crasher,
+            params="{}",
+            extra=extra,
+            mode="paper",
+        )
+        proc = start(config)
+        started = wait_for(proc, "run_started")
+        wait_for(proc, "child_crashed")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err[-2000:]
+        run, _text, _counts = stored(url, str(started["run_id"]))
+        assert run.outcome == "stopped"
+        assert "stopped" in out
+
     def test_a_broken_config_exits_2_with_every_problem_printed(self, tmp_path):
         config = write_config(tmp_path, risk="[risk]\nmax_position = -5\n", mode="backtest")
         result = subprocess.run(

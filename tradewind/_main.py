@@ -10,10 +10,13 @@ up (`SupervisorFailed`); 130 a second SIGINT/SIGTERM ended the process at once.
 # ------------
 # * Signals are received by trio (`open_signal_receiver`), opened before the system starts,
 #   so no signal can slip in between "started" and "listening". A first SIGINT or
-#   SIGTERM stops the feed at its source; the run then finishes like a replay that reached
-#   the end of its data: in-flight work completes, persistence flushes, the store closes,
-#   the summary prints, and the exit code is 0. A second one means "now": `os._exit(130)`
-#   without cleanup, which is what an operator pressing Ctrl-C twice asks for.
+#   SIGTERM stops the feed at its source and ends the wait for the run to finish by
+#   itself; the run then winds down like a replay that reached the end of its data:
+#   in-flight work completes (waited for at most `supervision.shutdown_timeout`: a system
+#   that never goes quiet must not keep a stopped service alive), persistence flushes,
+#   the store closes, the summary prints, and the exit code is 0. A second one means
+#   "now": `os._exit(130)` without cleanup, which is what an operator pressing Ctrl-C
+#   twice asks for.
 # * SIGHUP re-reads the configuration file through the same `load_settings` used at start
 #   (in a worker thread: it reads files and may import the strategy module) and sends only
 #   the risk section as `SwapRiskLimits`. A file with problems is logged and refused; the
@@ -178,8 +181,12 @@ async def _run(settings: Settings, path: str, show_progress: bool) -> RunSummary
                     source=system.source.describe(),
                     store=settings.store.url,
                 )
-                outer.start_soon(_handle_signals, received, system, path)
                 async with trio.open_nursery() as nursery:
+                    # A first SIGINT/SIGTERM cancels this wait: leaving the block winds
+                    # the system down, waiting for in-flight work at most the shutdown
+                    # timeout. Waiting here for the system to go quiet on its own could
+                    # last for ever (an actor crash-looping below the restart intensity).
+                    outer.start_soon(_handle_signals, received, system, path, nursery.cancel_scope)
                     nursery.start_soon(_report_progress, system, show_progress)
                     await system.wait_finished()
                     nursery.cancel_scope.cancel()
@@ -197,7 +204,14 @@ async def _run(settings: Settings, path: str, show_progress: bool) -> RunSummary
     return summary
 
 
-async def _handle_signals(received: AsyncIterator[int], system: TradingSystem, path: str) -> None:
+async def _handle_signals(
+    received: AsyncIterator[int],
+    system: TradingSystem,
+    path: str,
+    waiting: trio.CancelScope | None = None,
+) -> None:
+    """Answer signals until cancelled; a first SIGINT/SIGTERM stops the feed and cancels
+    `waiting` (the wait for the run to finish by itself)."""
     stopping = False
     async for signum in received:
         if signum == signal.SIGHUP:
@@ -214,6 +228,8 @@ async def _handle_signals(received: AsyncIterator[int], system: TradingSystem, p
             detail="stopping the feed, finishing in-flight work, flushing",
         )
         system.stop_feed()
+        if waiting is not None:
+            waiting.cancel()
 
 
 async def reload_risk(system: TradingSystem, path: str) -> bool:
