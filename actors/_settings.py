@@ -652,6 +652,29 @@ def log_file_problem(path: Path) -> str:
     return ""
 
 
+def spill_path_problem(path: Path, *, spill: bool) -> str:
+    """Why `path` cannot be the spill journal, or "".
+
+    A journal left there by a crashed run is read at every start, so the path must not
+    be a folder; with `spill` its folder is made at start, so the nearest existing
+    ancestor must be a writable folder.
+    """
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    if not spill:
+        return ""
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder: the journal's folder {path.parent} cannot be made"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    if not path.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        return f"the folder {existing} is not writable"
+    return ""
+
+
 def _check(settings: Settings) -> list[str]:
     """Problems only visible with the file system and the strategy's code."""
     problems: list[str] = []
@@ -659,6 +682,13 @@ def _check(settings: Settings) -> list[str]:
         problem = log_file_problem(settings.logging.file)
         if problem:
             problems.append(f"logging.file (TRADEWIND_LOGGING__FILE): {problem}")
+    persistence = settings.persistence
+    if persistence.spill_path is not None:
+        problem = spill_path_problem(persistence.spill_path, spill=bool(persistence.spill))
+        if problem:
+            problems.append(
+                f"persistence.spill_path (TRADEWIND_PERSISTENCE__SPILL_PATH): {problem}"
+            )
     data = settings.data
     if data.source == "csv" and data.path is not None:
         problem = _csv_problem(data.path)

@@ -246,6 +246,39 @@ class TestProblems:
         expected = reason.format(tmp=tmp_path.resolve())
         assert problems_of(path) == (f"logging.file (TRADEWIND_LOGGING__FILE): {expected}",)
 
+    @pytest.mark.parametrize(
+        ("mode", "spill_path", "reason"),
+        [
+            # A start reads a journal a crashed run left there, whatever `spill` says.
+            ("replay", ".", "{tmp} is a folder, not a file"),
+            ("paper", ".", "{tmp} is a folder, not a file"),
+            (
+                "paper",
+                "a-file/deeper/j.jsonl",
+                (
+                    "{tmp}/a-file is not a folder: the journal's folder {tmp}/a-file/deeper "
+                    "cannot be made"
+                ),
+            ),
+        ],
+    )
+    def test_a_spill_journal_that_cannot_be_used_is_a_config_problem(
+        self, tmp_path, mode, spill_path, reason
+    ):
+        # They were found only once the run had started: a traceback, exit 1.
+        (tmp_path / "a-file").write_text("")
+        extra = f"[persistence]\nspill_path = '{spill_path}'\n"
+        path = write_config(tmp_path, mode=mode, extra=extra)
+        expected = reason.format(tmp=tmp_path.resolve())
+        assert problems_of(path) == (
+            f"persistence.spill_path (TRADEWIND_PERSISTENCE__SPILL_PATH): {expected}",
+        )
+
+    def test_a_journal_folder_yet_to_be_made_is_fine(self, tmp_path):
+        extra = "[persistence]\nspill_path = 'not/yet/j.jsonl'\n"
+        settings = load_settings(write_config(tmp_path, mode="paper", extra=extra), env={})
+        assert settings.persistence.spill_path == tmp_path.resolve() / "not" / "yet" / "j.jsonl"
+
     def test_check_false_skips_the_file_system_and_the_strategy(self, tmp_path):
         path = write_config(tmp_path, strategy="nowhere.py:Nothing", params="{}")
         assert load_settings(path, env={}, check=False).strategy.path.endswith(":Nothing")
