@@ -53,6 +53,7 @@ import decimal
 import enum
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -124,6 +125,22 @@ class Secret:
 # ---------------------------------------------------------------------------- validators
 
 
+# The password in a URL's user-info: scheme://user:PASSWORD@host. The password may hold
+# a raw "/" (people do not always percent-encode), so it runs to the first "@".
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s@]+(?=@)", re.I)
+# The password in a libpq keyword/value DSN: password=PASSWORD or password='PASS WORD'
+_KEYWORD_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)(?:'[^']*'|\S+)", re.I)
+
+
+def mask_passwords(text: str) -> str:
+    """``text`` with the password in a URL's user-info or a ``password=`` keyword
+    replaced by ``***`` (a DSN written where a plain string was expected)."""
+    if "=" not in text and "://" not in text:
+        return text
+    text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    return _KEYWORD_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+
+
 def _show(value: object) -> str:
     """Render a configured value for a problem line, TOML-style and secrets masked."""
     if isinstance(value, Secret):
@@ -131,7 +148,10 @@ def _show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        text = str(value)
+        # A secret given where another kind of value belongs (`store = "postgresql://
+        # user:pw@host/db"` for the `[store]` table) is still a secret. Masked before
+        # the text is cut, so a cut cannot leave part of a password unmasked.
+        text = mask_passwords(str(value))
         # A problem line is one line: a stray blob of text is shown by its start.
         return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN]) + "..."
     if isinstance(value, decimal.Decimal | int | float):

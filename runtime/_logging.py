@@ -36,7 +36,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Literal, TextIO
 
 import structlog
-from tradewind.runtime._config import MASK, Secret
+from tradewind.runtime._config import MASK, Secret, mask_passwords
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
@@ -59,25 +59,13 @@ _SECRET_KEY = re.compile(
     r"(?:$|[_\-. ])",
     re.IGNORECASE,
 )
-# The password in a URL's user-info: scheme://user:PASSWORD@host. The password may hold
-# a raw "/" (people do not always percent-encode), so it runs to the first "@".
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s@]+(?=@)", re.I)
-# The password in a libpq keyword/value DSN: password=PASSWORD or password='PASS WORD'
-_KEYWORD_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)(?:'[^']*'|\S+)", re.I)
-
-
-def _redact_text(text: str) -> str:
-    if "=" not in text and "://" not in text:
-        return text
-    text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
-    return _KEYWORD_PASSWORD.sub(lambda m: m["head"] + MASK, text)
 
 
 def _redact(value: object) -> object:
     if isinstance(value, Secret):
         return MASK
     if isinstance(value, str):
-        return _redact_text(value)
+        return mask_passwords(value)
     if isinstance(value, dict):
         return {key: _redact_item(key, item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -550,6 +550,22 @@ class TestProblems:
         problems = problems_of(MINIMAL.replace("[risk]\nmax_position = 100", "[risk]"))
         assert not any("hunter2" in p for p in problems)
 
+    @pytest.mark.parametrize(
+        ("text", "env"),
+        [
+            # A DSN written where the [store] table belongs, in the file or the environment.
+            ('store = "postgresql://trader:hunter2@db/tradewind"\n', {}),
+            ("", {"TRADEWIND_STORE": "postgresql://trader:hunter2@db/tradewind"}),
+            # Longer than a problem line shows: cut after the masking, not before.
+            ('store = "postgresql://trader:hunter2' + "x" * 40 + '@db/tradewind"\n', {}),
+            ('store = "host=db password=hunter2"\n', {}),
+        ],
+    )
+    def test_a_password_in_a_value_of_the_wrong_kind_is_not_shown(self, text, env):
+        problems = problems_of(text + MINIMAL.replace("[store]", "[other]"), env)
+        assert any(p.startswith("store (TRADEWIND_STORE): expected a table") for p in problems)
+        assert not any("hunter2" in p for p in problems)
+
 
 # ---------------------------------------------------------------- validators
 
