@@ -245,6 +245,17 @@ def _translate(exc: Exception, url: StoreUrl, conn: _Connection | None) -> Excep
             f"PostgreSQL at {url.masked} is unreachable or the connection was lost: "
             f"{type(exc).__name__}: {detail}"
         )
+    if isinstance(exc, asyncpg.InternalClientError):
+        # asyncpg's protocol is out of step with the server, e.g. a backend that was
+        # terminated while its connection sat idle: the FATAL was read (the protocol
+        # then waits for a sync that never comes) but not yet the close, so the pool
+        # could not tell it was gone. The connection is unusable: a lost connection.
+        if conn is not None:
+            conn.broken = True
+        return StoreUnavailable(
+            f"PostgreSQL at {url.masked}: the connection is unusable (lost while idle?): "
+            f"{type(exc).__name__}: {url.scrub(str(exc))}"
+        )
     if type(exc).__module__.startswith("asyncpg"):
         if conn is not None:
             conn.broken = True

@@ -10,6 +10,11 @@ test, synchronously:
   (a network that silently stalls, a server that hangs);
 - ``proxy.restore()``: normal forwarding again; held bytes flow on.
 
+With ``proxy.linger = True`` a connection the server ends stays open toward the client
+(what the server sent last is delivered, its close is not): a client that has read a
+server's last words but not yet its close, e.g. a backend's FATAL on an idle connection.
+``proxy.server_ended`` is set once the server side of a connection ended.
+
 Written on trio alone, so system tests can put it in front of PostgreSQL (or any TCP
 service) without stopping the shared server.
 """
@@ -43,6 +48,8 @@ class FaultProxy:
     port: int = 0
     mode: Mode = Mode.FORWARD
     accepted: int = 0  # connections accepted so far, for assertions
+    linger: bool = False  # keep the client side open after the server ended
+    server_ended: trio.Event = attrs.field(factory=trio.Event)  # a server side ended
     _flowing: trio.Event = attrs.field(factory=trio.Event)
     _scopes: set[trio.CancelScope] = attrs.field(factory=set)
 
@@ -104,10 +111,15 @@ class FaultProxy:
             return
         async with server, trio.open_nursery() as nursery:
             nursery.start_soon(self._pump, client, server, scope)
-            nursery.start_soon(self._pump, server, client, scope)
+            nursery.start_soon(functools.partial(self._pump, server, client, scope, upstream=True))
 
     async def _pump(
-        self, source: trio.SocketStream, sink: trio.SocketStream, scope: trio.CancelScope
+        self,
+        source: trio.SocketStream,
+        sink: trio.SocketStream,
+        scope: trio.CancelScope,
+        *,
+        upstream: bool = False,
     ) -> None:
         try:
             while True:
@@ -118,6 +130,10 @@ class FaultProxy:
                 await sink.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        if upstream:
+            self.server_ended.set()
+            if self.linger and self.mode is not Mode.CUT:
+                return  # the client end stays open until the client closes it (or a cut)
         scope.cancel()  # one side ended: end the whole connection
 
 

@@ -247,6 +247,38 @@ class TestConnectionLoss:
             await commit(store, bar(3))
             assert [b.ts for b in await store.bars()] == [3]
 
+    async def test_a_pooled_connection_killed_while_idle_fails_as_unavailable_then_recovers(
+        self, pg_url
+    ):
+        # The backend's FATAL reaches the idle connection before its close does: asyncpg
+        # has read the error (its protocol now waits for a sync that never comes) but does
+        # not report the connection closed yet, so the pool hands it out again.
+        target = urllib.parse.urlsplit(pg_url)
+        async with (
+            open_aio_loop(),
+            open_fault_proxy(target.hostname, target.port or 5432) as proxy,
+            open_store(
+                via(pg_url, proxy.url_host) + "&application_name=tw_idle_victim", pool_size=1
+            ) as store,
+            admin(pg_url) as conn,
+        ):
+            proxy.linger = True
+            await commit(store, bar(1))
+            [[pid]] = await query(
+                conn,
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'tw_idle_victim' "
+                "AND datname = current_database()",
+            )
+            await query(conn, "SELECT pg_terminate_backend($1)", pid)
+            with trio.fail_after(20):
+                await proxy.server_ended.wait()
+            await query(conn, "SELECT 1")  # a loop turn: the store's connection reads the FATAL
+            with pytest.raises(StoreUnavailable, match="connection"):
+                await commit(store, bar(2))
+            assert store.statistics().in_use == 0
+            await commit(store, bar(3))
+            assert [b.ts for b in await store.bars()] == [1, 3]
+
     async def test_a_cut_network_reports_unavailable_then_recovers(self, pg_url):
         target = urllib.parse.urlsplit(pg_url)
         async with (
