@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import os
 import signal
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import trio
 from rich.console import Console
 from tradewind.actors._tree import open_trading_system
 from tradewind.runtime import MessageDropped
 
-from tests.system.conftest import RISK, MemoryStore, settings_for, write_config
+from tests.system.conftest import RISK, MemoryStore, settings_for, synthetic, write_config
 from tradewind import _main
 from tradewind._main import (
     EXIT_CONFIG,
@@ -27,6 +31,8 @@ from tradewind._main import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from tradewind.storage import Transaction
 
 
 def run(config: Path, tmp_path: Path, **kwargs: Any) -> tuple[int, str, list[dict[str, Any]]]:
@@ -119,6 +125,50 @@ class TestSignals:
             )
         assert exited.value.code == EXIT_INTERRUPTED
         assert system.stops == 1
+
+
+class HungStore(MemoryStore):
+    """A memory store whose units holding bars never commit once `hang` is set: a table
+    locked by another session (each unit waits for it). `hung` is set once one waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hang = False
+        self.hung = trio.Event()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with super().transaction() as tx:
+            yield tx
+            if self.hang and any(w.table.name == "bars" for w in tx.writes()):
+                self.hung.set()
+                await trio.sleep_forever()
+
+
+class TestStopWhileTheStoreHangs:
+    async def test_a_first_sigterm_ends_the_run_though_commits_wait(self, tmp_path, monkeypatch):
+        settings = settings_for(
+            tmp_path,
+            mode="paper",
+            data=synthetic(count=100_000, interval=0.001),
+            extra="[supervision]\nshutdown_timeout = 0.2\n",
+        )
+        store = HungStore()
+        monkeypatch.setattr(
+            _main, "open_trading_system", functools.partial(open_trading_system, store=store)
+        )
+        summaries = []
+
+        async def run() -> None:
+            summaries.append(await _main._run(settings, str(tmp_path / "tradewind.toml"), False))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run)
+                store.hang = True
+                await store.hung.wait()
+                os.kill(os.getpid(), signal.SIGTERM)
+        assert summaries[0].outcome == "stopped"
 
 
 class TestReloadRisk:
