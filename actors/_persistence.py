@@ -606,10 +606,20 @@ class PersistenceActor(Actor):
         the buffer. True when nothing is left in memory; False if the spill failed (the
         caller then retries the store within the shutdown timeout)."""
         keeper = self._keeper
+        # A store that hangs (a locked table, a stalled network) gives no error to learn
+        # the outage from: the commits get half of the stop's time, and if they are not
+        # done by then the store is taken as unavailable and the rest is spilled, rather
+        # than the shutdown timeout cutting the stop off with the buffer still in memory.
+        budget = self.context.shutdown_timeout / 2
         try:
             # One attempt per unit, no backoff: the first `StoreUnavailable` ends it.
-            while keeper.store_available and keeper.has_work:
-                await self._try_flush()
+            with trio.move_on_after(budget) as waited:
+                while keeper.store_available and keeper.has_work:
+                    await self._try_flush()
+            if waited.cancelled_caught and keeper.has_work:
+                reason = f"no commit within {budget:g}s at the stop"
+                if keeper.set_available(False, reason):
+                    self.context.log.error("store_unavailable", error=reason)
         finally:
             if keeper.has_work and keeper.store_available:
                 # Cancelled, or a store error that is not an outage: say what is left.

@@ -125,6 +125,12 @@ class ActorContext:
         return self._cell.spec.handler_timeout
 
     @property
+    def shutdown_timeout(self) -> float:
+        """Seconds `Actor.on_stop` may take before it is cancelled (the child's
+        ``shutdown_timeout``): an `on_stop` with a fallback can keep time for it."""
+        return self._cell.spec.shutdown_timeout
+
+    @property
     def clock(self) -> trio.abc.Clock:
         """The clock of the running trio loop."""
         return trio.lowlevel.current_clock()

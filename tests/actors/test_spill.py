@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pytest
 import structlog
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -585,6 +586,24 @@ class DownStore:
             yield tx
 
 
+@attrs.define
+class HangingStore:
+    """A real store whose units of work wait forever while `hang` is set: a table locked
+    by another session, a stalled network (`hung` counts the units that waited)."""
+
+    store: Store
+    hang: bool = False
+    hung: int = 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        if self.hang:
+            self.hung += 1
+            await trio.sleep_forever()
+        async with self.store.transaction() as tx:
+            yield tx
+
+
 class TestSpillAtStop:
     async def test_the_buffer_of_an_unavailable_store_is_spilled_at_stop_and_replayed_next_run(
         self, store: Store, journal_path: Path
@@ -628,6 +647,47 @@ class TestSpillAtStop:
         assert [e["records"] for e in kept] == [3]
         assert not [e for e in logs if e["event"] == "persistence_unflushed_at_stop"]
         await the_next_run_stores_the_journal(down, store, journal_path, some_bars(3))
+
+    async def test_a_store_that_hangs_at_the_stop_has_the_buffer_spilled_not_lost(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        """The stop's flush never ends (no error to learn the outage from): it is given
+        part of the shutdown timeout, then the buffer is spilled, rather than being cut
+        off by the timeout with the buffer lost."""
+        hanging = HangingStore(store)
+        keeper = PersistenceKeeper()
+        spec = SupervisorSpec(
+            "test",
+            (
+                ChildSpec(
+                    "persistence",
+                    lambda: PersistenceActor(
+                        keeper,
+                        hanging,  # type: ignore[arg-type]
+                        risk=None,
+                        spill_path=journal_path,
+                        batch_size=1_000,
+                        flush_interval=3_600,
+                    ),
+                    mailbox=MailboxSpec(64),
+                    shutdown_timeout=0.5,
+                ),
+            ),
+        )
+        with capture_logs() as logs:
+            async with open_actor_system(spec, asyncio_loop=False) as system:
+                await system.ref("persistence").send(Persist((bar(0), bar(1), bar(2))))
+                await system.quiesce()
+                hanging.hang = True
+        assert hanging.hung == 1
+        stats = keeper.statistics()
+        assert (stats.pending, stats.spilled, stats.store_available) == (0, 3, False)
+        assert lines_of(journal_path) == some_bars(3)
+        assert [e["records"] for e in logs if e["event"] == "spill_journal_kept_at_stop"] == [3]
+        hanging.hang = False
+        await the_next_run_stores_the_journal(
+            DownStore(store, down=False), store, journal_path, some_bars(3)
+        )
 
     async def test_a_stop_with_a_healthy_store_commits_everything_and_spills_nothing(
         self, store: Store, journal_path: Path
