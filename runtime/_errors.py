@@ -44,16 +44,31 @@ class ActorNotFound(TradewindError, LookupError):
 class SupervisorFailed(TradewindError):
     """A supervisor exceeded its restart intensity and gave up.
 
-    The last crash that tipped it over is chained as ``__cause__``.
+    The last crash that tipped it over is chained as ``__cause__``, and `child` is the
+    path of the child that raised it (itself a supervisor when a subtree gave up first:
+    `last_crash` follows the chain down to the actor).
     """
 
-    def __init__(self, path: str, restarts: int, within: float) -> None:
+    def __init__(self, path: str, restarts: int, within: float, child: str | None = None) -> None:
         super().__init__(
             f"supervisor {path!r} gave up: more than {restarts} restarts within {within}s"
         )
         self.path = path
         self.restarts = restarts
         self.within = within
+        self.child = child
+
+    def last_crash(self) -> tuple[str | None, BaseException | None]:
+        """The actor whose crash ended the chain of supervisors giving up, and that crash.
+
+        Returns:
+            ``(path, exception)``: the innermost child's path and the exception it
+            raised; ``(child, None)`` when no crash is chained (e.g. a normal exit).
+        """
+        failed: SupervisorFailed = self
+        while isinstance(failed.__cause__, SupervisorFailed):
+            failed = failed.__cause__
+        return failed.child, failed.__cause__
 
 
 class InvalidSpec(TradewindError, ValueError):

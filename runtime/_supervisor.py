@@ -184,7 +184,9 @@ class SupervisorCell(Node):
             return None
         self._history = record_restart(self._history, trio.current_time(), self.spec.within)
         if intensity_exceeded(self._history, self.spec.max_restarts):
-            failed = SupervisorFailed(self.path, self.spec.max_restarts, self.spec.within)
+            failed = SupervisorFailed(
+                self.path, self.spec.max_restarts, self.spec.within, child=child.path
+            )
             failed.__cause__ = error
             self.log.error("supervisor_gave_up", restarts=len(self._history))
             return failed

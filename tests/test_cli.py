@@ -243,6 +243,8 @@ class TestRunInProcess:
         result = invoke("run", config, "--log-file", tmp_path / "log")
         assert result.exit_code == 3
         assert "gave up" in result.output
+        # the line names the actor and the error behind it, not only the supervisor
+        assert "last crash: trading/strategy: RuntimeError: crasher fails on" in result.output
 
 
 class TestCheckConfig:

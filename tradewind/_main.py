@@ -136,8 +136,13 @@ def run_config(
         except BaseException as raised:
             failure = _sole(raised)
             if isinstance(failure, SupervisorFailed):
-                _log.error("supervision_gave_up", error=str(failure), cause=repr(failure.__cause__))
-                print(f"tradewind: {failure}", file=sys.stderr)  # noqa: T201
+                # The line an operator reads first names the crash behind it, not only
+                # the supervisor: the tracebacks are in the log, among every restart's.
+                actor, crash = failure.last_crash()
+                last = f"{actor}: {type(crash).__name__}: {crash}" if crash is not None else None
+                _log.error("supervision_gave_up", error=str(failure), last_crash=last)
+                shown = f"{failure}; last crash: {last}" if last is not None else str(failure)
+                print(f"tradewind: {shown}", file=sys.stderr)  # noqa: T201
                 return EXIT_SUPERVISION
             if isinstance(failure, StoreError | TradewindError):
                 _log.error("run_failed", error=str(failure))

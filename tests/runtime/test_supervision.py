@@ -600,6 +600,22 @@ class TestIntensity:
                 pass  # pragma: no cover - the start already fails
         assert isinstance(caught.value.__cause__, TypeError)
 
+    async def test_giving_up_names_the_actor_whose_crash_ended_a_nested_chain(
+        self, autojump_clock: MockClock
+    ):
+        def not_an_actor() -> Any:
+            return object()
+
+        inner = SupervisorSpec("inner", [ChildSpec("bad", not_an_actor)], max_restarts=0)
+        spec = SupervisorSpec("root", [inner], max_restarts=0)
+        with pytest.raises(SupervisorFailed) as caught:
+            async with open_actor_system(spec, asyncio_loop=False):
+                pass  # pragma: no cover - the start already fails
+        assert caught.value.child == "inner"  # the root gave up on its child supervisor
+        actor, crash = caught.value.last_crash()
+        assert actor == "inner/bad"
+        assert isinstance(crash, TypeError)
+
 
 class TestEveryCrashIsCounted:
     async def test_siblings_crashing_together_under_one_for_all_are_both_counted(
