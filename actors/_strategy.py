@@ -1039,7 +1039,23 @@ def load_strategy(
     if found is None:
         msg = f"strategy {spec!r}: {module_part!r} has no {class_name!r}"
         raise InvalidStrategy(msg)
-    check_strategy_class(spec, found, class_name)
+    return strategy_factory(spec, found, params, class_name)
+
+
+def strategy_factory(
+    spec: str, found: object, params: Mapping[str, object], name: str | None = None
+) -> StrategyFactory:
+    """The factory of strategy class `found` (found through `spec`) with `params`, once
+    one instance was built with them.
+
+    Raises:
+        InvalidStrategy: `found` is not a usable `Strategy` class (`check_strategy_class`),
+            or its constructor does not take `params` or rejects them (any exception it
+            raises); the message names which.
+    """
+    check_strategy_class(spec, found, name)
+    assert isinstance(found, type)  # noqa: S101 -- checked just above; narrows for mypy
+    params = dict(params)
     try:
         inspect.signature(found).bind(**params)
     except TypeError as exc:

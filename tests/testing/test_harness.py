@@ -242,7 +242,8 @@ class TestMisuse:
                 pass  # pragma: no cover
 
     async def test_bad_strategy_params_are_refused_before_start(self, autojump_clock):
-        with pytest.raises(TypeError):
+        # the same error (and message) as for a configured strategy, as documented
+        with pytest.raises(InvalidStrategy, match=r"bad params \['nope'\]"):
             async with open_harness(BuyOnce, params={"nope": 1}, bars=bars(["10"])):
                 pass  # pragma: no cover
 

@@ -36,7 +36,6 @@ denials, log lines and the event log with its digest.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, MutableMapping
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager
@@ -63,7 +62,7 @@ from tradewind.actors._settings import (
     StrategySection,
 )
 from tradewind.actors._sources import BarSource, SourceBar
-from tradewind.actors._strategy import check_strategy_class
+from tradewind.actors._strategy import strategy_factory
 from tradewind.actors._tree import (
     CrashPlan,
     TradingSystem,
@@ -472,9 +471,8 @@ def _strategy(
     if isinstance(strategy, str):
         return StrategySection(path=strategy, id=_STRATEGY_ID, params=params), None
     path = f"{strategy.__module__}:{strategy.__qualname__}"
-    check_strategy_class(path, strategy)
-    factory = functools.partial(strategy, **params)
-    factory()  # refuse bad parameters now, not in the strategy actor's first start
+    # Bad parameters are refused now, as for a configured strategy, not at the first start.
+    factory = strategy_factory(path, strategy, params)
     return StrategySection(path=path, id=_STRATEGY_ID, params=params), factory
 
 
