@@ -629,11 +629,20 @@ class RiskBook:
         """Replace the limits; a tighter loss limit may trip the kill switch at once.
 
         Raises:
-            InvalidLimits: the message does not carry `RiskLimits` (the old ones stay).
+            InvalidLimits: the message does not carry `RiskLimits`, or they are in another
+                currency than the limits in force (the day's PnL, its baseline and the
+                loss limit are in the running currency); the old limits stay.
         """
         limits: object = message.limits
         if not isinstance(limits, RiskLimits):
             msg = f"risk limits: a swap needs RiskLimits, got {type(limits).__name__}"
+            raise InvalidLimits(msg)
+        if limits.currency != self.limits.currency:
+            msg = (
+                f"risk limits: currency cannot change while running (from "
+                f"{self.limits.currency} to {limits.currency}): the day's PnL and its loss "
+                f"limit are in {self.limits.currency}"
+            )
             raise InvalidLimits(msg)
         self.limits = limits
         self._counts["limit_swaps"] += 1

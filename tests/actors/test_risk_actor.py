@@ -706,6 +706,18 @@ class TestLimitsSwap:
             reply = await t.system.ref("trading/risk").ask(SwapRiskLimits({"max_position": 1}))  # type: ignore[arg-type]
             assert reply == limits()
 
+    async def test_a_swap_to_another_currency_keeps_the_old_limits(
+        self, autojump_clock: object
+    ) -> None:
+        async with tiny() as t:
+            await TestKillSwitch()._lose(t, "95")
+            reply = await t.system.ref("trading/risk").ask(SwapRiskLimits(limits(currency="EUR")))
+            assert reply == limits()
+            assert t.book.statistics().limit_swaps == 0
+            # the kill switch still has a figure to trip on
+            await t.send(bar(T0 + 2 * MINUTE, "89"))
+            assert t.book.state is TradingState.HALTED
+
     async def test_tighter_loss_limit_trips_at_once(self, autojump_clock: object) -> None:
         async with tiny() as t:
             await TestKillSwitch()._lose(t, "95")
