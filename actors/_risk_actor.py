@@ -61,7 +61,9 @@ Design notes
   be reported as TRADING_HALTED), and the broker flag gives the reason. The order actor
   reports the connection up again only after it has reconciled the orders and fills,
   and their updates reach risk first (one FIFO mailbox), so trading resumes on a
-  reconciled book, and stays HALTED if those fills tripped the kill switch.
+  reconciled book, and stays HALTED if those fills tripped the kill switch. A kill
+  switch tripped while the connection was down had its cancels rejected locally: its
+  `CancelAllOrders` goes again when the connection is back (`RiskBook.cancel_owed`).
 * Store outage: while persistence reports the store unavailable
   (`StoreAvailabilityChanged`), no intent can be journaled, so trading is HALTED with
   the reason ``STORE_UNAVAILABLE`` and intents are denied with `STORE_UNAVAILABLE`
@@ -303,6 +305,9 @@ class RiskBook:
     store_reason: str = attrs.field(init=False, default="")
     killed: bool = attrs.field(init=False, default=False)
     kill_reason: str = attrs.field(init=False, default="")
+    # The kill switch tripped while the broker was down: its cancel-all met a broker that
+    # could not take it (cancels rejected locally), so it is sent again once it is back.
+    cancel_owed: bool = attrs.field(init=False, default=False)
     feed_stale: bool = attrs.field(init=False, default=False)
     state: TradingState = attrs.field(init=False, default=TradingState.ACTIVE)
     reason: str = attrs.field(init=False, default="")
@@ -616,7 +621,15 @@ class RiskBook:
         broker-down state) or is back and reconciled (the state is derived again)."""
         self.broker_connected = message.connected
         self.broker_reason = message.reason
-        return self._restate(message.ts)
+        effects: list[Effect] = []
+        if message.connected and self.killed and self.cancel_owed:
+            # The venue still works what the trip could not cancel: cancel it now, before
+            # anything else reaches the order actor (the book is reconciled by now).
+            self.cancel_owed = False
+            cancel_all = CancelAllOrders(ts=message.ts, reason=self.kill_reason)
+            effects.append(Effect(Peer.ORDERS, cancel_all, always=True))
+        effects.extend(self._restate(message.ts))
+        return effects
 
     def on_store_availability(self, message: StoreAvailabilityChanged) -> list[Effect]:
         """The store went away (HALTED, reason ``STORE_UNAVAILABLE``: no intent can be
@@ -694,6 +707,7 @@ class RiskBook:
             return []
         self.killed = False
         self.kill_reason = ""
+        self.cancel_owed = False
         return self._restate(ts)
 
     def _derive_state(self, *, with_broker: bool) -> tuple[TradingState, str]:
@@ -751,6 +765,7 @@ class RiskBook:
             return []
         self.killed = True
         self.kill_reason = f"kill switch: {decision.detail}"
+        self.cancel_owed = not self.broker_connected
         self._counts["kill_switch_trips"] += 1
         cancel_all = CancelAllOrders(ts=ts, reason=self.kill_reason)
         effects = [Effect(Peer.ORDERS, cancel_all, always=True)]

@@ -16,7 +16,7 @@ from tradewind.storage import open_store
 
 from tests.system.conftest import as_if_killed, csv
 from tests.system.test_cold_start import KilledAfterJournalWrites, comparable
-from tradewind.testing import open_harness
+from tradewind.testing import disconnect_broker, open_harness
 
 LOSER = f"{Path(__file__).parent / 'strategies.py'}:Loser"
 START = 1_767_571_200_000_000_000
@@ -77,6 +77,34 @@ class TestKillSwitch:
         assert halted == BARS - len(baits)
         assert [d.reason.split(":")[0] for d in denials] == ["TRADING_HALTED"] * halted
         assert [d.reason for d in h.denials] == [DenyReason.TRADING_HALTED] * halted
+
+
+class TestKillSwitchWhileTheBrokerIsDown:
+    async def test_orders_the_trip_could_not_cancel_are_cancelled_on_reconnection(
+        self, make_settings, tmp_path, autojump_clock
+    ):
+        # The trip's bar (the 6th: -500) is also the one the broker drops the connection
+        # on: the cancel-all meets a broker that is down and is rejected locally. Once
+        # the connection is back, nothing may still work at the venue.
+        settings = make_settings(
+            data=csv(falling_bars(tmp_path / "falling.csv")),
+            strategy=LOSER,
+            params="{}",
+            risk=RISK,
+        )
+        faults = [disconnect_broker(at=START + 5 * MINUTE)]
+        async with open_store("sqlite://:memory:") as store:
+            async with open_harness(settings=settings, store=store, faults=faults) as h:
+                await h.run()
+            stored_orders = await store.orders()
+        risk = h.system.risk.statistics()
+        assert risk.state is TradingState.HALTED
+        assert risk.kill_switch_trips == 1
+        assert h.system.orders.statistics().reconnects == 1
+        baits = [o for o in stored_orders if o.intent.tag == "bait"]
+        assert baits
+        assert all(o.status is OrderStatus.CANCELED for o in baits)
+        assert h.system.orders.statistics().working == 0
 
 
 class TestKillSwitchAcrossAColdStart:
