@@ -90,6 +90,27 @@ left by a crashed run is replayed before the cold start reads the store
 #   cancel it, and the buffer was lost with the process. Without a journal, or when the
 #   spill fails (a full disk), the stop retries the store within the shutdown timeout
 #   and logs what is left unflushed (`persistence_unflushed_at_stop`).
+# * The final stop settles the mailbox too. A stop cut short (a store that hangs, the
+#   handler cancelled after the shutdown timeout) leaves `Persist` / `PersistDurably`
+#   messages queued, which the runtime would dead-letter ("system stopped") once the
+#   system has stopped -- records accepted by the system and lost, though the buffer
+#   was spilled. So a stop that is not a crash first takes the queued messages
+#   (`ActorContext.take_queued`, the one held for redelivery first; it was accepted
+#   already and is not accepted twice) into the buffer, in order, and the stop's one
+#   rule -- commit while the store takes it, else spill -- applies to all of it.
+#   Rejected: spilling the records of dead-lettered `Persist` messages from the tree's
+#   dead-letter hook. That is a second way into the journal, outside the actor and
+#   after it stopped: acceptance (denial keys, dead-letter sequence numbers, the event
+#   log) and the journal-before-buffer order would have to be redone there. After a
+#   crash the queue is left for the next instance (a `PersistDurably` asker is alive
+#   then, and must get its answer); what is still queued when supervision gives up is
+#   dead-lettered and counted as not kept in the run's summary.
+# * A commit refused at the stop by a store error that is not an outage (a permission
+#   or schema problem, a conflicting write: usually the error the instance crashed on)
+#   spills the buffer too, when a journal is configured: each crashed instance's stop
+#   spills what it holds, so when supervision gives up nothing taken in is only in
+#   memory. The next instance, and the next start, replay the journal first; a store
+#   that still refuses fails that start with the journal kept.
 # * Records of a type no table holds and the journal cannot name are counted (and
 #   logged) once, when accepted; a flush passes them by, a spill drops them.
 #
@@ -146,7 +167,7 @@ from tradewind.actors._values import Instrument
 from tradewind.runtime._actor import Actor
 from tradewind.runtime._errors import ActorNotFound, MailboxFull
 from tradewind.runtime._records import DeadLetter as RuntimeDeadLetter
-from tradewind.storage._errors import StoreUnavailable
+from tradewind.storage._errors import StoreError, StoreUnavailable
 from tradewind.storage._records import DeadLetter, Denial, RunRecord
 
 if TYPE_CHECKING:
@@ -571,22 +592,33 @@ class PersistenceActor(Actor):
     async def on_stop(self) -> None:
         """Stop the tasks and flush everything.
 
+        A stop that is not a crash first takes the `Persist` and `PersistDurably`
+        messages still queued for the actor into the buffer (`ActorContext.take_queued`;
+        a `PersistDurably` ask among them gets `MessageDropped`, not a reply), so that
+        they are committed or spilled rather than dead-lettered when the system has
+        stopped. After a crash they stay queued for the next instance.
+
         With a spill journal, the flush is tried unit by unit while the store takes them;
-        once the store is unavailable (before the stop, or from one of these flushes on)
-        the rest of the buffer is spilled, in order and fsync'd, and the stop does not
-        wait: the next start replays the journal. Without a journal (or when the spill
-        itself fails) the flush is retried while the store is away, for as long as the
-        shutdown timeout allows, and what is left unflushed is logged.
+        once the store is unavailable (before the stop, or from one of these flushes on),
+        hangs past half the shutdown timeout, or refuses a unit with another store error
+        (the error of a crash, typically), the rest of the buffer is spilled, in order
+        and fsync'd, and the stop does not wait: the next start replays the journal.
+        Without a journal (or when the spill itself fails) the flush is retried while the
+        store is away, for as long as the shutdown timeout allows, and what is left
+        unflushed is logged (`persistence_unflushed_at_stop`; the run's summary counts
+        it as not kept).
 
         Raises:
-            StoreError: a store failure other than `StoreUnavailable` (a conflicting
-                write); what is left is logged.
+            StoreError: without a journal, a store failure other than `StoreUnavailable`
+                (a conflicting write); what is left is logged.
             SpillJournalCorrupt: the journal cannot be read back for its replay.
         """
         for task in (self._ticker, self._notifier):
             if task is not None:
                 await task.stop()
         keeper = self._keeper
+        if not self.context.crashed:
+            self._take_queued()
         journal = keeper.journal
         if journal is not None and await self._flush_or_spill_at_stop(journal):
             return
@@ -601,16 +633,38 @@ class PersistenceActor(Actor):
                         spilled=keeper.journal.records if keeper.journal is not None else 0,
                     )
 
+    def _take_queued(self) -> None:
+        """The final stop: take the messages still queued for this actor into the buffer
+        (in order), so that they are committed or spilled with it instead of being
+        dead-lettered once the system has stopped."""
+        keeper = self._keeper
+        taken = 0
+        for message in self.context.take_queued():
+            if type(message) is Persist or type(message) is PersistDurably:
+                # The one held for redelivery was accepted already: not again.
+                self._accept_once(message)
+                taken += 1
+            elif type(message) is _FlushDue:
+                keeper.tick_queued = False
+            # A `Flush` is what the stop does anyway; a `TaskFailed` of a task now
+            # stopped changes nothing.
+        if taken:
+            self.context.log.info(
+                "persistence_took_queued_at_stop", messages=taken, pending=len(keeper.pending)
+            )
+
     async def _flush_or_spill_at_stop(self, journal: SpillJournal) -> bool:
-        """Commit what is left while the store takes it; once it is unavailable, spill
-        the buffer. True when nothing is left in memory; False if the spill failed (the
-        caller then retries the store within the shutdown timeout)."""
+        """Commit what is left while the store takes it; once it is unavailable, hangs or
+        refuses a unit, spill the buffer. True when nothing is left in memory; False if
+        the spill failed (the caller then retries the store within the shutdown
+        timeout)."""
         keeper = self._keeper
         # A store that hangs (a locked table, a stalled network) gives no error to learn
         # the outage from: the commits get half of the stop's time, and if they are not
         # done by then the store is taken as unavailable and the rest is spilled, rather
         # than the shutdown timeout cutting the stop off with the buffer still in memory.
         budget = self.context.shutdown_timeout / 2
+        refused = False
         try:
             # One attempt per unit, no backoff: the first `StoreUnavailable` ends it.
             with trio.move_on_after(budget) as waited:
@@ -620,9 +674,22 @@ class PersistenceActor(Actor):
                 reason = f"no commit within {budget:g}s at the stop"
                 if keeper.set_available(False, reason):
                     self.context.log.error("store_unavailable", error=reason)
+        except StoreError as exc:
+            # Not an outage (those end the loop above) but a refusal: a permanent error
+            # (a conflicting write, a privilege or schema problem), typically the one
+            # this instance crashed on. Retrying would meet it again; the journal keeps
+            # the records for the next start, which fails with the journal kept if the
+            # store still refuses them.
+            refused = True
+            self.context.log.error(
+                "store_refused_at_stop",
+                error=str(exc),
+                records=len(keeper.pending),
+                spilled=journal.records,
+            )
         finally:
-            if keeper.has_work and keeper.store_available:
-                # Cancelled, or a store error that is not an outage: say what is left.
+            if keeper.has_work and keeper.store_available and not refused:
+                # Cancelled: say what is left.
                 self.context.log.error(
                     "persistence_unflushed_at_stop",
                     records=len(keeper.pending),
@@ -630,8 +697,9 @@ class PersistenceActor(Actor):
                 )
         if not keeper.has_work:
             return True
-        # The store is unavailable: the journal keeps it all for the next start. The
-        # buffer goes after what the journal already holds, so the order is kept.
+        # The store is unavailable or refuses: the journal keeps it all for the next
+        # start. The buffer goes after what the journal already holds, so the order is
+        # kept.
         if keeper.pending:
             try:
                 await self._spill_pending()

@@ -40,6 +40,11 @@ persistence, stops the tree, and records how the run ended together with its sum
 #   natural key, so the same configuration rewrites identical rows.
 # * Dead letters reach persistence through the runtime's hook; one that cannot be queued
 #   (mailbox full or closed) is kept and written directly once the tree has stopped.
+#   Persistence's own final stop takes what is queued for it (committed or spilled, see
+#   the persistence module's notes), so a `Persist` dead-lettered at it only happens
+#   when it crashed for good: its records, and whatever persistence still holds in
+#   memory once the tree has stopped, are counted as not kept (`RunSummary.not_kept`);
+#   such a run is recorded as failed and `tradewind run` does not exit 0.
 # * Crash injection for tests (`CrashPlan`) wraps the child factories: an actor raises
 #   `InjectedCrash` once, at a chosen message (before its handler sees it) or at a chosen
 #   send in the middle of a handler (instead of enqueuing). It lives here so that
@@ -67,7 +72,7 @@ from tradewind.actors._broker import Broker
 from tradewind.actors._errors import MissingPrice
 from tradewind.actors._feed import FeedActor, FeedKeeper, bar_conflation_key
 from tradewind.actors._marketdata import SeriesKey
-from tradewind.actors._messages import Flush, Persist, SwapRiskLimits
+from tradewind.actors._messages import Flush, Persist, PersistDurably, SwapRiskLimits
 from tradewind.actors._order_actor import OrderActor, OrderBook
 from tradewind.actors._orders import Fill, Order, OrderEventKind, OrderStatus
 from tradewind.actors._paper import PaperBroker, PaperConfig
@@ -188,6 +193,11 @@ class RunSummary:
         events, event_log_digest: records accepted by persistence and their SHA-256.
         wall_time: seconds from start to the end of the run.
         rejections: the first rejected rows, ``location: reason``.
+        not_kept: records accepted by persistence, or sent to it and never handled,
+            that are neither in the store nor in the spill journal when the run ends
+            (a stop that could not commit them and had no journal, or whose spill
+            failed; messages dead-lettered after persistence crashed for good): they
+            are lost with the process. A run with any is recorded as failed.
     """
 
     run_id: str
@@ -213,6 +223,7 @@ class RunSummary:
     event_log_digest: str
     wall_time: float
     rejections: tuple[str, ...] = ()
+    not_kept: int = 0
 
     def to_json(self) -> str:
         """The summary as JSON (decimals as exact strings)."""
@@ -1074,9 +1085,16 @@ async def _record_end(
     outcome: Outcome,
     late_letters: list[DeadLetter],
 ) -> None:
-    """Write late dead letters and the run's end and summary (bounded, best effort)."""
-    summary = handle.summary(outcome) if handle is not None else None
+    """Write late dead letters and the run's end and summary (bounded, best effort).
+
+    A run that leaves records neither committed nor spilled is recorded as failed, with
+    their number in the summary (`RunSummary.not_kept`)."""
+    summary = None
     if handle is not None:
+        not_kept = _not_kept(handle.persistence, late_letters)
+        if not_kept:
+            outcome = "failed"
+        summary = attrs.evolve(handle.summary(outcome), not_kept=not_kept)
         handle._result = summary
     with trio.move_on_after(_FINISH_TIMEOUT):
         async with store.transaction() as tx:
@@ -1092,3 +1110,29 @@ async def _record_end(
             tx.finish_run(run_id, time.time_ns(), outcome)
             if summary is not None:
                 tx.write_run_summary(run_id, summary.to_json())
+
+
+def _not_kept(persistence: PersistenceKeeper, late_letters: Iterable[DeadLetter]) -> int:
+    """Records that the stopped tree leaves neither in the store nor in the spill
+    journal: what persistence still holds in memory, and the records of `Persist` /
+    `PersistDurably` messages dead-lettered at it (still queued when it crashed for
+    good; the one it was handling was accepted already). Logged when there are any."""
+    held = len(persistence.pending)
+    dropped = 0
+    messages = 0
+    for letter in late_letters:
+        message = letter.message
+        if letter.path != "persistence" or message is persistence.last_accepted:
+            continue
+        if type(message) is Persist or type(message) is PersistDurably:
+            dropped += len(message.records)
+            messages += 1
+    if held or dropped:
+        structlog.get_logger("tradewind.runtime").bind(actor="persistence").error(
+            "records_not_kept",
+            held=held,
+            dead_lettered=dropped,
+            messages=messages,
+            spilled=persistence.journal.records if persistence.journal is not None else 0,
+        )
+    return held + dropped

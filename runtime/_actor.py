@@ -27,6 +27,12 @@ Design notes
 * ``on_stop`` always runs once ``on_start`` was entered, shielded and bounded by the
   child's ``shutdown_timeout``, so cleanup happens on crash, restart, cancellation and
   KeyboardInterrupt alike, and never hangs.
+* ``ActorContext.take_queued`` lets an ``on_stop`` settle what is still queued for it
+  (the message held for redelivery first, then the mailbox, FIFO) instead of leaving it
+  to be dead-lettered when the system stops: an actor that can keep work past its own
+  end (persistence spills it to a journal) must not lose it to the runtime's cleanup.
+  Taken messages count as processed; a taken ``ask`` is failed with
+  ``MessageDropped`` (the actor gives no reply from ``on_stop``).
 """
 
 from __future__ import annotations
@@ -134,6 +140,19 @@ class ActorContext:
     def clock(self) -> trio.abc.Clock:
         """The clock of the running trio loop."""
         return trio.lowlevel.current_clock()
+
+    def take_queued(self) -> list[Message]:
+        """Take the messages still waiting for this actor out of its mailbox, to settle
+        them itself: the one held for redelivery first, then the queue, oldest first.
+
+        Meant for an `Actor.on_stop` whose stop is final and that can keep what it was
+        sent rather than let the runtime dead-letter it once the system has stopped
+        (``"system stopped"``): persistence takes its queued records into its buffer,
+        to be committed or spilled. The messages count as processed; an ``ask`` among
+        them is answered with `MessageDropped` (its asker gets no reply). Messages sent
+        afterwards are queued (and dead-lettered at shutdown) as usual.
+        """
+        return self._cell.take_queued()
 
     def hold_in_flight(self, n: int = 1) -> None:
         """Count `n` units of work this actor keeps outside any mailbox as in flight.
@@ -423,6 +442,26 @@ class ActorCell(Node):
     def revive(self) -> None:
         super().revive()
         self.mailbox.reopen()
+
+    def take_queued(self) -> list[Message]:
+        """See `ActorContext.take_queued`."""
+        taken: list[Message] = []
+        if self.has_retry:
+            taken.append(self.retry)
+            self.has_retry = False
+            self.retry = _NOTHING
+            self.retry_attempts = 0
+        taken.extend(self.mailbox.take_all())
+        if not taken:
+            return []
+        messages = []
+        for message in taken:
+            if type(message) is Ask:
+                message.fail(MessageDropped(f"{self.path}: taken unanswered at the actor's stop"))
+            messages.append(unwrap(message))
+        self.processed += len(taken)
+        self.in_flight.finished(len(taken))
+        return messages
 
     def retire_for_shutdown(self) -> None:
         """The system has stopped: dead-letter everything still held; close the mailbox."""

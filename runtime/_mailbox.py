@@ -374,6 +374,17 @@ class Mailbox:
         self.state = CLOSED
         self.fast = False
 
+    def take_all(self) -> list[Message]:
+        """Take every queued message out (oldest first) for the consumer to settle
+        itself, rather than dead-letter it; blocked senders may retry. The messages are
+        not finished in the in-flight count: the caller does that."""
+        self._unpark()
+        taken = [item.message if type(item) is _Slot else item for item in self.queue]
+        self.queue.clear()
+        self._index.clear()
+        self._senders.unpark_all()
+        return taken
+
     def _drain(self, reason: str) -> None:
         self._unpark()
         while self.queue:

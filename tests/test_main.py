@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 from rich.console import Console
-from tradewind.actors._tree import open_trading_system
+from tradewind.actors import Bar, decode_record
+from tradewind.actors._tree import RunSummary, open_trading_system
 from tradewind.runtime import MessageDropped
 
 from tests.system.conftest import RISK, MemoryStore, settings_for, synthetic, write_config
+from tests.test_summary import summary as summary_of
 from tradewind import _main
 from tradewind._main import (
     EXIT_CONFIG,
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    from tradewind.actors._settings import Settings
     from tradewind.storage import Transaction
 
 
@@ -145,30 +148,80 @@ class HungStore(MemoryStore):
                 await trio.sleep_forever()
 
 
+async def stop_while_the_store_hangs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str = ""
+) -> tuple[RunSummary, HungStore, Settings]:
+    """A paper run whose bar commits hang (a locked table), ended by a first SIGTERM:
+    its summary, its store and its settings."""
+    settings = settings_for(
+        tmp_path,
+        mode="paper",
+        data=synthetic(count=100_000, interval=0.001),
+        extra=f"[supervision]\nshutdown_timeout = 0.2\n{extra}",
+    )
+    store = HungStore()
+    monkeypatch.setattr(
+        _main,
+        "open_trading_system",
+        functools.partial(open_trading_system, store=store),  # type: ignore[arg-type]
+    )
+    summaries = []
+
+    async def run() -> None:
+        summaries.append(await _main._run(settings, str(tmp_path / "tradewind.toml"), False))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            store.hang = True
+            await store.hung.wait()
+            os.kill(os.getpid(), signal.SIGTERM)
+    return summaries[0], store, settings
+
+
 class TestStopWhileTheStoreHangs:
     async def test_a_first_sigterm_ends_the_run_though_commits_wait(self, tmp_path, monkeypatch):
-        settings = settings_for(
-            tmp_path,
-            mode="paper",
-            data=synthetic(count=100_000, interval=0.001),
-            extra="[supervision]\nshutdown_timeout = 0.2\n",
-        )
-        store = HungStore()
-        monkeypatch.setattr(
-            _main, "open_trading_system", functools.partial(open_trading_system, store=store)
-        )
-        summaries = []
+        summary, _, _ = await stop_while_the_store_hangs(tmp_path, monkeypatch)
+        assert summary.outcome == "stopped"
 
-        async def run() -> None:
-            summaries.append(await _main._run(settings, str(tmp_path / "tradewind.toml"), False))
+    async def test_every_accepted_bar_is_in_the_store_or_the_journal(self, tmp_path, monkeypatch):
+        """The stop is cut short with bars still queued for persistence: they are
+        spilled with its buffer (the next start replays them), none is dead-lettered."""
+        summary, store, settings = await stop_while_the_store_hangs(tmp_path, monkeypatch)
+        journal = settings.persistence.spill_path
+        assert journal is not None
+        spilled = [
+            record
+            for line in journal.read_bytes().splitlines()
+            if isinstance(record := decode_record(line), Bar)
+        ]
+        stored = store.rows("bars")
+        assert len(stored) + len(spilled) == summary.bars_accepted > 0
+        assert len({(b.instrument, b.ts) for b in spilled}) == len(spilled)
+        assert summary.not_kept == 0
 
-        with trio.fail_after(30):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(run)
-                store.hang = True
-                await store.hung.wait()
-                os.kill(os.getpid(), signal.SIGTERM)
-        assert summaries[0].outcome == "stopped"
+    async def test_records_neither_committed_nor_spilled_are_counted_and_the_run_failed(
+        self, tmp_path, monkeypatch
+    ):
+        """With `spill = false` the journal's folder is never made, so the stop's spill
+        fails (`spill_failed_at_stop`): what persistence holds is lost with the process,
+        and the run says so instead of reporting a clean stop."""
+        summary, _, _ = await stop_while_the_store_hangs(
+            tmp_path, monkeypatch, "[persistence]\nspill = false\n"
+        )
+        assert summary.not_kept > 0
+        assert summary.outcome == "failed"
+
+    def test_a_run_that_did_not_keep_everything_exits_1(self, tmp_path, monkeypatch):
+        async def lost_some(*_args: object) -> RunSummary:
+            return summary_of(outcome="failed", not_kept=7)
+
+        monkeypatch.setattr(_main, "_run", lost_some)
+        code, out, log = run(write_config(tmp_path), tmp_path)
+        assert code == EXIT_ERROR
+        assert "records not kept" in out
+        failed = [r for r in log if r["event"] == "run_failed"]
+        assert [r["not_kept"] for r in failed] == [7]
 
 
 class TestReloadRisk:

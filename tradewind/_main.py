@@ -1,8 +1,9 @@
 """`tradewind run`: load a configuration, run the trading system, handle signals, exit.
 
 Exit codes: 0 the run ended normally (the data was exhausted, or a first SIGINT/SIGTERM
-stopped it and everything accepted was flushed); 1 another error (e.g. the store cannot
-be reached); 2 the configuration has problems (nothing was started); 3 a supervisor gave
+stopped it and everything accepted was committed or spilled to the journal); 1 another
+error (e.g. the store cannot be reached, or a stop left accepted records neither
+committed nor spilled); 2 the configuration has problems (nothing was started); 3 a supervisor gave
 up (`SupervisorFailed`); 130 a second SIGINT/SIGTERM ended the process at once.
 """
 
@@ -13,8 +14,10 @@ up (`SupervisorFailed`); 130 a second SIGINT/SIGTERM ended the process at once.
 #   SIGTERM stops the feed at its source and ends the wait for the run to finish by
 #   itself; the run then winds down like a replay that reached the end of its data:
 #   in-flight work completes (waited for at most `supervision.shutdown_timeout`: a system
-#   that never goes quiet must not keep a stopped service alive), persistence flushes,
-#   the store closes, the summary prints, and the exit code is 0. A second one means
+#   that never goes quiet must not keep a stopped service alive), persistence flushes
+#   (or spills to its journal), the store closes, the summary prints, and the exit code
+#   is 0 -- or 1 if the summary counts records that were neither committed nor spilled
+#   (`not_kept`): a stop that lost data is not a success. A second one means
 #   "now": `os._exit(130)` without cleanup, which is what an operator pressing Ctrl-C
 #   twice asks for.
 # * SIGHUP re-reads the configuration file through the same `load_settings` used at start
@@ -149,7 +152,19 @@ def run_config(
                 print(f"tradewind: {failure}", file=sys.stderr)  # noqa: T201
                 return EXIT_ERROR
             raise
+        lost = (
+            f"{summary.not_kept} accepted records are neither in the store nor in the "
+            "spill journal (the run is recorded as failed)"
+            if summary.not_kept
+            else ""
+        )
+        if lost:
+            # The run stopped, but not everything it accepted was kept: not a success.
+            _log.error("run_failed", error=lost, not_kept=summary.not_kept)
     console.print(summary_table(summary))
+    if lost:
+        print(f"tradewind: {lost}", file=sys.stderr)  # noqa: T201
+        return EXIT_ERROR
     return EXIT_OK
 
 

@@ -47,6 +47,7 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("denials", _counts(summary.denials)),
         ("restarts", _counts(summary.restarts)),
         ("dead letters", str(summary.dead_letters)),
+        ("records not kept", str(summary.not_kept)),
         ("trading state", summary.trading_state),
         ("realized PnL", _money(summary.realized_pnl)),
         ("unrealized PnL", _money(summary.unrealized_pnl)),

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import attrs
+import pytest
+import structlog
 import trio
 import trio.testing
 from tradewind.actors import (
@@ -36,18 +38,21 @@ from tradewind.actors._persistence import (
     PersistenceActor,
     PersistenceKeeper,
     PersistenceStatistics,
+    replay_spill_journal,
 )
 from tradewind.runtime import (
     Actor,
     ActorRef,
     ActorSystem,
+    Backoff,
     ChildSpec,
     MailboxSpec,
+    SupervisorFailed,
     SupervisorSpec,
     open_actor_system,
 )
 from tradewind.runtime._aio import open_aio_loop, run_aio
-from tradewind.storage import Store, open_store
+from tradewind.storage import Store, StoreError, open_store
 
 from tests.faultproxy import FaultProxy, open_fault_proxy
 
@@ -381,3 +386,126 @@ class TestTerminatedBackends:
             pg_url, mixed_messages(120), {40, 80}, idle_first=True
         )
         assert all(n >= 1 for n in terminated)
+
+
+REFUSE_FILLS = (
+    (
+        "CREATE FUNCTION refuse_fills() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'fills are refused' USING ERRCODE = '42501'; END $$"
+    ),
+    (
+        "CREATE TRIGGER refuse_fills BEFORE INSERT ON fills "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_fills()"
+    ),
+)
+
+
+def persistence_alone(
+    keeper: PersistenceKeeper, store: Store, journal: Path, batch_size: int = 4
+) -> SupervisorSpec:
+    """Persistence with a journal, a short shutdown timeout and quick restarts."""
+    return SupervisorSpec(
+        "test",
+        (
+            ChildSpec(
+                "persistence",
+                lambda: PersistenceActor(
+                    keeper,
+                    store,
+                    risk=None,
+                    spill_path=journal,
+                    batch_size=batch_size,
+                    retry_initial=FAST["retry_initial"],
+                    retry_max=FAST["retry_max"],
+                    flush_interval=3_600,
+                ),
+                mailbox=MailboxSpec(64),
+                shutdown_timeout=0.5,
+            ),
+        ),
+        max_restarts=2,
+        within=60,
+        backoff=Backoff(initial=0.0, jitter=0.0),
+    )
+
+
+class TestStopAgainstAStuckStore:
+    async def test_records_queued_behind_a_locked_table_at_the_stop_are_spilled(
+        self, pg_url: str, tmp_path: Path
+    ) -> None:
+        """`bars` held in ACCESS EXCLUSIVE by another session: the commit waits, more
+        messages queue behind it, the stop is cut short. Everything accepted or queued
+        is in the journal (nothing dead-lettered), and the next start stores it once."""
+        journal = tmp_path / "spill.jsonl"
+        messages = mixed_messages(12)
+        keeper = PersistenceKeeper()
+        with trio.fail_after(60):
+            async with open_aio_loop(), open_store(pg_url) as store:
+                async with store.transaction() as tx:
+                    tx.upsert_instruments([AAPL])
+                locker = await run_aio(asyncpg.connect, pg_url)
+                try:
+                    await run_aio(locker.execute, "BEGIN")
+                    await run_aio(locker.execute, "LOCK TABLE bars IN ACCESS EXCLUSIVE MODE")
+                    spec = persistence_alone(keeper, store, journal)
+                    async with open_actor_system(spec, asyncio_loop=False) as system:
+                        for message in messages:
+                            await system.ref("persistence").send(Persist(message))
+                    after = system.statistics()
+                finally:
+                    await run_aio(locker.close)  # the lock goes with the session
+                total = sum(len(m) for m in messages)
+                assert after.dead_letters == 0
+                stats = keeper.statistics()
+                assert (stats.accepted, stats.pending, stats.spilled) == (total, 0, total)
+                assert read_journal(journal) == [r for m in messages for r in m]
+                replayed = await replay_spill_journal(
+                    PersistenceKeeper(), store, journal, log=structlog.get_logger()
+                )
+                assert replayed == total
+                await assert_stored_once(store, messages)
+        assert not journal.exists()
+
+    async def test_a_permanent_refusal_ends_supervision_with_what_was_taken_in_spilled(
+        self, pg_url: str, tmp_path: Path
+    ) -> None:
+        """A trigger raises SQLSTATE 42501 on every fill: persistence crashes until its
+        supervisor gives up. What it had taken in is in the journal; the next start
+        fails with the journal kept while the store still refuses, and stores it all
+        once the trigger is gone."""
+        journal = tmp_path / "spill.jsonl"
+        messages = mixed_messages(8)
+        keeper = PersistenceKeeper()
+        log = structlog.get_logger()
+        with trio.fail_after(60):
+            async with open_aio_loop(), open_store(pg_url) as store:
+                async with store.transaction() as tx:
+                    tx.upsert_instruments([AAPL])
+                admin = await run_aio(asyncpg.connect, pg_url)
+                try:
+                    with pytest.raises(SupervisorFailed):  # noqa: PT012
+                        spec = persistence_alone(keeper, store, journal, batch_size=1_000)
+                        async with open_actor_system(spec, asyncio_loop=False) as system:
+                            ref = system.ref("persistence")
+                            for message in messages:
+                                await ref.send(Persist(message))
+                            await system.quiesce()  # all taken in, none committed yet
+                            for statement in REFUSE_FILLS:
+                                await run_aio(admin.execute, statement)
+                            await ref.send(Flush())  # refused: a crash, and again, ...
+                            await system.quiesce()  # ends when supervision gives up
+                    records = [r for m in messages for r in m]
+                    stats = keeper.statistics()
+                    assert (stats.accepted, stats.pending) == (len(records), 0)
+                    assert read_journal(journal) == records
+                    with pytest.raises(StoreError, match="42501"):
+                        await replay_spill_journal(PersistenceKeeper(), store, journal, log=log)
+                    assert read_journal(journal) == records  # kept
+                    await run_aio(admin.execute, "DROP TRIGGER refuse_fills ON fills")
+                finally:
+                    await run_aio(admin.close)
+                assert await replay_spill_journal(
+                    PersistenceKeeper(), store, journal, log=log
+                ) == len(records)
+                await assert_stored_once(store, messages)
+        assert not journal.exists()

@@ -11,6 +11,7 @@ import attrs
 import pytest
 import structlog
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -36,6 +37,7 @@ from tradewind.actors._messages import (
     Flush,
     OrderUpdated,
     Persist,
+    PersistDurably,
     SessionChanged,
     TradingStateChanged,
 )
@@ -45,15 +47,25 @@ from tradewind.actors._persistence import (
     replay_spill_journal,
 )
 from tradewind.runtime import (
+    ActorRef,
     ActorSystem,
     Backoff,
     ChildSpec,
     MailboxSpec,
     MessageDropped,
+    SupervisorFailed,
     SupervisorSpec,
     open_actor_system,
 )
-from tradewind.storage import DeadLetter, Denial, RunRecord, Store, StoreUnavailable, open_store
+from tradewind.storage import (
+    DeadLetter,
+    Denial,
+    RunRecord,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
 from tradewind.storage._uow import Transaction
 
 from tests.strategies import bars, fills_for, instruments, new_orders, order_events_for
@@ -604,6 +616,51 @@ class HangingStore:
             yield tx
 
 
+@attrs.define
+class RefusingStore:
+    """A real store that refuses every unit of work with a permanent `StoreError` while
+    `refuse` is set: a privilege revoked, a trigger raising SQLSTATE 42501 (`refused`
+    counts those units)."""
+
+    store: Store
+    refuse: bool = True
+    refused: int = 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        if self.refuse:
+            self.refused += 1
+            yield Transaction()
+            msg = "SQLSTATE 42501: permission denied for table bars"
+            raise StoreError(msg)
+        async with self.store.transaction() as tx:
+            yield tx
+
+
+def hanging_persistence(
+    keeper: PersistenceKeeper, store: object, journal_path: Path | None, **options: Any
+) -> SupervisorSpec:
+    """Persistence alone, with a short shutdown timeout (a stop cut short quickly)."""
+    return SupervisorSpec(
+        "test",
+        (
+            ChildSpec(
+                "persistence",
+                lambda: PersistenceActor(
+                    keeper,
+                    store,  # type: ignore[arg-type]
+                    risk=None,
+                    spill_path=journal_path,
+                    flush_interval=3_600,
+                    **options,
+                ),
+                mailbox=MailboxSpec(64),
+                shutdown_timeout=0.5,
+            ),
+        ),
+    )
+
+
 class TestSpillAtStop:
     async def test_the_buffer_of_an_unavailable_store_is_spilled_at_stop_and_replayed_next_run(
         self, store: Store, journal_path: Path
@@ -663,7 +720,7 @@ class TestSpillAtStop:
                     "persistence",
                     lambda: PersistenceActor(
                         keeper,
-                        hanging,  # type: ignore[arg-type]
+                        hanging,
                         risk=None,
                         spill_path=journal_path,
                         batch_size=1_000,
@@ -688,6 +745,140 @@ class TestSpillAtStop:
         await the_next_run_stores_the_journal(
             DownStore(store, down=False), store, journal_path, some_bars(3)
         )
+
+    async def test_messages_still_queued_when_a_hanging_store_cuts_the_stop_short_are_spilled(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        """The batch's commit hangs (a locked table) with more `Persist` messages queued
+        behind it. The stop cancels the handler after the shutdown timeout; the queued
+        messages are taken into the buffer and spilled with it, in order, instead of
+        being dead-lettered ("system stopped") once the system has stopped."""
+        hanging = HangingStore(store)
+        keeper = PersistenceKeeper()
+        spec = hanging_persistence(keeper, hanging, journal_path, batch_size=3)
+        with capture_logs() as logs:
+            async with open_actor_system(spec, asyncio_loop=False) as system:
+                ref = system.ref("persistence")
+                await ref.send(Persist((bar(0), bar(1))))
+                await system.quiesce()
+                hanging.hang = True
+                await ref.send(Persist((bar(2),)))  # the batch is full: its commit hangs
+                for n in range(3, 6):
+                    await ref.send(Persist((bar(n),)))  # queued behind it
+            after = system.statistics()
+        assert hanging.hung >= 1
+        assert lines_of(journal_path) == some_bars(6)
+        stats = keeper.statistics()
+        assert (stats.accepted, stats.pending, stats.spilled) == (6, 0, 6)
+        assert after.dead_letters == 0
+        assert not [e for e in logs if e["event"] == "dead_letter"]
+        assert [e["records"] for e in logs if e["event"] == "spill_journal_kept_at_stop"] == [6]
+        hanging.hang = False
+        await the_next_run_stores_the_journal(
+            DownStore(store, down=False), store, journal_path, some_bars(6)
+        )
+
+    async def test_without_a_journal_what_a_hanging_store_leaves_is_logged_not_dead_lettered(
+        self, store: Store
+    ) -> None:
+        """No journal: the stop retries until the shutdown timeout cuts it off. The
+        queued records are taken in too, so what is lost is what the keeper still holds
+        -- counted (`pending`) and logged, never a silent dead letter."""
+        hanging = HangingStore(store)
+        keeper = PersistenceKeeper()
+        spec = hanging_persistence(keeper, hanging, None, batch_size=2)
+        with capture_logs() as logs:
+            async with open_actor_system(spec, asyncio_loop=False) as system:
+                ref = system.ref("persistence")
+                hanging.hang = True
+                await ref.send(Persist((bar(0), bar(1))))
+                await ref.send(Persist((bar(2),)))
+            after = system.statistics()
+        assert keeper.statistics().pending == 3
+        assert after.dead_letters == 0
+        unflushed = [e for e in logs if e["event"] == "persistence_unflushed_at_stop"]
+        assert [e["records"] for e in unflushed] == [3]
+
+    async def test_a_persist_durably_taken_at_the_stop_is_spilled_and_its_ask_told_so(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        """A durable write queued behind a hanging commit: its records are spilled with
+        the rest, and its asker hears `MessageDropped` (no reply) rather than nothing."""
+        hanging = HangingStore(store, hang=True)
+        keeper = PersistenceKeeper()
+        spec = hanging_persistence(keeper, hanging, journal_path, batch_size=1)
+        answers: list[BaseException] = []
+
+        async def ask(ref: ActorRef) -> None:
+            with pytest.raises(MessageDropped) as dropped:
+                await ref.ask(PersistDurably((bar(1),)), timeout=60)
+            answers.append(dropped.value)
+
+        async with (
+            trio.open_nursery() as nursery,
+            open_actor_system(spec, asyncio_loop=False) as system,
+        ):
+            ref = system.ref("persistence")
+            await ref.send(Persist((bar(0),)))  # its commit hangs
+            nursery.start_soon(ask, ref)
+            await trio.testing.wait_all_tasks_blocked()
+            assert ref.statistics().mailbox_depth == 1  # the durable write waits
+        assert len(answers) == 1
+        assert "taken unanswered at the actor's stop" in str(answers[0])
+        assert lines_of(journal_path) == some_bars(2)
+        assert system.statistics().dead_letters == 0
+
+    async def test_a_store_that_refuses_for_good_has_the_buffer_spilled_when_supervision_gives_up(
+        self, store: Store, journal_path: Path
+    ) -> None:
+        """Every unit meets a permanent error: persistence crashes until its supervisor
+        gives up. What it had taken in is in the journal, not lost with the process; the
+        next start's replay fails with the journal kept while the store still refuses,
+        and stores it all once the store takes it."""
+        refusing = RefusingStore(store, refuse=False)
+        keeper = PersistenceKeeper()
+        spec = SupervisorSpec(
+            "test",
+            (
+                ChildSpec(
+                    "persistence",
+                    lambda: PersistenceActor(
+                        keeper,
+                        refusing,
+                        risk=None,
+                        spill_path=journal_path,
+                        batch_size=4,
+                        flush_interval=3_600,
+                    ),
+                    mailbox=MailboxSpec(64),
+                ),
+            ),
+            max_restarts=2,
+            within=60,
+            backoff=Backoff(initial=0.0, jitter=0.0),
+        )
+        with capture_logs() as logs, pytest.raises(SupervisorFailed):  # noqa: PT012
+            async with open_actor_system(spec, asyncio_loop=False) as system:
+                ref = system.ref("persistence")
+                await ref.send(Persist((bar(0), bar(1), bar(2))))
+                await system.quiesce()
+                refusing.refuse = True
+                await ref.send(Persist((bar(3),)))  # the batch is full: refused, a crash
+                await system.quiesce()  # ends when supervision gives up
+        assert refusing.refused >= 3
+        stats = keeper.statistics()
+        assert (stats.accepted, stats.pending, stats.spilled, stats.committed) == (4, 0, 4, 0)
+        assert lines_of(journal_path) == some_bars(4)
+        assert [e for e in logs if e["event"] == "store_refused_at_stop"]
+        assert not [e for e in logs if e["event"] == "persistence_unflushed_at_stop"]
+        log = structlog.get_logger()
+        with pytest.raises(StoreError, match="42501"):
+            await replay_spill_journal(PersistenceKeeper(), refusing, journal_path, log=log)
+        assert lines_of(journal_path) == some_bars(4)  # kept for the operator
+        refusing.refuse = False
+        assert await replay_spill_journal(PersistenceKeeper(), refusing, journal_path, log=log) == 4
+        assert await store.bars() == some_bars(4)
+        assert not exists(journal_path)
 
     async def test_a_stop_with_a_healthy_store_commits_everything_and_spills_nothing(
         self, store: Store, journal_path: Path
