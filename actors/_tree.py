@@ -30,6 +30,12 @@ persistence, stops the tree, and records how the run ended together with its sum
 #   journal's records were accepted by that run, and state rebuilt without them would
 #   reuse its order ids and miss its fills (see the persistence module's notes). A
 #   store that cannot take the replay fails the start, the journal kept.
+# * One run per store: the run lock (`Store.run_lock`) is taken before anything else
+#   touches the store -- before the migration when the store is opened here, before the
+#   spill journal's replay in any case -- and held until the run's end is recorded. It
+#   dies with the process, so a run without an outcome in the store is one that was
+#   killed, never one still running elsewhere: that is what makes the cold start below
+#   safe (a second process used to take a live run for a killed one and "resume" it).
 # * Cold start (`_resume_wanted`): paper trading always continues from the store, and so
 #   does a replay whose newest stored run had the same configuration and never finished
 #   (the process was killed). Then positions come from the stored fills, client order id
@@ -930,6 +936,8 @@ async def open_trading_system(
 
     Raises:
         SupervisorFailed: the root supervisor gave up (the run is recorded as failed).
+        StoreInUse: another run holds the store's run lock (`Store.run_lock`); nothing
+            was read from or written to the store, the spill journal included.
         StoreUnavailable, InvalidStoreUrl: the store cannot be opened, or cannot take
             the replay of a spill journal a crashed run left (the journal is kept).
         SpillJournalCorrupt: that journal has a line that cannot be read back.
@@ -945,9 +953,17 @@ async def open_trading_system(
     run = run_id if run_id is not None else new_run_id()
     async with AsyncExitStack() as stack:
         if store is None:
+            # The run lock first: a store another run holds is not even migrated.
             store = await stack.enter_async_context(
-                open_store(settings.store.url.reveal(), pool_size=settings.store.pool_size)
+                open_store(
+                    settings.store.url.reveal(),
+                    pool_size=settings.store.pool_size,
+                    run_lock=True,
+                )
             )
+        # One run at a time per store, for the whole run, before anything is read or
+        # written (a given store is locked here; an opened one already holds it).
+        await stack.enter_async_context(store.run_lock())
         factory = strategy_factory or load_strategy_factory(settings)
         expected = None
         if source is None and settings.data.source == "csv":

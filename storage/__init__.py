@@ -6,6 +6,7 @@ from tradewind.storage._errors import PoolExhausted as PoolExhausted
 from tradewind.storage._errors import RunNotFound as RunNotFound
 from tradewind.storage._errors import SchemaOutdated as SchemaOutdated
 from tradewind.storage._errors import StoreError as StoreError
+from tradewind.storage._errors import StoreInUse as StoreInUse
 from tradewind.storage._errors import StoreUnavailable as StoreUnavailable
 from tradewind.storage._errors import TransactionFailed as TransactionFailed
 from tradewind.storage._errors import UnstorableValue as UnstorableValue

@@ -54,6 +54,27 @@ class PoolExhausted(StoreUnavailable, TimeoutError):
         self.statistics = statistics
 
 
+class StoreInUse(StoreError):
+    """Another run holds the store's run lock: only one run may trade from a store at once.
+
+    Raised before anything of the store was read or written. ``url`` is the masked store
+    URL, ``holder`` what is known of the holder (a process id, a PostgreSQL backend),
+    ``lock`` where the lock lives (the lock file, the advisory lock's schema). Not
+    retryable in the sense of `StoreUnavailable`: it clears only when the other run ends
+    (or dies: the lock goes with its process).
+    """
+
+    def __init__(self, url: str, *, lock: str, holder: str = "") -> None:
+        held = f" ({holder})" if holder else ""
+        super().__init__(
+            f"store {url} is in use: another run holds its run lock{held}; only one "
+            f"run may trade from a store at a time (lock: {lock})"
+        )
+        self.url = url
+        self.lock = lock
+        self.holder = holder
+
+
 class TransactionFailed(StoreError):
     """A unit of work kept failing on serialization failures or deadlocks.
 

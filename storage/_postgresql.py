@@ -35,10 +35,21 @@ Design notes
   never leave this module. Messages carry the masked URL, never the password.
 * Migrations run in one transaction under ``pg_advisory_xact_lock``: two processes
   starting together serialise on the lock and the second finds nothing left to do.
+* The run lock (`PostgresRunLock`) is a session-level advisory lock,
+  ``pg_try_advisory_lock(key)``, held on a dedicated connection outside the pool (a
+  pooled connection is shared, terminated and replaced at will; the lock must live
+  exactly as long as the run). The key is derived from the schema the store's tables
+  live in (``current_schema()``), so two stores in two schemas of one database are two
+  books, and advisory locks are per database anyway. PostgreSQL drops a session's locks
+  when the session ends, so a run that dies (SIGKILL included) releases it as soon as
+  the server sees the connection close. The release is polite first
+  (``pg_advisory_unlock``, then close: a run started right after finds the lock free),
+  bounded and shielded, and falls back to terminating the connection.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, NoReturn
@@ -54,6 +65,7 @@ from tradewind.storage._errors import (
     PoolExhausted,
     RunNotFound,
     StoreError,
+    StoreInUse,
     StoreUnavailable,
     UnstorableValue,
 )
@@ -88,6 +100,7 @@ if TYPE_CHECKING:
 # A fixed 64-bit key for the migration lock ("tradewnd" in ASCII).
 MIGRATION_LOCK_KEY: Final = 0x7472_6164_6577_6E64
 _CLOSE_TIMEOUT: Final = 2.0
+_RUN_LOCK_POLL: Final = 0.05
 # From this many rows an append first tries a COPY straight into the table (see
 # `_copy_directly`); smaller units go through the staging table at once.
 DIRECT_COPY_MIN_ROWS: Final = 64
@@ -441,3 +454,95 @@ class PostgresBackend:
     def statistics(self) -> PoolStatistics:
         """The pool's statistics."""
         return self.pool.statistics()
+
+
+# ---------------------------------------------------------------- the run lock
+
+
+def run_lock_key(schema: str) -> int:
+    """The advisory lock key of the run lock on the store in ``schema``: a signed 64-bit
+    hash, stable across processes and versions."""
+    digest = hashlib.blake2b(f"tradewind run lock:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def _try_run_lock(raw: asyncpg.Connection) -> tuple[str, int, bool, int | None]:
+    """(schema, key, taken, the holder's backend pid if not taken) -- on the asyncio loop."""
+    schema = str(
+        await raw.fetchval("SELECT coalesce(current_schema(), current_setting('search_path'))")
+    )
+    key = run_lock_key(schema)
+    if await raw.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        return schema, key, True, None
+    # A bigint key shows in pg_locks as classid (high 32 bits) and objid (low), objsubid 1.
+    holder = await raw.fetchval(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 1",
+        (key >> 32) & 0xFFFF_FFFF,
+        key & 0xFFFF_FFFF,
+    )
+    return schema, key, False, None if holder is None else int(holder)
+
+
+async def _unlock_and_close(raw: asyncpg.Connection, key: int) -> None:
+    await raw.execute("SELECT pg_advisory_unlock($1)", key)
+    await raw.close(timeout=_CLOSE_TIMEOUT)
+
+
+@attrs.define(eq=False)
+class PostgresRunLock:
+    """A held run lock: the dedicated session that holds the advisory lock."""
+
+    url: StoreUrl
+    schema: str
+    key: int
+    _raw: asyncpg.Connection | None
+
+    async def release(self) -> None:
+        """Unlock and close the session (shielded, bounded; else terminate it)."""
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return
+        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+            try:
+                await run_aio(_unlock_and_close, raw, self.key)
+            except Exception:  # noqa: BLE001 -- releasing: a failure only means "terminate"
+                raw.terminate()
+        if not raw.is_closed():
+            raw.terminate()  # the session ends, and its lock with it
+
+
+async def acquire_postgres_run_lock(
+    url: StoreUrl, *, wait: float = 0.0, connect_timeout: float = 10.0
+) -> PostgresRunLock:
+    """Take the run lock of a PostgreSQL store, trying for at most ``wait`` seconds.
+
+    Needs the trio-asyncio loop (`tradewind.runtime._aio.open_aio_loop`).
+
+    Raises:
+        StoreInUse: another session (another run) holds it.
+        StoreUnavailable: the database cannot be reached or refuses the login.
+        InvalidStoreUrl: asyncpg refuses the URL's parameters.
+    """
+    try:
+        raw = await run_aio(asyncpg.connect, url.dsn, timeout=connect_timeout)
+    except Exception as exc:  # noqa: BLE001 -- translated (or re-raised) by _reraise
+        _reraise(exc, url, None)
+    held = False
+    try:
+        deadline = trio.current_time() + wait
+        while True:
+            try:
+                schema, key, held, holder = await run_aio(_try_run_lock, raw)
+            except Exception as exc:  # noqa: BLE001 -- translated (or re-raised) by _reraise
+                _reraise(exc, url, None)
+            if held:
+                return PostgresRunLock(url, schema, key, raw)
+            if trio.current_time() >= deadline:
+                who = f"PostgreSQL backend pid {holder}" if holder is not None else ""
+                raise StoreInUse(url.masked, lock=f"advisory lock on schema {schema!r}", holder=who)
+            await trio.sleep(min(_RUN_LOCK_POLL, max(0.0, deadline - trio.current_time())))
+    finally:
+        if not held:
+            raw.terminate()

@@ -19,12 +19,24 @@ Design notes
   other processes are not blocked by a writer; ``busy_timeout`` so a second process
   waits for the write lock before SQLite reports "database is locked", which the store
   then retries like a serialization failure.
+* The run lock (`SqliteRunLock`) is an OS file lock, ``flock(LOCK_EX | LOCK_NB)``, on a
+  file next to the database (``<database>-runlock``, after SQLite's own ``-wal`` and
+  ``-shm``), never on the database file itself, whose locks belong to SQLite: readers
+  (``tradewind report``) and the migration's ``BEGIN IMMEDIATE`` are not affected. The
+  kernel drops the lock when its descriptor closes, so a process that dies (SIGKILL
+  included) leaves nothing behind; the descriptor is not inheritable (PEP 446), so a
+  supervised child process that outlives a killed run does not keep it. The file itself
+  stays (removing it would let a third process lock a fresh inode while a second still
+  holds the old one); it holds the holder's process id, for the refusal's message. An
+  in-memory database belongs to one connection of one process: it needs no file lock.
 * sqlite3 exceptions are translated here: busy/locked -> `RetryableFailure`, cannot open
   or I/O errors -> `StoreUnavailable`, anything else -> `StoreError`.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import time
 from decimal import Decimal
@@ -37,6 +49,7 @@ from tradewind.storage._errors import (
     ConflictingWrite,
     RunNotFound,
     StoreError,
+    StoreInUse,
     StoreUnavailable,
     UnstorableValue,
 )
@@ -61,6 +74,9 @@ if TYPE_CHECKING:
     from tradewind.storage._uow import Write
 
 _BUSY_TIMEOUT_MS: Final = 5000
+#: Appended to the database file's path to name its run lock file.
+RUN_LOCK_SUFFIX: Final = "-runlock"
+_RUN_LOCK_POLL: Final = 0.05
 
 
 def _decimal_text(value: Decimal) -> str:
@@ -258,3 +274,76 @@ def _migrate_sync(
         raise
     conn.execute("COMMIT")
     return done
+
+
+# ---------------------------------------------------------------- the run lock
+
+
+def run_lock_path(url: StoreUrl) -> str:
+    """The run lock file of a SQLite file database: ``<database>-runlock``."""
+    return url.path + RUN_LOCK_SUFFIX
+
+
+@attrs.define(eq=False)
+class SqliteRunLock:
+    """A held run lock: an open, ``flock``-ed descriptor of the lock file (None: an
+    in-memory database, which needs no lock)."""
+
+    path: str | None
+    _fd: int | None
+
+    async def release(self) -> None:
+        """Drop the lock (close the descriptor). Synchronous and instant underneath:
+        safe under cancellation."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        await trio.lowlevel.checkpoint()
+
+
+def _try_flock(path: str) -> tuple[int | None, str]:
+    """Open and try to lock ``path``: (the locked descriptor, "") or (None, the holder's
+    process id as written in the file)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        return None, holder
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except OSError:
+        # Only the message of a refused second run needs the pid: the lock is what counts.
+        pass
+    return fd, ""
+
+
+async def acquire_sqlite_run_lock(url: StoreUrl, *, wait: float = 0.0) -> SqliteRunLock:
+    """Take the run lock of a SQLite store, trying for at most ``wait`` seconds.
+
+    Raises:
+        StoreInUse: another process (or another run in this one) holds it.
+        StoreUnavailable: the lock file cannot be opened (missing folder, permissions).
+    """
+    if url.is_memory:
+        await trio.lowlevel.checkpoint()
+        return SqliteRunLock(None, None)
+    path = run_lock_path(url)
+    deadline = trio.current_time() + wait
+    while True:
+        try:
+            fd, holder = await trio.to_thread.run_sync(_try_flock, path)
+        except OSError as exc:
+            msg = f"SQLite database {url.masked}: unable to open its run lock file {path}: {exc}"
+            raise StoreUnavailable(msg) from exc
+        if fd is not None:
+            return SqliteRunLock(path, fd)
+        if trio.current_time() >= deadline:
+            who = f"process {holder}" if holder.isdigit() else ""
+            raise StoreInUse(url.masked, lock=f"file {path}", holder=who)
+        await trio.sleep(min(_RUN_LOCK_POLL, max(0.0, deadline - trio.current_time())))

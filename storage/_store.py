@@ -13,6 +13,15 @@ Design notes
   cause. Lost connections are not retried here: they surface as `StoreUnavailable`, a
   retryable error for the caller (the persistence actor), which decides how long to
   keep trying; a hidden loop here would turn an outage into a silent hang.
+* The run lock (`Store.run_lock`, ``open_store(..., run_lock=True)``): one run at a time
+  per store, across processes. It is the backend's own kind of lock that dies with its
+  holder -- a session-level advisory lock on PostgreSQL, an OS file lock next to a
+  SQLite file -- so a crash never leaves a stale lock for a cold start to clear. Only
+  runs take it: readers (`tradewind report`) and migrations (their own lock) never
+  wait for it. It is kept apart from the backend (`Backend` knows nothing of it), so a
+  store wrapped around another's backend (the test harness) locks by its URL all the
+  same. Within one process a `Store` also refuses a second run while one holds it --
+  the only guard an in-memory SQLite database needs.
 * The store owns no task: a closed store simply refuses work. Closing is shielded and
   bounded, so leaving the ``async with`` under cancellation still releases every
   connection.
@@ -31,9 +40,14 @@ from tradewind.actors._portfolio import Portfolio
 from tradewind.runtime._aio import open_aio_loop
 from tradewind.storage import _sql
 from tradewind.storage._backend import Backend, RetryableFailure
-from tradewind.storage._errors import SchemaOutdated, TransactionFailed
+from tradewind.storage._errors import SchemaOutdated, StoreInUse, TransactionFailed
 from tradewind.storage._migrations import available_migrations
-from tradewind.storage._postgresql import PostgresBackend, PostgresPool
+from tradewind.storage._postgresql import (
+    PostgresBackend,
+    PostgresPool,
+    PostgresRunLock,
+    acquire_postgres_run_lock,
+)
 from tradewind.storage._records import PoolStatistics, RetryPolicy, StoreCounts
 from tradewind.storage._rows import (
     DEAD_LETTERS,
@@ -57,7 +71,12 @@ from tradewind.storage._rows import (
     paper_venue_order_from_row,
     run_from_row,
 )
-from tradewind.storage._sqlite import SqliteBackend
+from tradewind.storage._sqlite import (
+    SqliteBackend,
+    SqliteRunLock,
+    acquire_sqlite_run_lock,
+    run_lock_path,
+)
 from tradewind.storage._uow import Transaction
 from tradewind.storage._url import POSTGRESQL, StoreUrl, parse_store_url
 from tradewind.storage._venue import PaperVenueState
@@ -95,7 +114,12 @@ class Store:
     url: StoreUrl
     _backend: Backend
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    connect_timeout: float = 10.0
     _rng: random.Random = attrs.field(init=False)
+    # The run lock this store took when it was opened (``open_store(run_lock=True)``).
+    _held: RunLock | None = attrs.field(default=None, init=False)
+    # A run holds the lock through this store (`run_lock`'s block is running).
+    _run_active: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._rng = self.retry.new_rng()
@@ -108,6 +132,54 @@ class Store:
     def statistics(self) -> PoolStatistics:
         """A snapshot of the store's connections (size, in use, idle, waiting)."""
         return self._backend.statistics()
+
+    # ------------------------------------------------------------ the run lock
+
+    @asynccontextmanager
+    async def run_lock(self, *, wait: float = 0.0) -> AsyncIterator[None]:
+        """Hold the store's run lock for the block: only one run trades from a store.
+
+        `open_trading_system` takes it for the run's whole lifetime, before it reads or
+        writes anything. PostgreSQL: a session-level advisory lock (keyed by the schema)
+        on a dedicated connection outside the pool; SQLite file: ``flock`` on the file
+        ``<database>-runlock`` next to it; in-memory SQLite: only this `Store` object
+        (the database belongs to it). The lock goes with its holder: released when the
+        block exits, and, because the server or the kernel drops it with the session or
+        the descriptor, when the process dies (SIGKILL included). A store opened with
+        ``open_store(..., run_lock=True)`` already holds it; the block then only marks
+        the run.
+
+        Readers and migrations do not take it: `tradewind report` and
+        `tradewind db migrate` work while a run holds it.
+
+        Args:
+            wait: seconds to keep trying while another holds it (0: try once). A
+                killed holder's PostgreSQL session ends a moment after the kill, when
+                the server sees its connection close.
+
+        Raises:
+            StoreInUse: another run holds it (in another process, or through this store).
+            StoreUnavailable: the database (or the lock file's folder) cannot be reached.
+        """
+        if self._run_active:
+            raise StoreInUse(self.url.masked, lock=self._lock_name(), holder="this process")
+        self._run_active = True
+        try:
+            if self._held is not None:
+                yield
+                return
+            lock = await acquire_run_lock(self.url, wait=wait, connect_timeout=self.connect_timeout)
+            try:
+                yield
+            finally:
+                await lock.release()
+        finally:
+            self._run_active = False
+
+    def _lock_name(self) -> str:
+        if self.backend == POSTGRESQL:
+            return "advisory lock on the store's schema"
+        return "this Store object" if self.url.is_memory else f"file {run_lock_path(self.url)}"
 
     # ------------------------------------------------------------ writing
 
@@ -328,6 +400,38 @@ async def _aio_loop() -> AsyncIterator[None]:
         raise sole  # noqa: B904 -- the group only wrapped it; its own __cause__ is kept
 
 
+RunLock = PostgresRunLock | SqliteRunLock
+
+
+async def acquire_run_lock(
+    url: StoreUrl, *, wait: float = 0.0, connect_timeout: float = 10.0
+) -> RunLock:
+    """Take the run lock of the store at ``url`` (see `Store.run_lock`); the caller
+    releases it (``await lock.release()``). PostgreSQL: inside ``open_aio_loop()``.
+
+    Raises:
+        StoreInUse: another run holds it.
+        StoreUnavailable: the database (or the lock file's folder) cannot be reached.
+    """
+    if url.backend == POSTGRESQL:
+        return await acquire_postgres_run_lock(url, wait=wait, connect_timeout=connect_timeout)
+    return await acquire_sqlite_run_lock(url, wait=wait)
+
+
+@asynccontextmanager
+async def _held_run_lock(
+    url: StoreUrl, *, wanted: bool, connect_timeout: float
+) -> AsyncIterator[RunLock | None]:
+    if not wanted:
+        yield None
+        return
+    lock = await acquire_run_lock(url, connect_timeout=connect_timeout)
+    try:
+        yield lock
+    finally:
+        await lock.release()
+
+
 @asynccontextmanager
 async def open_store(
     url: str,
@@ -338,6 +442,7 @@ async def open_store(
     command_timeout: float | None = 60.0,
     migrate: bool = True,
     retry: RetryPolicy | None = None,
+    run_lock: bool = False,
 ) -> AsyncIterator[Store]:
     """Open the store named by ``url`` for the block, migrating its schema first.
 
@@ -352,12 +457,16 @@ async def open_store(
         migrate: apply missing migrations (under an advisory lock on PostgreSQL); with
             False, a schema that lacks one raises `SchemaOutdated`.
         retry: how units of work are retried after serialization failures and deadlocks.
+        run_lock: take the store's run lock (`Store.run_lock`) first, before the
+            database is opened or migrated, and hold it until the store closes.
 
     Yields:
         The open `Store`.
 
     Raises:
         InvalidStoreUrl: the URL is malformed or its scheme unknown.
+        StoreInUse: ``run_lock=True`` and another run holds the lock; nothing of the
+            database was read or written.
         StoreUnavailable: the database cannot be reached or refuses the login.
         SchemaOutdated: ``migrate=False`` and migrations are missing.
         ValueError: ``pool_size`` is below 1.
@@ -372,7 +481,10 @@ async def open_store(
         raise ValueError(msg)
     policy = retry if retry is not None else RetryPolicy()
     if parsed.backend == POSTGRESQL:
-        async with _aio_loop():
+        async with (
+            _aio_loop(),
+            _held_run_lock(parsed, wanted=run_lock, connect_timeout=connect_timeout) as lock,
+        ):
             pool = PostgresPool(
                 url=parsed,
                 max_size=pool_size,
@@ -383,17 +495,30 @@ async def open_store(
             pg = PostgresBackend(pool)
             try:
                 await _prepare_schema(pg, parsed, migrate=migrate)
-                yield Store(parsed, pg, policy)
+                yield _new_store(parsed, pg, policy, connect_timeout, lock)
             finally:
                 await pool.aclose()
         return
-    lite = SqliteBackend(parsed)
-    await lite.open()
-    try:
-        await _prepare_schema(lite, parsed, migrate=migrate)
-        yield Store(parsed, lite, policy)
-    finally:
-        await lite.aclose()
+    async with _held_run_lock(parsed, wanted=run_lock, connect_timeout=connect_timeout) as lock:
+        lite = SqliteBackend(parsed)
+        await lite.open()
+        try:
+            await _prepare_schema(lite, parsed, migrate=migrate)
+            yield _new_store(parsed, lite, policy, connect_timeout, lock)
+        finally:
+            await lite.aclose()
+
+
+def _new_store(
+    url: StoreUrl,
+    backend: Backend,
+    retry: RetryPolicy,
+    connect_timeout: float,
+    lock: RunLock | None,
+) -> Store:
+    store = Store(url, backend, retry, connect_timeout)
+    store._held = lock  # the opener hands the lock it took to the store it made
+    return store
 
 
 async def _prepare_schema(

@@ -153,6 +153,50 @@ class TestRunSubprocess:
         assert run.outcome == "stopped"
         assert "stopped" in out
 
+    def test_a_second_run_on_the_same_store_exits_4_and_stores_nothing(self, tmp_path):
+        # Two instances must never trade from one book: the second used to take the
+        # running replay for a killed one, "resume" it and die on ConflictingWrite.
+        url = f"sqlite:///{tmp_path / 'run.db'}"
+        config = write_config(tmp_path, data=LONG, store=url)
+        first = start(config)
+        try:
+            started = wait_for(first, "run_started")
+            wait_for(first, "progress", bars_in=True)
+            second = subprocess.run(
+                [*TRADEWIND, "run", str(config), "--log-format", "json", "--no-progress"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=120,
+            )
+            assert second.returncode == 4, second.stderr[-2000:]
+            assert second.stdout == ""  # no summary: nothing ran
+            assert (
+                f"tradewind: store {url} is in use: another run holds its run lock "
+                f"(process {first.pid})"
+            ) in second.stderr
+            # Reading and migrating do not need the run lock.
+            reported = invoke("report", started["run_id"], "--store", url)
+            assert reported.exit_code == 0, reported.output
+            assert "no summary was stored (the run did not finish)" in reported.output
+            migrated = invoke("db", "migrate", "--url", url)
+            assert migrated.exit_code == 0, migrated.output
+            assert "schema is up to date" in migrated.output
+            first.send_signal(signal.SIGTERM)
+            _out, err = first.communicate(timeout=120)
+            assert first.returncode == 0, err[-2000:]
+        finally:
+            first.kill()
+            first.wait()
+        run, _text, _counts = stored(url, str(started["run_id"]))
+        assert run.outcome == "stopped"  # the first run was not disturbed
+
+        async def runs() -> list[str]:
+            async with open_store(url) as store:
+                return [r.run_id for r in await store.runs()]
+
+        assert trio.run(runs) == [started["run_id"]]  # the second never recorded itself
+
     def test_a_broken_config_exits_2_with_every_problem_printed(self, tmp_path):
         config = write_config(tmp_path, risk="[risk]\nmax_position = -5\n", mode="backtest")
         result = subprocess.run(

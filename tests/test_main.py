@@ -7,6 +7,7 @@ import io
 import json
 import os
 import signal
+import urllib.parse
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from tradewind.actors import Bar, decode_record
 from tradewind.actors._tree import RunSummary, open_trading_system
 from tradewind.runtime import MessageDropped
 
+from tests.runlock import holding
 from tests.system.conftest import RISK, MemoryStore, settings_for, synthetic, write_config
 from tests.test_summary import summary as summary_of
 from tradewind import _main
@@ -26,6 +28,7 @@ from tradewind._main import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_STORE_IN_USE,
     reload_risk,
     run_config,
 )
@@ -81,6 +84,30 @@ class TestExitCodes:
         assert code == EXIT_ERROR
         assert out == ""
         assert log[-1]["event"] == "run_failed"
+
+    @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+    def test_a_store_another_run_holds_exits_4_naming_it_without_the_password(
+        self, tmp_path, capsys, backend, request
+    ):
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'held.db'}"
+            shown = url
+        else:
+            pg = urllib.parse.urlsplit(request.getfixturevalue("pg_url"))
+            user, _, host = pg.netloc.rpartition("@")
+            url = urllib.parse.urlunsplit(pg._replace(netloc=f"{user}:s3cret@{host}"))
+            shown = urllib.parse.urlunsplit(pg._replace(netloc=f"{user}:***@{host}"))
+        with holding(url) as holder:
+            code, out, log = run(write_config(tmp_path, store=url), tmp_path)
+            assert holder.poll() is None  # the holder still runs, undisturbed
+        assert code == EXIT_STORE_IN_USE
+        assert out == ""
+        assert log[-1]["event"] == "store_in_use"
+        assert log[-1]["store"] == shown
+        assert "run_started" not in [r["event"] for r in log]
+        error = capsys.readouterr().err
+        assert error.startswith(f"tradewind: store {shown} is in use: another run holds")
+        assert "s3cret" not in error + json.dumps(log)
 
 
 class FakeSystem:

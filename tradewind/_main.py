@@ -3,8 +3,10 @@
 Exit codes: 0 the run ended normally (the data was exhausted, or a first SIGINT/SIGTERM
 stopped it and everything accepted was committed or spilled to the journal); 1 another
 error (e.g. the store cannot be reached, or a stop left accepted records neither
-committed nor spilled); 2 the configuration has problems (nothing was started); 3 a supervisor gave
-up (`SupervisorFailed`); 130 a second SIGINT/SIGTERM ended the process at once.
+committed nor spilled); 2 the configuration has problems (nothing was started); 3 a
+supervisor gave up (`SupervisorFailed`); 4 another run holds the store (`StoreInUse`:
+nothing was started, nothing read or written); 130 a second SIGINT/SIGTERM ended the
+process at once.
 """
 
 # Design notes
@@ -24,6 +26,11 @@ up (`SupervisorFailed`); 130 a second SIGINT/SIGTERM ended the process at once.
 #   (in a worker thread: it reads files and may import the strategy module) and sends only
 #   the risk section as `SwapRiskLimits`. A file with problems is logged and refused; the
 #   limits in force stay.
+# * Exit 4 for `StoreInUse`, not 1: it is no failure of this process or of the store but a
+#   deployment mistake (two instances on one book), and it is certain that nothing was
+#   done, so a supervisor or a script can tell it apart from an error worth retrying
+#   (`RestartPreventExitStatus=2 4`); not 2, which says "fix the configuration" -- the
+#   same file is right once the other run has ended.
 # * Progress: a rich progress bar on stderr for replays at a terminal, and a `progress`
 #   log line every second in any case, so a supervisor (or a test) reading the log can see
 #   the run advance without a terminal.
@@ -55,7 +62,7 @@ from tradewind.runtime._errors import (
     TradewindError,
 )
 from tradewind.runtime._logging import configure_logging
-from tradewind.storage._errors import StoreError
+from tradewind.storage._errors import StoreError, StoreInUse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -65,6 +72,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_STORE_IN_USE",
     "EXIT_SUPERVISION",
     "run_config",
 ]
@@ -73,6 +81,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_SUPERVISION = 3
+EXIT_STORE_IN_USE = 4
 EXIT_INTERRUPTED = 130
 
 #: Seconds between `progress` log lines.
@@ -147,6 +156,10 @@ def run_config(
                 shown = f"{failure}; last crash: {last}" if last is not None else str(failure)
                 print(f"tradewind: {shown}", file=sys.stderr)  # noqa: T201
                 return EXIT_SUPERVISION
+            if isinstance(failure, StoreInUse):
+                _log.error("store_in_use", error=str(failure), store=failure.url)
+                print(f"tradewind: {failure}", file=sys.stderr)  # noqa: T201
+                return EXIT_STORE_IN_USE
             if isinstance(failure, StoreError | TradewindError):
                 _log.error("run_failed", error=str(failure))
                 print(f"tradewind: {failure}", file=sys.stderr)  # noqa: T201

@@ -86,7 +86,7 @@ def run(config: str, progress: bool | None, log_format: str | None, log_file: st
     stopped (SIGINT/SIGTERM), then print the run's summary.
 
     Exit codes: 0 done, 1 error, 2 configuration problems, 3 supervision gave up,
-    130 interrupted by a second signal.
+    4 another run holds the store, 130 interrupted by a second signal.
     """
     from tradewind._main import run_config  # noqa: PLC0415 -- keep `tradewind --help` fast
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import pytest
 import trio
 from structlog.testing import capture_logs
 from tradewind.actors import Bar
@@ -23,7 +24,8 @@ from tradewind.actors._tree import (
 )
 from tradewind.actors._values import Instrument
 from tradewind.runtime._intensity import Backoff, backoff_delay
-from tradewind.storage import StoreUnavailable, open_store
+from tradewind.storage import StoreInUse, StoreUnavailable, open_store, parse_store_url
+from tradewind.storage._store import acquire_run_lock
 
 from tests.system.conftest import RISK, MemoryStore, settings_for, synthetic
 from tradewind._summary import summary_rows, summary_table, summary_text
@@ -110,6 +112,48 @@ class TestPaperColdStart:
         assert second.strategy.portfolio.positions.keys() >= positions.keys()
         first_ids = set(first.orders.finished)
         assert not first_ids & set(second.orders.finished)
+
+
+class TestOneRunPerStore:
+    """A second system on a store a run holds is refused at start, before it reads or
+    writes anything (it used to take the live run for a killed one and resume it)."""
+
+    async def test_a_second_system_is_refused_while_the_first_runs(self, tmp_path):
+        url = f"sqlite:///{tmp_path / 'paper.db'}"
+        settings = settings_for(
+            tmp_path, mode="paper", store=url, data=synthetic(count=100_000, interval=0.01)
+        )
+        async with open_trading_system(settings) as first:
+            async with open_store(url) as store:
+                before = await store.counts()
+                for given in (None, store):  # opening the store itself, or handed one
+                    with pytest.raises(StoreInUse, match="another run holds") as caught:
+                        async with open_trading_system(settings, store=given):
+                            pytest.fail("a second system started")
+                    assert url in str(caught.value)
+                    assert f"{tmp_path / 'paper.db'}-runlock" in str(caught.value)
+                assert (await store.counts()).runs == before.runs == 1
+            first.stop_feed()
+            await first.wait_finished()
+        assert first.result.outcome == "stopped"
+        async with open_store(url) as store:
+            assert [run.run_id for run in await store.runs()] == [first.run_id]
+
+    async def test_a_refused_system_leaves_a_store_it_never_opened_untouched(self, tmp_path):
+        path = tmp_path / "fresh.db"
+        url = f"sqlite:///{path}"
+        settings = settings_for(tmp_path, store=url, data=synthetic(count=10))
+        lock = await acquire_run_lock(parse_store_url(url))  # another process's run
+        try:
+            with pytest.raises(StoreInUse):
+                async with open_trading_system(settings):
+                    pytest.fail("a second system started")
+        finally:
+            await lock.release()
+        assert not await trio.Path(path).exists()  # not created, let alone migrated
+        async with open_trading_system(settings) as system:  # free again: it runs
+            await system.wait_finished()
+        assert system.result.outcome == "completed"
 
 
 class TestPaperConfig:

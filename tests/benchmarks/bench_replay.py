@@ -99,6 +99,11 @@ class NullStore:
         return StoreCounts(0, 0, 0, 0, 0, 0, 0, 0)
 
     @asynccontextmanager
+    async def run_lock(self) -> AsyncIterator[None]:
+        await trio.lowlevel.checkpoint()
+        yield
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         tx = Transaction()
         try:

@@ -20,11 +20,17 @@ from tradewind.storage import (
     RunRecord,
     SchemaOutdated,
     Store,
+    StoreInUse,
     Transaction,
     UnstorableValue,
+    mask_url,
+    migrate_store,
     open_store,
+    parse_store_url,
 )
+from tradewind.storage._store import _aio_loop, acquire_run_lock
 
+from tests.runlock import kill, start_holder
 from tests.storage.samples import AAPL, MSFT, bar, fill, lifecycle, new_order
 
 if TYPE_CHECKING:
@@ -425,3 +431,78 @@ class TestConcurrentWriters:
         assert (counts.bars, counts.fills) == (51_000, 51_000)
         stored = await store.bars("AAPL", "1m")
         assert [b.ts for b in stored] == list(range(51_000))
+
+
+class TestRunLock:
+    """One run at a time per store: the lock is refused while held, free after release,
+    and freed by the death of its holder."""
+
+    async def test_a_second_lock_is_refused_while_the_first_is_held(self, store, store_url):
+        async with store.run_lock():
+            with pytest.raises(StoreInUse, match="another run holds its run lock") as caught:
+                async with open_store(store_url, run_lock=True):
+                    pytest.fail("a second run lock was granted")
+        assert mask_url(store_url) in str(caught.value)
+        assert caught.value.url == mask_url(store_url)
+
+    async def test_the_lock_is_taken_again_after_release(self, store, store_url):
+        async with store.run_lock():
+            pass
+        async with open_store(store_url, run_lock=True) as second:
+            with pytest.raises(StoreInUse):
+                async with store.run_lock():
+                    pass
+            async with second.run_lock():  # the opener's own lock: only marks the run
+                pass
+        async with store.run_lock():
+            pass
+
+    async def test_a_second_run_through_the_same_store_is_refused(self, store):
+        async with store.run_lock():
+            with pytest.raises(StoreInUse, match="this process"):
+                async with store.run_lock():
+                    pass
+        async with store.run_lock():
+            pass
+
+    async def test_a_killed_holder_frees_the_lock(self, store, store_url):
+        holder = await start_holder(store_url)
+        try:
+            with pytest.raises(StoreInUse):
+                async with store.run_lock():
+                    pass
+        finally:
+            assert await kill(holder) == -9
+        # SQLite: the kernel dropped the lock when the process died. PostgreSQL: the
+        # server drops it when it sees the connection close, a moment after the kill.
+        with trio.fail_after(30):
+            async with store.run_lock(wait=20):
+                pass
+
+    async def test_readers_and_migrations_work_while_a_run_holds_it(self, store, store_url):
+        async with store.transaction() as tx:
+            tx.write_bars([bar(1)])
+        holder = await start_holder(store_url)
+        try:
+            async with open_store(store_url) as reader:
+                assert (await reader.counts()).bars == 1
+            assert await migrate_store(store_url) == []
+        finally:
+            await kill(holder)
+
+    async def test_a_refused_open_neither_reads_nor_migrates(self, store_url):
+        # The lock alone, on a database never opened: the refused open must not touch it.
+        url = parse_store_url(store_url)
+        async with _aio_loop():
+            lock = await acquire_run_lock(url)
+            try:
+                with pytest.raises(StoreInUse):
+                    async with open_store(store_url, run_lock=True):
+                        pass
+            finally:
+                await lock.release()
+        if url.backend == "sqlite":
+            assert not await trio.Path(url.path).exists()  # nothing there yet
+        with pytest.raises(SchemaOutdated):
+            async with open_store(store_url, migrate=False):
+                pass

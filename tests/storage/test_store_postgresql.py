@@ -24,11 +24,14 @@ from tradewind.storage import (
     RetryPolicy,
     SchemaOutdated,
     Store,
+    StoreInUse,
     StoreUnavailable,
     TransactionFailed,
     open_store,
+    parse_store_url,
 )
 from tradewind.storage._migrations import available_migrations
+from tradewind.storage._store import acquire_run_lock
 
 from tests.faultproxy import open_fault_proxy
 from tests.storage.samples import bar
@@ -366,3 +369,32 @@ class TestOpening:
                 async with open_store(pg_url, migrate=False):
                     pass
         assert caught.value.missing == (latest,)
+
+
+class TestRunLock:
+    async def test_the_refusal_masks_the_password_and_names_the_holder(self, pg_url):
+        parts = urllib.parse.urlsplit(pg_url)
+        user, _, host = parts.netloc.rpartition("@")
+        secret = urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:s3cret@{host}"))
+        async with open_store(secret, run_lock=True) as store, admin(pg_url) as conn:
+            (pid,) = await query(
+                conn,
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            with pytest.raises(StoreInUse) as caught:
+                async with open_store(secret, run_lock=True):
+                    pass
+            assert store.statistics().size == 1  # the lock's session is not pooled
+        message = str(caught.value)
+        assert "s3cret" not in message
+        assert f"{user}:***@" in message
+        assert f"PostgreSQL backend pid {pid[0]}" in message
+        assert parts.query.split("=")[1] in message  # the schema it locks
+
+    async def test_stores_in_two_schemas_of_one_database_are_locked_apart(self, pg_url):
+        parts = urllib.parse.urlsplit(pg_url)
+        public = urllib.parse.urlunsplit(parts._replace(query="search_path=public"))
+        async with open_store(pg_url, run_lock=True), open_aio_loop():
+            lock = await acquire_run_lock(parse_store_url(public))  # not migrated: no tables
+            await lock.release()

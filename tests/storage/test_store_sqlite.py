@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 
 import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
-from tradewind.storage import PoolStatistics, StoreError, StoreUnavailable, open_store
+from tradewind.storage import (
+    PoolStatistics,
+    StoreError,
+    StoreInUse,
+    StoreUnavailable,
+    open_store,
+)
 from tradewind.storage._rows import plain_decimal
 from tradewind.storage._sqlite import _decimal_text
 
@@ -95,3 +102,33 @@ class TestDecimalText:
     )
     def test_examples(self, value, text):
         assert _decimal_text(Decimal(value)) == text
+
+
+class TestRunLock:
+    async def test_the_lock_file_sits_next_to_the_database_and_names_its_holder(self, tmp_path):
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        async with open_store(url, run_lock=True):
+            lock_file = tmp_path / "store.db-runlock"
+            assert lock_file.read_text() == f"{os.getpid()}\n"
+            with pytest.raises(StoreInUse) as caught:
+                async with open_store(url, run_lock=True):
+                    pass
+        assert str(caught.value) == (
+            f"store {url} is in use: another run holds its run lock (process {os.getpid()}); "
+            f"only one run may trade from a store at a time (lock: file {lock_file})"
+        )
+        assert lock_file.exists()  # kept: removing it could let two holders lock apart
+
+    async def test_an_in_memory_database_is_locked_by_its_store_alone(self):
+        async with open_store("sqlite://:memory:", run_lock=True) as first:
+            async with open_store("sqlite://:memory:", run_lock=True):  # another database
+                pass
+            async with first.run_lock():
+                with pytest.raises(StoreInUse, match="this Store object"):
+                    async with first.run_lock():
+                        pass
+
+    async def test_a_lock_file_in_a_missing_folder_is_unavailable(self, tmp_path):
+        with pytest.raises(StoreUnavailable, match="unable to open its run lock file"):
+            async with open_store(f"sqlite:///{tmp_path / 'nope' / 'store.db'}", run_lock=True):
+                pass

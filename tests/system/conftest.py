@@ -146,6 +146,11 @@ class MemoryStore:
         self.units: list[tuple[object, ...]] = []
 
     @asynccontextmanager
+    async def run_lock(self) -> AsyncIterator[None]:
+        await trio.lowlevel.checkpoint()
+        yield
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         tx = Transaction()
         try:
