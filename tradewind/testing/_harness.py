@@ -74,7 +74,7 @@ from tradewind.runtime._config import Secret
 from tradewind.runtime._errors import TradewindError
 from tradewind.storage._backend import Backend
 from tradewind.storage._errors import StoreUnavailable
-from tradewind.storage._store import Store, open_store
+from tradewind.storage._store import RunLock, Store, acquire_run_lock, open_store
 from tradewind.testing._faults import BrokerDisconnect, Crash, Fault, StoreOutage
 
 if TYPE_CHECKING:
@@ -666,6 +666,22 @@ async def open_harness(
                     lambda: trio.current_time() - started_at,
                 )
                 gated = Store(opened.url, backend, retry=opened.retry)
+                # The run lock is real I/O too (a PostgreSQL connection, a lock file):
+                # taken here under the gate, so virtual time stands still while it is,
+                # and handed to the gated store, whose run then only marks it.
+                held = opened._held
+                if held is None:
+                    with gate.busy():
+                        held = await acquire_run_lock(
+                            opened.url, connect_timeout=opened.connect_timeout
+                        )
+
+                    async def release(lock: RunLock = held) -> None:
+                        with gate.busy():
+                            await lock.release()
+
+                    stack.push_async_callback(release)
+                gated._held = held
                 feeder = _Feeder(_source(settings, bars), gate, pace)
                 recorder = _Recorder()
                 stack.enter_context(plan.installed())
