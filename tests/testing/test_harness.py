@@ -249,7 +249,7 @@ class TestMisuse:
 
     async def test_an_async_callback_is_refused_before_start(self, autojump_clock):
         class Asyncy(Strategy):
-            async def on_bar(self, bar, ctx):  # a coroutine nobody would await
+            async def on_bar(self, bar, ctx):  # type: ignore[override] # the mistake under test
                 ctx.buy(bar.instrument, 1)
 
         with pytest.raises(InvalidStrategy, match="on_bar is an async def"):
