@@ -139,6 +139,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -246,6 +247,12 @@ class PersistenceKeeper:
         event_log: the run's event log (digest and count).
         journal: the spill journal, made by the first instance when a path is configured.
         store_available: what the last flush said about the store.
+        denial_ids: the next index of each recent denial digest (identical denials --
+            same intent, reason and time -- are numbered apart); only the
+            `denial_capacity` most recently seen digests are kept, so a strategy refused
+            on every bar does not grow it for the whole run. Identical denials share
+            their event time and come within one bar's cascade, far fewer than
+            `denial_capacity` distinct denials apart.
     """
 
     pending: list[object] = attrs.field(factory=list)
@@ -260,7 +267,8 @@ class PersistenceKeeper:
     commits: int = 0
     store_failures: int = 0
     unstorable: int = 0
-    denial_ids: dict[str, int] = attrs.field(factory=dict)  # next index, by digest
+    denial_capacity: int = 10_000
+    denial_ids: OrderedDict[str, int] = attrs.field(factory=OrderedDict)  # next index, by digest
     dead_letter_seqs: dict[tuple[str, int], int] = attrs.field(factory=dict)
     journal: SpillJournal | None = None
     store_available: bool = True
@@ -278,7 +286,20 @@ class PersistenceKeeper:
             head, _, index = denial.client_order_id.rpartition("-")
             digest = head.rpartition("-denied-")[2]
             if index.isdigit() and digest:
-                seen[digest] = max(seen.get(digest, 0), int(index) + 1)
+                self._number(digest, max(seen.get(digest, 0), int(index) + 1))
+
+    def next_denial_index(self, digest: str) -> int:
+        """The index of a new denial with this digest (0 for the first of its kind)."""
+        index = self.denial_ids.get(digest, 0)
+        self._number(digest, index + 1)
+        return index
+
+    def _number(self, digest: str, next_index: int) -> None:
+        seen = self.denial_ids
+        seen[digest] = next_index
+        seen.move_to_end(digest)
+        while len(seen) > self.denial_capacity:
+            seen.popitem(last=False)
 
     not_durable: int = 0
 
@@ -948,11 +969,8 @@ class PersistenceActor(Actor):
         self.context.log.warning("record_not_storable", record_type=kind.__name__)
 
     def _denial(self, denied: IntentDenied) -> Denial:
-        seen = self._keeper.denial_ids
         digest = denial_digest(denied)
-        index = seen.get(digest, 0)
-        seen[digest] = index + 1
-        return denial_record(denied, index)
+        return denial_record(denied, self._keeper.next_denial_index(digest))
 
     def _dead_letter(self, letter: RuntimeDeadLetter) -> DeadLetter:
         seqs = self._keeper.dead_letter_seqs

@@ -437,6 +437,23 @@ class TestMapping:
             await system.ref("persistence").ask(PersistDurably((denied(),)))
         assert await store.denials() == [denial_record(denied(), 0), denial_record(denied(), 1)]
 
+    async def test_denial_numbering_is_bounded_over_a_long_run(self, store: Store) -> None:
+        # A strategy refused on every bar makes a distinct denial per bar: numbering the
+        # identical ones apart must not keep every digest of the run for ever.
+        keeper = PersistenceKeeper()
+        count = 12_000  # above the bound kept, `PersistenceKeeper.denial_capacity` (10,000)
+        async with persistence(store, keeper, flush_interval=3_600) as (system, _):
+            ref = system.ref("persistence")
+            for start in range(0, count, 500):
+                n = range(start, min(start + 500, count))
+                await ref.send(Persist(tuple(denied(T0 + i * MINUTE) for i in n)))
+            last = denied(T0 + (count - 1) * MINUTE)
+            await ref.ask(PersistDurably((last,)))
+        assert len(keeper.denial_ids) <= 10_000
+        stored = await store.denials()
+        assert len(stored) == count + 1
+        assert stored[-2:] == [denial_record(last, 0), denial_record(last, 1)]
+
     async def test_denials_dead_letters_and_runs_are_stored(self, store: Store) -> None:
         letter = RuntimeDeadLetter(
             path="trading/strategy",
