@@ -545,7 +545,9 @@ class TradingSystem:
             fills=book.fills,
             denials=_denials(risk.denied, self.strategy.statistics().overloaded),
             restarts={path: s.restarts for path, s in sorted(stats.actors.items()) if s.restarts},
-            dead_letters=stats.dead_letters,
+            # Live, not from the wind-down snapshot: what the stopping system dead-letters
+            # after it (messages still queued or in hand) is stored and counts too.
+            dead_letters=self.system.statistics().dead_letters,
             positions=tuple(lines),
             realized_pnl=dict(sorted(portfolio.realized_pnl_by_currency().items())),
             unrealized_pnl=dict(sorted(unrealized_total.items())),

@@ -251,6 +251,50 @@ class TestDeadLetters:
         assert "Poison" in str(letters[0][3])
         assert isinstance(Bar, type)
 
+    async def test_messages_dead_lettered_at_the_stop_are_counted_in_the_summary(
+        self, tmp_path, autojump_clock
+    ):
+        # The strategy is stuck in a handler when the run is stopped: the wait for
+        # in-flight work gives up after shutdown_timeout and what is still queued (or in
+        # hand) is dead-lettered as the system stops. The summary counts them too.
+        entered = trio.Event()
+
+        def stuck(path, factory):
+            if path != "trading/strategy":
+                return factory
+
+            def build():
+                actor = factory()
+                handle = actor.handle
+
+                async def hang_on_a_bar(message):
+                    if isinstance(message, Bar):
+                        entered.set()
+                        await trio.Event().wait()
+                    return await handle(message)
+
+                actor.handle = hang_on_a_bar
+                return actor
+
+            return build
+
+        store = MemoryStore()
+        settings = settings_for(
+            tmp_path,
+            mode="paper",
+            data=synthetic(count=50, interval=0),
+            extra="[supervision]\nshutdown_timeout = 0.5\nmailbox_capacity = 4\n",
+        )
+        async with open_trading_system(
+            settings,
+            store=store,  # type: ignore[arg-type]
+            wrap_actor=stuck,
+        ) as system:
+            await entered.wait()
+        letters = store.rows("dead_letters")
+        assert letters
+        assert system.result.dead_letters == len(letters)
+
 
 class OutageStore(MemoryStore):
     """A memory store that refuses every unit of work while `down` is set."""
