@@ -54,6 +54,7 @@ from tradewind.runtime import (
 from tradewind.runtime._aio import open_aio_loop, run_aio
 from tradewind.storage import Store, StoreError, open_store
 
+from tests.actors.test_spill import persistence_alone
 from tests.faultproxy import FaultProxy, open_fault_proxy
 
 if TYPE_CHECKING:
@@ -65,6 +66,12 @@ T0 = 1_767_571_200 * 10**9
 MINUTE = 60 * 10**9
 #: Fast retries, so an outage is noticed and its end found within a fraction of a second.
 FAST = {"retry_initial": 0.02, "retry_max": 0.2, "flush_interval": 0.05}
+#: `persistence_alone` (tests/actors/test_spill.py) with quick retries and restarts.
+QUICK_ALONE: dict[str, Any] = {
+    "retry_initial": FAST["retry_initial"],
+    "retry_max": FAST["retry_max"],
+    "supervisor": {"max_restarts": 2, "within": 60, "backoff": Backoff(initial=0.0, jitter=0.0)},
+}
 
 
 def bar(n: int) -> Bar:
@@ -400,35 +407,6 @@ REFUSE_FILLS = (
 )
 
 
-def persistence_alone(
-    keeper: PersistenceKeeper, store: Store, journal: Path, batch_size: int = 4
-) -> SupervisorSpec:
-    """Persistence with a journal, a short shutdown timeout and quick restarts."""
-    return SupervisorSpec(
-        "test",
-        (
-            ChildSpec(
-                "persistence",
-                lambda: PersistenceActor(
-                    keeper,
-                    store,
-                    risk=None,
-                    spill_path=journal,
-                    batch_size=batch_size,
-                    retry_initial=FAST["retry_initial"],
-                    retry_max=FAST["retry_max"],
-                    flush_interval=3_600,
-                ),
-                mailbox=MailboxSpec(64),
-                shutdown_timeout=0.5,
-            ),
-        ),
-        max_restarts=2,
-        within=60,
-        backoff=Backoff(initial=0.0, jitter=0.0),
-    )
-
-
 class TestStopAgainstAStuckStore:
     async def test_records_queued_behind_a_locked_table_at_the_stop_are_spilled(
         self, pg_url: str, tmp_path: Path
@@ -447,7 +425,7 @@ class TestStopAgainstAStuckStore:
                 try:
                     await run_aio(locker.execute, "BEGIN")
                     await run_aio(locker.execute, "LOCK TABLE bars IN ACCESS EXCLUSIVE MODE")
-                    spec = persistence_alone(keeper, store, journal)
+                    spec = persistence_alone(keeper, store, journal, batch_size=4, **QUICK_ALONE)
                     async with open_actor_system(spec, asyncio_loop=False) as system:
                         for message in messages:
                             await system.ref("persistence").send(Persist(message))
@@ -484,7 +462,9 @@ class TestStopAgainstAStuckStore:
                 admin = await run_aio(asyncpg.connect, pg_url)
                 try:
                     with pytest.raises(SupervisorFailed):  # noqa: PT012
-                        spec = persistence_alone(keeper, store, journal, batch_size=1_000)
+                        spec = persistence_alone(
+                            keeper, store, journal, batch_size=1_000, **QUICK_ALONE
+                        )
                         async with open_actor_system(spec, asyncio_loop=False) as system:
                             ref = system.ref("persistence")
                             for message in messages:

@@ -637,10 +637,20 @@ class RefusingStore:
             yield tx
 
 
-def hanging_persistence(
-    keeper: PersistenceKeeper, store: object, journal_path: Path | None, **options: Any
+def persistence_alone(
+    keeper: PersistenceKeeper,
+    store: object,
+    journal_path: Path | None,
+    *,
+    shutdown_timeout: float | None = 0.5,
+    supervisor: dict[str, Any] | None = None,
+    **options: Any,
 ) -> SupervisorSpec:
-    """Persistence alone, with a short shutdown timeout (a stop cut short quickly)."""
+    """Persistence alone with a spill journal (or none), no timed flush, and by default a
+    short shutdown timeout (a stop cut short quickly); `supervisor` options for the tree."""
+    child: dict[str, Any] = {"mailbox": MailboxSpec(64)}
+    if shutdown_timeout is not None:
+        child["shutdown_timeout"] = shutdown_timeout
     return SupervisorSpec(
         "test",
         (
@@ -654,10 +664,10 @@ def hanging_persistence(
                     flush_interval=3_600,
                     **options,
                 ),
-                mailbox=MailboxSpec(64),
-                shutdown_timeout=0.5,
+                **child,
             ),
         ),
+        **(supervisor or {}),
     )
 
 
@@ -713,24 +723,7 @@ class TestSpillAtStop:
         off by the timeout with the buffer lost."""
         hanging = HangingStore(store)
         keeper = PersistenceKeeper()
-        spec = SupervisorSpec(
-            "test",
-            (
-                ChildSpec(
-                    "persistence",
-                    lambda: PersistenceActor(
-                        keeper,
-                        hanging,
-                        risk=None,
-                        spill_path=journal_path,
-                        batch_size=1_000,
-                        flush_interval=3_600,
-                    ),
-                    mailbox=MailboxSpec(64),
-                    shutdown_timeout=0.5,
-                ),
-            ),
-        )
+        spec = persistence_alone(keeper, hanging, journal_path, batch_size=1_000)
         with capture_logs() as logs:
             async with open_actor_system(spec, asyncio_loop=False) as system:
                 await system.ref("persistence").send(Persist((bar(0), bar(1), bar(2))))
@@ -755,7 +748,7 @@ class TestSpillAtStop:
         being dead-lettered ("system stopped") once the system has stopped."""
         hanging = HangingStore(store)
         keeper = PersistenceKeeper()
-        spec = hanging_persistence(keeper, hanging, journal_path, batch_size=3)
+        spec = persistence_alone(keeper, hanging, journal_path, batch_size=3)
         with capture_logs() as logs:
             async with open_actor_system(spec, asyncio_loop=False) as system:
                 ref = system.ref("persistence")
@@ -786,7 +779,7 @@ class TestSpillAtStop:
         -- counted (`pending`) and logged, never a silent dead letter."""
         hanging = HangingStore(store)
         keeper = PersistenceKeeper()
-        spec = hanging_persistence(keeper, hanging, None, batch_size=2)
+        spec = persistence_alone(keeper, hanging, None, batch_size=2)
         with capture_logs() as logs:
             async with open_actor_system(spec, asyncio_loop=False) as system:
                 ref = system.ref("persistence")
@@ -806,7 +799,7 @@ class TestSpillAtStop:
         the rest, and its asker hears `MessageDropped` (no reply) rather than nothing."""
         hanging = HangingStore(store, hang=True)
         keeper = PersistenceKeeper()
-        spec = hanging_persistence(keeper, hanging, journal_path, batch_size=1)
+        spec = persistence_alone(keeper, hanging, journal_path, batch_size=1)
         answers: list[BaseException] = []
 
         async def ask(ref: ActorRef) -> None:
@@ -837,25 +830,17 @@ class TestSpillAtStop:
         and stores it all once the store takes it."""
         refusing = RefusingStore(store, refuse=False)
         keeper = PersistenceKeeper()
-        spec = SupervisorSpec(
-            "test",
-            (
-                ChildSpec(
-                    "persistence",
-                    lambda: PersistenceActor(
-                        keeper,
-                        refusing,
-                        risk=None,
-                        spill_path=journal_path,
-                        batch_size=4,
-                        flush_interval=3_600,
-                    ),
-                    mailbox=MailboxSpec(64),
-                ),
-            ),
-            max_restarts=2,
-            within=60,
-            backoff=Backoff(initial=0.0, jitter=0.0),
+        spec = persistence_alone(
+            keeper,
+            refusing,
+            journal_path,
+            shutdown_timeout=None,
+            supervisor={
+                "max_restarts": 2,
+                "within": 60,
+                "backoff": Backoff(initial=0.0, jitter=0.0),
+            },
+            batch_size=4,
         )
         with capture_logs() as logs, pytest.raises(SupervisorFailed):  # noqa: PT012
             async with open_actor_system(spec, asyncio_loop=False) as system:
