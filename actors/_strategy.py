@@ -256,6 +256,8 @@ class StrategyHost:
     current: object = attrs.field(init=False, default=None)
     current_done: bool = attrs.field(init=False, default=True)
     current_new_fill: bool = attrs.field(init=False, default=False)
+    # False while the current message is an order update already seen (sent again).
+    current_news: bool = attrs.field(init=False, default=True)
     current_bar_seq: int | None = attrs.field(init=False, default=None)
     _bars: dict[str, deque[tuple[int, Bar]]] = attrs.field(init=False, factory=dict)
     _last_ts: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
@@ -326,17 +328,21 @@ class StrategyHost:
         is applied once and the callbacks run again.
         """
         if message is self.current:
-            return not isinstance(message, Bar) or self.current_bar_seq is not None
+            if isinstance(message, Bar):
+                return self.current_bar_seq is not None
+            return self.current_news
         self.current = message
         self.current_done = False
         self.current_new_fill = False
+        self.current_news = True
         self.current_bar_seq = None
         match message:
             case Bar():
                 self.current_bar_seq = self.add_bar(message)
                 return self.current_bar_seq is not None
             case OrderUpdated():
-                self._track(message)
+                self.current_news = self._track(message)
+                return self.current_news
             case IntentDenied():
                 self._counts["denials"] += 1
             case TradingStateChanged():
@@ -372,13 +378,23 @@ class StrategyHost:
         """Add `n` to the counter `name` (``starts``, ``warmup_bars``, ``ignored``)."""
         self._counts[name] += n
 
-    def _track(self, update: OrderUpdated) -> None:
-        track_order(self.orders, self._seen_seq, update.order)
+    def _track(self, update: OrderUpdated) -> bool:
+        """Apply an order update; return whether it is news (callbacks should run).
+
+        An update whose journal sequence the host has already seen for its order is the
+        same event sent again (an upstream handler redelivered after a crash re-sends
+        its updates): the state ignores it, and so do the callbacks, or a strategy
+        reacting to an acknowledgement or a confirmed cancel would react twice.
+        """
+        order = update.order
+        known = self._seen_seq.get(order.client_order_id)
+        track_order(self.orders, self._seen_seq, order)
         fill = update.fill
         if fill is not None and fill.instrument in self.instruments:
             self.current_new_fill = book_fill(self.portfolio, fill)
             if self.current_new_fill:
                 self._counts["fills"] += 1
+        return known is None or order.event_seq > known or self.current_new_fill
 
     def statistics(self) -> StrategyStatistics:
         """A frozen snapshot of the counters."""

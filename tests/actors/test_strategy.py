@@ -18,6 +18,7 @@ from tradewind.actors import (
     InvalidOrder,
     InvalidStrategy,
     Order,
+    OrderCanceled,
     OrderFilled,
     OrderIntent,
     OrderSubmitted,
@@ -391,9 +392,29 @@ class TestCallbacks:
             ("open", 0),
             ("fill", 5),
             ("cash", Decimal("-500.5")),
-            ("order", "FILLED"),
-            ("open", 0),
-        ]
+        ]  # the fill's update sent again is the same event: no callback at all
+
+    async def test_an_update_sent_again_reaches_on_order_once(self, autojump_clock: object) -> None:
+        # After a crash in the middle of an upstream handler (the order actor's, at its
+        # send of the bar after the bar's updates), the redelivered message sends the
+        # same updates again. A strategy replacing a canceled order must not place the
+        # replacement twice: a crash-free run places it once.
+        seen: list[tuple[str, int]] = []
+
+        class ReplaceOnCancel(Strategy):
+            def on_order(self, update: OrderUpdated, ctx: StrategyContext) -> None:
+                seen.append((update.event.kind.value, update.order.event_seq))
+                if update.event.kind.value == "CANCELED":
+                    ctx.buy("AAPL", 5, "95")
+
+        order, ack, _filled = self._order()
+        canceled = order.apply(OrderCanceled(client_order_id="sma-00000001", ts=T0 + MINUTE))
+        assert canceled.last_event is not None
+        update = OrderUpdated(canceled, canceled.last_event, T0 + MINUTE)
+        async with tiny(ReplaceOnCancel) as t:
+            await t.send(ack, update, attrs.evolve(update), attrs.evolve(ack))
+            assert len(t.intents) == 1
+        assert seen == [("SUBMITTED", 1), ("CANCELED", 2)]
 
     async def test_denial_session_and_state_reach_the_strategy(
         self, autojump_clock: object

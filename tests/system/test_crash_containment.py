@@ -12,14 +12,17 @@ with a store the test opens, so that the rows can be read after the run has ende
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tradewind.actors import Bar
 from tradewind.actors._tree import ACTOR_PATHS
 from tradewind.storage import open_store
 
 from tests.system.conftest import synthetic
-from tradewind.testing import Harness, crash, open_harness
+from tests.system.strategies import ReplacesOnConfirmation
+from tradewind.testing import BrokerSection, Harness, crash, open_harness
 
 if TYPE_CHECKING:
     from tradewind.actors._settings import Settings
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 
 #: A crash that never comes: with it the plan counts every actor's messages or sends.
 NEVER = 10**9
+START = 1_767_571_200_000_000_000
+MINUTE = 60_000_000_000
 
 
 async def run(settings: Settings, path: str, point: str, at: int) -> tuple[Harness, dict[str, Any]]:
@@ -89,3 +94,37 @@ class TestCrashContainment:
         assert stored["denials"] == clean_stored["denials"]
         assert stored["positions"] == clean_stored["positions"]
         assert stored["counts"] == clean_stored["counts"]
+
+
+class TestAReactionToTheBroker:
+    """A strategy that reacts to the broker's news (here: a confirmed cancel) decides its
+    reaction once, whatever the order actor's crash re-sends."""
+
+    @staticmethod
+    async def orders_after(faults: list[Any]) -> tuple[Harness, list[tuple[Any, ...]]]:
+        # With latency the cancel is confirmed by the next bar, in the order actor's bar
+        # handler, which sends the bar after the bar's updates.
+        bars = [
+            Bar("AAPL", "1m", START + i * MINUTE, *([Decimal(100)] * 4), Decimal(1000))
+            for i in range(10)
+        ]
+        async with open_harness(
+            ReplacesOnConfirmation,
+            bars=bars,
+            broker=BrokerSection(latency=Decimal(30)),
+            faults=faults,
+        ) as h:
+            await h.run()
+        orders = [
+            (coid, o.intent.tag, o.status, o.filled_quantity)
+            for coid, o in sorted(h.orders.items())
+        ]
+        return h, orders
+
+    async def test_an_order_actor_crash_at_any_send_places_the_reaction_once(self, autojump_clock):
+        clean, clean_orders = await self.orders_after([crash("trading/orders", at_send=NEVER)])
+        assert [tag for _coid, tag, *_ in clean_orders] == ["resting", "replacement"]
+        for at in range(1, clean.crash_plan.counts["trading/orders"] + 1):
+            crashed, orders = await self.orders_after([crash("trading/orders", at_send=at)])
+            assert crashed.crash_plan.fired == {"trading/orders"}
+            assert orders == clean_orders, f"crash at send {at}"
