@@ -104,8 +104,9 @@ class TestAReactionToTheBroker:
     async def orders_after(faults: list[Any]) -> tuple[Harness, list[tuple[Any, ...]]]:
         # With latency the cancel is confirmed by the next bar, in the order actor's bar
         # handler, which sends the bar after the bar's updates.
+        price = Decimal(100)
         bars = [
-            Bar("AAPL", "1m", START + i * MINUTE, *([Decimal(100)] * 4), Decimal(1000))
+            Bar("AAPL", "1m", START + i * MINUTE, price, price, price, price, Decimal(1000))
             for i in range(10)
         ]
         async with open_harness(
