@@ -165,14 +165,13 @@ class Store:
             raise StoreInUse(self.url.masked, lock=self._lock_name(), holder="this process")
         self._run_active = True
         try:
-            if self._held is not None:
+            async with _held_run_lock(
+                self.url,
+                wanted=self._held is None,  # a store opened with the lock holds it already
+                wait=wait,
+                connect_timeout=self.connect_timeout,
+            ):
                 yield
-                return
-            lock = await acquire_run_lock(self.url, wait=wait, connect_timeout=self.connect_timeout)
-            try:
-                yield
-            finally:
-                await lock.release()
         finally:
             self._run_active = False
 
@@ -420,12 +419,12 @@ async def acquire_run_lock(
 
 @asynccontextmanager
 async def _held_run_lock(
-    url: StoreUrl, *, wanted: bool, connect_timeout: float
+    url: StoreUrl, *, wanted: bool, connect_timeout: float, wait: float = 0.0
 ) -> AsyncIterator[RunLock | None]:
     if not wanted:
         yield None
         return
-    lock = await acquire_run_lock(url, connect_timeout=connect_timeout)
+    lock = await acquire_run_lock(url, wait=wait, connect_timeout=connect_timeout)
     try:
         yield lock
     finally:
