@@ -755,7 +755,8 @@ class OrderActor(Actor):
     ) -> list[OrderUpdated | None]:
         """The PENDING_CANCEL update of each cancel of a cancelable order, as of the book
         before the message (a place never changes another order); None for a place, and
-        for a cancel of an order that is not working (logged) or is asked twice."""
+        for a cancel of an order that is not working or is asked twice (logged: a warning
+        when the book never had the order)."""
         requests: list[OrderUpdated | None] = []
         asked: set[str] = set()
         for action in actions:
@@ -764,11 +765,15 @@ class OrderActor(Actor):
                 continue
             client_order_id = action.client_order_id
             order = change.current(client_order_id)
-            if order is None or order.status not in _CANCELABLE or client_order_id in asked:
+            if order is None:
+                # No such order, ever (or one long retired): a strategy's bug, not a race.
+                self.context.log.warning("cancel_of_unknown_order", client_order_id=client_order_id)
+                requests.append(None)
+                continue
+            if order.status not in _CANCELABLE or client_order_id in asked:
+                # It finished first, or was asked twice: the ordinary race, not a fault.
                 self.context.log.info(
-                    "cancel_ignored",
-                    client_order_id=client_order_id,
-                    status=None if order is None else order.status.value,
+                    "cancel_ignored", client_order_id=client_order_id, status=order.status.value
                 )
                 requests.append(None)
                 continue

@@ -689,13 +689,32 @@ class TestCancel:
             persisted = [u.event.kind.value for p in h.to("persist") for u in p.records]
             assert persisted[-1] == "CANCELED"
 
-    async def test_a_cancel_of_an_unknown_order_is_ignored(self, autojump_clock):
+    async def test_a_cancel_of_an_unknown_order_is_ignored_with_a_warning(self, autojump_clock):
         async with harness() as h:
-            reply = await h.orders.ask(CancelOrder("s1-00000042", T0))
-            await h.system.quiesce()
+            with capture_logs() as logs:
+                reply = await h.orders.ask(CancelOrder("s1-00000042", T0))
+                await h.system.quiesce()
             assert reply is None
             assert h.broker.count("cancel") == 0
             assert h.to("risk") == []
+            (warned,) = [log for log in logs if log["event"] == "cancel_of_unknown_order"]
+            assert warned["log_level"] == "warning"
+            assert warned["client_order_id"] == "s1-00000042"
+
+    async def test_a_cancel_of_a_finished_order_is_ignored_quietly(self, autojump_clock):
+        async with harness() as h:
+            await h.orders.send(PlaceOrder(intent(), T0))
+            await h.system.quiesce()
+            await h.orders.ask(CancelOrder("s1-00000001", T0, "stop"))
+            await h.system.quiesce()
+            with capture_logs() as logs:
+                reply = await h.orders.ask(CancelOrder("s1-00000001", T0, "again"))
+                await h.system.quiesce()
+            assert reply.status is OrderStatus.CANCELED
+            assert h.broker.count("cancel") == 1
+            (ignored,) = [log for log in logs if log["event"] == "cancel_ignored"]
+            assert ignored["log_level"] == "info"
+            assert ignored["status"] == "CANCELED"
 
     async def test_cancel_all_cancels_every_working_order(self, autojump_clock):
         async with harness() as h:
