@@ -607,6 +607,9 @@ class KillSwitchDecision:
     detail: str = ""
 
 
+FLATTEN_TAG: Final = "kill-switch"
+"""The tag of the kill switch's flattening orders."""
+
 _CANCELABLE: Final = frozenset(
     {OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED}
 )
@@ -617,7 +620,7 @@ def flatten_intents(
     symbols: Iterable[str] | None = None,
     *,
     strategy_id: str = "risk",
-    tag: str = "kill-switch",
+    tag: str = FLATTEN_TAG,
 ) -> tuple[OrderIntent, ...]:
     """One market IOC intent per open position (of `symbols`, or of every instrument)
     that closes it, by symbol."""
@@ -646,7 +649,7 @@ def kill_switch(
     open_orders: Iterable[Order],
     *,
     strategy_id: str = "risk",
-    tag: str = "kill-switch",
+    tag: str = FLATTEN_TAG,
 ) -> KillSwitchDecision:
     """Decide whether the day's loss trips the kill switch, and what to do if it does.
 

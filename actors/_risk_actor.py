@@ -110,9 +110,16 @@ from tradewind.actors._messages import (
     SwapRiskLimits,
     TradingStateChanged,
 )
-from tradewind.actors._orders import Fill, Order, format_client_order_id, track_order
+from tradewind.actors._orders import (
+    Fill,
+    Order,
+    TimeInForce,
+    format_client_order_id,
+    track_order,
+)
 from tradewind.actors._portfolio import Portfolio, book_fill
 from tradewind.actors._risk import (
+    FLATTEN_TAG,
     Deny,
     DenyReason,
     OrderRateWindow,
@@ -380,6 +387,27 @@ class RiskBook:
         """When the trading day of `ts` began (the calendar's local midnight; UTC if
         none), in ns."""
         return _day_bounds(ts, self._zone)[1]
+
+    def cancel_left_working(self, ts: int, orders: Iterable[Order]) -> None:
+        """Cold start, HALTED by the kill switch: cancel the open `orders` it left.
+
+        The trip's cancel-all may never have reached the venue (the broker was down,
+        then the process died), and HALTED must mean nothing of the strategies works
+        there. Each open order is canceled first thing (the order actor reconciles
+        before its first message, so it cancels what is still working then), except the
+        kill switch's own flattening orders, which must go on closing the position. In
+        case the broker is down now, a cancel-all is owed to the next reconnection, as
+        after a trip during an outage.
+        """
+        for order in orders:
+            flattening = order.intent.tag == FLATTEN_TAG and (
+                order.intent.time_in_force is TimeInForce.IOC
+            )
+            if not order.status.is_terminal and not flattening:
+                self.orders_outbox.append(
+                    CancelOrder(order.client_order_id, ts, reason=self.kill_reason)
+                )
+        self.cancel_owed = True
 
     def resume_since(self, ts: int, fills: Iterable[Fill]) -> int:
         """Where a cold start's walk (`resume`) begins: the start of the trading day of

@@ -869,6 +869,8 @@ async def _keepers(
         day_bars = await store.bars(start=since)
         risk.resume(newest, stored_fills, day_bars, closes, stored_orders, since=since)
         strategy.trading_state = risk.state
+        if risk.killed and open_orders:
+            risk.cancel_left_working(newest, open_orders)
     return feed, orders, risk, strategy, journal
 
 

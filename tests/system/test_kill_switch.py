@@ -107,6 +107,43 @@ class TestKillSwitchWhileTheBrokerIsDown:
         assert h.system.orders.statistics().working == 0
 
 
+class TestKillSwitchOwedAcrossAColdStart:
+    async def test_orders_a_trip_during_an_outage_left_working_are_cancelled_at_the_restart(
+        self, make_settings, tmp_path, autojump_clock
+    ):
+        # The trip (6th bar) meets a broker that is down and stays down until the process
+        # is killed after the 8th bar: the cancel-all was never sent, and the venue (as
+        # the store's journal rebuilds it) still works every bait. The restart comes
+        # back HALTED; it must also cancel them once the broker is reached.
+        data = falling_bars(tmp_path / "falling.csv")
+        rows = data.read_text().splitlines()
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        settings = make_settings(data=csv(data), strategy=LOSER, params="{}", risk=RISK, store=url)
+        cut = 8
+        data.write_text("\n".join(rows[: cut + 1]) + "\n")
+        outage = [disconnect_broker(at=START + 5 * MINUTE, failed_reconnects=10**6)]
+        async with open_store(url) as store:
+            async with open_harness(settings=settings, store=store, faults=outage) as h:
+                await h.run()
+            assert h.system.risk.statistics().state is TradingState.HALTED
+            assert h.system.orders.statistics().reconnects == 0  # down to the end
+            await as_if_killed(store)
+            left = [o for o in await store.orders() if o.intent.tag == "bait"]
+            assert [o.status for o in left] == [OrderStatus.ACCEPTED] * len(left)
+            assert left  # the kill left working orders behind
+            data.write_text("\n".join(rows) + "\n")
+            async with open_trading_system(settings, store=store) as system:
+                await system.wait_finished()
+            assert system.feed.statistics().resumed == cut
+            stored = {o.client_order_id: o for o in await store.orders()}
+        assert system.risk.statistics().state is TradingState.HALTED
+        assert system.orders.statistics().working == 0
+        assert all(stored[o.client_order_id].status is OrderStatus.CANCELED for o in left)
+        assert all(
+            o.status is OrderStatus.CANCELED for o in stored.values() if o.intent.tag == "bait"
+        )
+
+
 class TestKillSwitchAcrossAColdStart:
     """A process killed during a losing day and started again continues that day: its
     loss budget is what the crashed run had left, not a fresh one."""
