@@ -389,7 +389,8 @@ class RiskBook:
         return _day_bounds(ts, self._zone)[1]
 
     def cancel_left_working(self, ts: int, orders: Iterable[Order]) -> None:
-        """Cold start, HALTED by the kill switch: cancel the open `orders` it left.
+        """Cold start, HALTED by the kill switch: cancel the open `orders` it left
+        (`Store.open_orders`: none of them final).
 
         The trip's cancel-all may never have reached the venue (the broker was down,
         then the process died), and HALTED must mean nothing of the strategies works
@@ -400,13 +401,10 @@ class RiskBook:
         after a trip during an outage.
         """
         for order in orders:
-            flattening = order.intent.tag == FLATTEN_TAG and (
-                order.intent.time_in_force is TimeInForce.IOC
-            )
-            if not order.status.is_terminal and not flattening:
-                self.orders_outbox.append(
-                    CancelOrder(order.client_order_id, ts, reason=self.kill_reason)
-                )
+            intent = order.intent
+            if intent.tag == FLATTEN_TAG and intent.time_in_force is TimeInForce.IOC:
+                continue  # the kill switch's own: it goes on closing the position
+            self.orders_outbox.append(CancelOrder(order.client_order_id, ts, self.kill_reason))
         self.cancel_owed = True
 
     def resume_since(self, ts: int, fills: Iterable[Fill]) -> int:
